@@ -1,0 +1,26 @@
+# Two commands set up everything on a fresh machine (Python 3.11 needed):
+#   make demo   creates .venv, installs bit-train, runs the quickstart
+#   make test   creates .venv, installs bit-train with test extras, runs the tests
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test benchmarks clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+demo: $(VENV)/.installed
+	$(PY) -m bit_train.train --config configs/quickstart.py --workdir workdirs/quickstart --dry_run
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q tests
+
+benchmarks: $(VENV)/.installed
+	$(PY) -m pytest -q -m benchmark -s benchmarks
+
+clean:
+	rm -rf $(VENV) workdirs

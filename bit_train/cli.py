@@ -1,0 +1,59 @@
+"""What every entry point shares: flag parsing, config loading, one-line errors.
+
+User mistakes end as `error: <what is wrong and what to do>` on stderr with exit
+code 2, never as a traceback. Everything else (our bugs) keeps its traceback.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+
+from bit_train import config as bit_config
+from bit_train.errors import UserError
+
+EXIT_USER_ERROR = 2
+
+
+def fail(message):
+  """Prints one line naming the problem and exits with code 2."""
+  text = " ".join(str(message).split())
+  print(f"error: {text}", file=sys.stderr)
+  sys.exit(EXIT_USER_ERROR)
+
+
+def _parse_flags(argv):
+  try:
+    return flags.FLAGS(argv)
+  except UserError as e:
+    fail(e)
+  except flags.Error as e:
+    fail(f"bad command line: {e}")
+  except AttributeError as e:  # ml_collections: --config.<unknown field>
+    fail(f"unknown config field on the command line: {e}")
+  except (KeyError, TypeError, ValueError) as e:
+    fail(f"bad config value on the command line: {str(e).splitlines()[-1]}")
+
+
+def run(main):
+  """absl's app.run, with user mistakes reduced to one line and exit code 2."""
+  def guarded_main(argv):
+    try:
+      return main(argv)
+    except UserError as e:
+      fail(e)
+  app.run(guarded_main, flags_parser=_parse_flags)
+
+
+def load_config(holder, flag_name="config"):
+  """The validated ConfigDict behind a config_flags holder."""
+  config = holder.value
+  if config is None:
+    raise UserError(f"--{flag_name} is required, e.g. "
+                    f"--{flag_name} configs/transfer.py:dataset=cifar10")
+  try:
+    config.keys()
+  except OSError as e:  # config_flags defers "file not found" to first access
+    raise UserError(f"cannot load the config file: {str(e).splitlines()[-1].strip()}"
+                    " (check the path given to --config)") from None
+  return bit_config.validate(config)

@@ -1,0 +1,146 @@
+"""Config fields, their defaults, the `file.py:key=val,flag` argument, validation.
+
+Every field lives here once; `configs/*.py` start from `base_config()` and change
+what their experiment family needs. Unset (None) recipe fields are decided by the
+HyperRule. The README's config table documents the same fields.
+"""
+
+import difflib
+
+import ml_collections
+from ml_collections import config_dict
+
+from bit_train.errors import UserError
+
+STRATEGIES = ("auto", "cpu", "mirrored", "multi_worker", "tpu")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+MODEL_SOURCES = ("hub", "npz", "native")
+HEADS = ("new", "keep")
+
+
+def base_config():
+  """All fields with their defaults. Placeholders carry a type but no value."""
+  c = ml_collections.ConfigDict()
+  # Data.
+  c.dataset = "cifar10"  # a TFDS name, or "image_folder" (then data_dir is the root)
+  c.data_dir = config_dict.placeholder(str)  # TFDS data_dir, or the image folder
+  c.manual_dir = config_dict.placeholder(str)  # TFDS manual_dir (imagenet2012)
+  c.train_split = config_dict.placeholder(str)  # None: the authors' split
+  c.eval_split = config_dict.placeholder(str)
+  c.examples_per_class = config_dict.placeholder(int)  # few-shot k; None: all
+  c.few_shot_seed = 0
+  # Dataset facts, when no table knows them or to describe a dataset by hand.
+  c.num_examples = config_dict.placeholder(int)
+  c.num_classes = config_dict.placeholder(int)
+  c.image_size = config_dict.placeholder(tuple)  # typical (height, width)
+  # Model.
+  c.model = "BiT-M-R50x1"
+  c.model_source = "hub"  # hub | npz | native
+  c.model_path = config_dict.placeholder(str)  # local/remote path instead of the registry's
+  c.head = "new"  # new: zero-initialised head for this dataset | keep: the model's own
+  c.num_units = config_dict.placeholder(tuple)  # native arch override, e.g. 1/1/1/1
+  c.width = config_dict.placeholder(float)  # native width factor override, e.g. 0.5
+  # Recipe: unset fields are decided by the HyperRule.
+  c.batch_size = 512  # global batch per update
+  c.batch_split = 1  # micro-batches per update (gradient accumulation)
+  c.base_lr = 0.003  # at batch 512; scaled by batch/512 when lr_scaling="linear"
+  c.lr_scaling = "linear"  # linear | none
+  c.resolution_rule = "code"  # code (512/480) | paper (448/384)
+  c.precrop = config_dict.placeholder(int)
+  c.crop = config_dict.placeholder(int)
+  c.mixup_alpha = config_dict.placeholder(float)
+  c.supports = config_dict.placeholder(tuple)  # (warmup, *decays, total) steps
+  # Run.
+  c.strategy = "auto"  # auto | cpu | mirrored | multi_worker | tpu
+  c.precision = "float32"  # float32 | mixed_bfloat16 | mixed_float16
+  c.jit_compile = False
+  c.seed = 0
+  c.log_every = 10
+  c.eval_every = 0  # steps between evaluations; 0: only at the end
+  c.checkpoint_every = 500
+  c.keep_checkpoints = 3
+  return c
+
+
+def _convert(key, text, current):
+  """Turns the text of `key=text` into the type of the field it sets."""
+  field_type = current.get_type() if isinstance(
+      current, config_dict.FieldReference) else type(current)
+  try:
+    if field_type is bool:
+      if text.lower() not in ("true", "false", "1", "0"):
+        raise ValueError
+      return text.lower() in ("true", "1")
+    if field_type is tuple:
+      parts = text.replace("x", " ").replace("/", " ").split()
+      return tuple(int(p) for p in parts)
+    return field_type(text)
+  except ValueError:
+    raise UserError(f"config field {key}={text!r} is not a valid "
+                    f"{field_type.__name__}.") from None
+
+
+def apply_arg(config, arg):
+  """Applies a `key=val,flag` string (the part after `file.py:`) to `config`.
+
+  Tuples are written with x or / between numbers (`image_size=300x400`,
+  `supports=100/200/300`), since commas separate fields. A bare `flag` sets True.
+  """
+  for item in filter(None, (arg or "").split(",")):
+    key, _, text = item.partition("=")
+    key = key.strip()
+    if key not in config:
+      raise UserError(f"unknown config field {key!r} in {arg!r}{_did_you_mean(key, config)}.")
+    config[key] = _convert(key, text.strip(), _field(config, key)) if _ else True
+  return config
+
+
+def _field(config, key):
+  """The field's FieldReference when it is a placeholder, else its value."""
+  try:
+    ref = config.get_ref(key)
+  except (AttributeError, KeyError, TypeError):
+    return config[key]
+  return ref if ref.get() is None else ref.get()
+
+
+def _did_you_mean(key, config):
+  close = difflib.get_close_matches(key, list(config.keys()), n=1)
+  return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _one_of(config, key, allowed):
+  if config[key] not in allowed:
+    raise UserError(f"config field {key}={config[key]!r} is not known: use one of "
+                    f"{', '.join(allowed)}.")
+
+
+def _positive(config, *keys):
+  for key in keys:
+    if config[key] is not None and config[key] <= 0:
+      raise UserError(f"config field {key}={config[key]} must be positive.")
+
+
+def validate(config):
+  """Checks values a user can get wrong; raises UserError naming field and fix."""
+  _one_of(config, "strategy", STRATEGIES)
+  _one_of(config, "precision", PRECISIONS)
+  _one_of(config, "model_source", MODEL_SOURCES)
+  _one_of(config, "head", HEADS)
+  _positive(config, "batch_size", "batch_split", "base_lr", "log_every",
+            "checkpoint_every", "keep_checkpoints", "examples_per_class",
+            "num_examples", "num_classes", "precrop", "crop")
+  if config.eval_every < 0:
+    raise UserError(f"config field eval_every={config.eval_every} must be >= 0 "
+                    "(0: evaluate only at the end).")
+  if config.batch_size % config.batch_split:
+    raise UserError(
+        f"batch_size={config.batch_size} is not divisible by batch_split="
+        f"{config.batch_split}: choose a batch_split that divides the batch size.")
+  if config.image_size is not None and (
+      len(config.image_size) != 2 or min(config.image_size) <= 0):
+    raise UserError(f"config field image_size={config.image_size} must be two "
+                    "positive numbers (height, width), e.g. image_size=300x400.")
+  if config.supports is not None and any(s <= 0 for s in config.supports[1:]):
+    raise UserError(f"config field supports={config.supports}: steps must be positive.")
+  return config

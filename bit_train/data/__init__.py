@@ -1,0 +1,1 @@
+"""Datasets -> metadata for the plan, and the train/eval streams the plan asks for."""

@@ -1,0 +1,55 @@
+"""Friendly BiT model names -> architecture, TF Hub handles and .npz weight URL."""
+
+import dataclasses
+import difflib
+
+from bit_train.errors import UserError
+
+# Units per block and width factor of each published architecture.
+ARCHS = {
+    "R50x1": ((3, 4, 6, 3), 1), "R50x3": ((3, 4, 6, 3), 3),
+    "R101x1": ((3, 4, 23, 3), 1), "R101x3": ((3, 4, 23, 3), 3),
+    "R152x2": ((3, 8, 36, 3), 2), "R152x4": ((3, 8, 36, 3), 4),
+}
+HUB_ARCHS = ("R50x1", "R50x3", "R101x1", "R101x3", "R152x4")  # no R152x2 modules
+HUB_ROOT = "https://tfhub.dev/google/bit"
+NPZ_ROOT = "https://storage.googleapis.com/bit_models"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+  name: str  # e.g. BiT-M-R50x1
+  family: str  # S (ILSVRC-2012) or M (ImageNet-21k)
+  arch: str
+  num_units: tuple
+  width: int
+  feature_handle: str | None  # TF Hub feature-vector module
+  classifier_handle: str | None  # TF Hub ILSVRC-2012 classification module
+  npz_url: str
+  upstream_classes: int  # head size in the .npz file
+
+
+def _spec(family, arch):
+  units, width = ARCHS[arch]
+  hub = f"{HUB_ROOT}/{family.lower()}-{arch.lower()}" if arch in HUB_ARCHS else None
+  return ModelSpec(
+      name=f"BiT-{family}-{arch}", family=family, arch=arch, num_units=units,
+      width=width, feature_handle=hub and f"{hub}/1",
+      classifier_handle=hub and f"{hub}/ilsvrc2012_classification/1",
+      npz_url=f"{NPZ_ROOT}/BiT-{family}-{arch}.npz",
+      upstream_classes=1000 if family == "S" else 21843)
+
+
+MODELS = {spec.name: spec for spec in
+          (_spec(family, arch) for family in ("S", "M") for arch in ARCHS)}
+
+
+def lookup(name):
+  """The ModelSpec for a friendly name (case-insensitive); UserError if unknown."""
+  by_lower = {key.lower(): spec for key, spec in MODELS.items()}
+  if name.lower() in by_lower:
+    return by_lower[name.lower()]
+  close = difflib.get_close_matches(name, list(MODELS), n=3)
+  hint = f" Did you mean {', '.join(close)}?" if close else ""
+  raise UserError(f"unknown model {name!r}: use a BiT name such as BiT-M-R50x1 "
+                  f"(BiT-{{S,M}}-{{{','.join(ARCHS)}}}) or set model_path.{hint}")

@@ -1,0 +1,82 @@
+"""Fine-tune a BiT model with the BiT-HyperRule.
+
+  python -m bit_train.train --config configs/transfer.py:dataset=cifar10 --workdir W
+
+The story of a run: config -> dataset facts -> plan -> (model, data, loop, export).
+`--dry_run` stops after the plan: it prints it, writes it to the workdir, exits 0.
+"""
+
+import os
+
+from absl import flags
+from ml_collections import config_flags
+
+from bit_train import cli
+from bit_train import files
+from bit_train import hyperrule
+from bit_train.data import catalog
+from bit_train.errors import UserError
+from bit_train.models import registry
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Config file and arguments, e.g. configs/transfer.py:dataset=cifar10.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for the plan, checkpoints, "
+                               "logs and exports; a run started again resumes there.")
+_DRY_RUN = flags.DEFINE_bool("dry_run", False, "Resolve the dataset and the plan, print "
+                             "and save them, and exit without training.")
+
+
+def describe_model(config):
+  """Where the model's weights come from, as the config names them."""
+  if config.model_path:
+    return {"name": config.model, "source": config.model_source,
+            "location": config.model_path}
+  spec = registry.lookup(config.model)
+  location = {"hub": spec.feature_handle, "npz": spec.npz_url,
+              "native": f"{spec.arch} (random init)"}[config.model_source]
+  if location is None:
+    raise UserError(f"{spec.name} has no TF Hub module: set model_source=npz.")
+  return {"name": spec.name, "source": config.model_source, "location": location}
+
+
+def write_dry_run(workdir, config, facts, model, plan):
+  record = {"config": config.to_dict(), "dataset": {
+      "name": facts.name, "num_examples": facts.num_examples,
+      "num_classes": facts.num_classes, "image_size": list(facts.image_size),
+      "train_split": facts.train_split, "eval_split": facts.eval_split,
+      "sources": facts.sources}, "model": model, "plan": plan.to_dict()}
+  text = "\n".join([facts.describe(), f"Model {model['name']} from {model['source']}: "
+                    f"{model['location']}", plan.describe()])
+  os.makedirs(workdir, exist_ok=True)
+  files.write_json_atomic(os.path.join(workdir, "plan.json"), record)
+  files.write_text_atomic(os.path.join(workdir, "plan.txt"), text + "\n")
+  return text, record
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise UserError(f"unexpected arguments {argv[1:]}: settings go after the config "
+                    "file (file.py:key=val) or as --config.<field>=<value>.")
+  config = cli.load_config(_CONFIG)
+  if not _WORKDIR.value:
+    raise UserError("--workdir is required: the directory for the plan, checkpoints "
+                    "and exports.")
+  facts = catalog.describe(config)
+  model = describe_model(config)
+  plan = hyperrule.plan_from_config(config, facts.num_examples, facts.image_size,
+                                    dataset=facts.name)
+  if _DRY_RUN.value:
+    text, record = write_dry_run(_WORKDIR.value, config, facts, model, plan)
+    print(text)
+    print(files.json_text(record))
+    return
+  raise UserError("training is not built yet (the trainer issue): run with --dry_run "
+                  "to see the plan.")
+
+
+def run():
+  cli.run(main)
+
+
+if __name__ == "__main__":
+  run()

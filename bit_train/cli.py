@@ -30,7 +30,8 @@ def _parse_flags(argv):
   except flags.Error as e:
     fail(f"bad command line: {e}")
   except AttributeError as e:  # ml_collections: --config.<unknown field>
-    fail(f"unknown config field on the command line: {e}")
+    text = str(e).replace("\\n", " ").replace("\\'", "").strip("'\" ")
+    fail(f"unknown config field on the command line: {text}")
   except (KeyError, TypeError, ValueError) as e:
     fail(f"bad config value on the command line: {str(e).splitlines()[-1]}")
 

@@ -72,7 +72,7 @@ def _convert(key, text, current):
         raise ValueError
       return text.lower() in ("true", "1")
     if field_type is tuple:
-      parts = text.replace("x", " ").replace("/", " ").split()
+      parts = text.replace("x", " ").replace("/", " ").replace(",", " ").split()
       return tuple(int(p) for p in parts)
     return field_type(text)
   except ValueError:
@@ -121,8 +121,17 @@ def _positive(config, *keys):
       raise UserError(f"config field {key}={config[key]} must be positive.")
 
 
+def _normalise_tuples(config):
+  """--config.image_size=300x400 arrives as ('300x400',): parse it like `:image_size=`."""
+  for key in ("image_size", "supports", "num_units"):
+    value = config[key]
+    if value is not None and any(isinstance(v, str) for v in value):
+      config[key] = _convert(key, " ".join(map(str, value)), tuple())
+
+
 def validate(config):
   """Checks values a user can get wrong; raises UserError naming field and fix."""
+  _normalise_tuples(config)
   _one_of(config, "strategy", STRATEGIES)
   _one_of(config, "precision", PRECISIONS)
   _one_of(config, "model_source", MODEL_SOURCES)

@@ -1,0 +1,55 @@
+"""Config files and the `file.py:key=val,flag` argument, in-process."""
+
+import importlib.util
+import os
+
+import pytest
+
+from bit_train import config as bit_config
+from bit_train.errors import UserError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_config_file(name, arg=None):
+  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", name))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def test_argument_string_sets_typed_fields():
+  config = load_config_file(
+      "transfer.py", "dataset=cifar100,batch_size=64,image_size=300x400,"
+      "supports=10/20/30,mixup_alpha=0.2,jit_compile")
+  assert config.dataset == "cifar100" and config.batch_size == 64
+  assert config.image_size == (300, 400) and config.supports == (10, 20, 30)
+  assert config.mixup_alpha == 0.2 and config.jit_compile is True
+
+
+def test_unset_recipe_fields_are_left_to_the_hyperrule():
+  config = load_config_file("transfer.py")
+  assert [config[k] for k in ("precrop", "crop", "mixup_alpha", "supports")] == [None] * 4
+
+
+@pytest.mark.parametrize("arg, field", [
+    ("batchsize=3", "batchsize"), ("batch_size=3.5", "batch_size"),
+    ("jit_compile=maybe", "jit_compile"), ("image_size=a/b", "image_size")])
+def test_bad_argument_names_the_field(arg, field):
+  with pytest.raises(UserError, match=field):
+    load_config_file("transfer.py", arg)
+
+
+@pytest.mark.parametrize("arg, field", [
+    ("precision=fp8", "precision"), ("model_source=torch", "model_source"),
+    ("eval_every=-1", "eval_every"), ("image_size=3/4/5", "image_size"),
+    ("batch_split=0", "batch_split"), ("examples_per_class=0", "examples_per_class")])
+def test_validate_names_the_field(arg, field):
+  config = load_config_file("transfer.py", arg)
+  with pytest.raises(UserError, match=field):
+    bit_config.validate(config)
+
+
+def test_quickstart_config_validates():
+  config = bit_config.validate(load_config_file("quickstart.py"))
+  assert config.num_examples and config.image_size

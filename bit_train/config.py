@@ -54,6 +54,10 @@ def base_config():
   c.strategy = "auto"  # auto | cpu | mirrored | multi_worker | tpu
   c.precision = "float32"  # float32 | mixed_bfloat16 | mixed_float16
   c.jit_compile = False
+  c.clip_grad_norm = config_dict.placeholder(float)  # None: no clipping (the recipe)
+  c.eval_batch_size = config_dict.placeholder(int)  # None: the micro-batch size
+  c.cpu_devices = 1  # split the CPU into this many logical devices (testing mirrored)
+  c.tpu = ""  # TPU name or address for strategy=tpu; "" on a Cloud TPU VM
   c.seed = 0
   c.log_every = 10
   c.eval_every = 0  # steps between evaluations; 0: only at the end
@@ -138,7 +142,8 @@ def validate(config):
   _one_of(config, "head", HEADS)
   _positive(config, "batch_size", "batch_split", "base_lr", "log_every",
             "checkpoint_every", "keep_checkpoints", "examples_per_class",
-            "num_examples", "num_classes", "precrop", "crop")
+            "num_examples", "num_classes", "precrop", "crop", "clip_grad_norm",
+            "eval_batch_size", "cpu_devices")
   if config.eval_every < 0:
     raise UserError(f"config field eval_every={config.eval_every} must be >= 0 "
                     "(0: evaluate only at the end).")

@@ -29,6 +29,7 @@ def base_config():
   c.eval_split = config_dict.placeholder(str)
   c.examples_per_class = config_dict.placeholder(int)  # few-shot k; None: all
   c.few_shot_seed = 0
+  c.holdout_fraction = 0.1  # image folders without an eval split: share held out
   # Dataset facts, when no table knows them or to describe a dataset by hand.
   c.num_examples = config_dict.placeholder(int)
   c.num_classes = config_dict.placeholder(int)

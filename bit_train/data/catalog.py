@@ -1,8 +1,10 @@
-"""Facts about datasets that the plan needs, before any image is read.
+"""Facts about datasets that the plan needs, from metadata wherever it exists.
 
 `describe(config)` answers: how many training examples, how many classes, what
 typical image size, and where each answer came from (TFDS metadata on disk, the
-table of known datasets below, a measurement, or the config).
+table of known datasets below, a measurement, or the config). Images are read only
+to measure a size no metadata gives (image folders, unknown TFDS datasets).
+`resolve()` puts the config's fields on top of what a source found.
 """
 
 import dataclasses
@@ -80,7 +82,7 @@ def count_split(split, split_sizes):
   return total
 
 
-def _tfds_builder(config):
+def tfds_builder(config):
   """The TFDS builder for config.dataset; an unknown name is a UserError."""
   import tensorflow_datasets as tfds
   try:
@@ -113,20 +115,23 @@ def describe(config):
   sources = {}
   described = config.num_examples is not None and config.image_size is not None
   sizes, num_classes, image_size, class_names = {}, None, None, ()
+  train_split = config.train_split or (known.train_split if known else "train")
   if name == IMAGE_FOLDER:
-    if described:
-      sizes = {}
-    else:
+    if not described:
       from bit_train.data import sources as data_sources  # noqa: reads the folder
       return data_sources.folder_facts(config)
   elif not described:
-    builder = _tfds_builder(config)
+    builder = tfds_builder(config)
     if builder.is_prepared():
       sizes, num_classes, image_size, class_names = _on_disk_facts(builder)
       origin = f"TFDS metadata in {builder.data_dir}"
       sources.update(split_sizes=origin, num_classes=origin)
       if image_size:
         sources["image_size"] = origin
+      elif not known and config.image_size is None:
+        from bit_train.data import sources as data_sources  # noqa: reads images
+        image_size, sources["image_size"] = data_sources.measure_tfds_image_size(
+            builder, train_split, config.seed)
     elif known:
       sizes, num_classes = known.split_sizes, known.num_classes
       origin = ("the table of known split sizes (dataset not prepared in "
@@ -140,15 +145,25 @@ def describe(config):
   if image_size is None and known:
     image_size = known.image_size
     sources["image_size"] = "the authors' table of image sizes"
-
-  train_split = config.train_split or (known.train_split if known else "train")
   eval_split = config.eval_split or (known.eval_split if known else "test")
   if config.num_examples is not None:
-    num_examples = config.num_examples
-    sources["num_examples"] = "config (num_examples)"
+    num_examples = None
   else:
     num_examples = count_split(train_split, sizes)
     sources["num_examples"] = f"split {train_split!r} of {sizes}"
+  return resolve(config, num_examples=num_examples, num_classes=num_classes,
+                 image_size=image_size, train_split=train_split,
+                 eval_split=eval_split, sources=sources, class_names=class_names)
+
+
+def resolve(config, *, num_examples, num_classes, image_size, train_split,
+            eval_split, sources, class_names=()):
+  """DatasetFacts from what a source found, with the config's fields on top."""
+  name = config.dataset
+  sources = dict(sources)
+  if config.num_examples is not None:
+    num_examples = config.num_examples
+    sources["num_examples"] = "config (num_examples)"
   if config.num_classes is not None:
     num_classes = config.num_classes
     sources["num_classes"] = "config (num_classes)"
@@ -163,8 +178,8 @@ def describe(config):
       raise UserError("examples_per_class needs the number of classes: set num_classes.")
     num_examples = config.examples_per_class * num_classes
     sources["num_examples"] = (f"few-shot: {config.examples_per_class} per class "
-                               f"x {num_classes} classes")
+                               f"x {num_classes} classes (seed {config.few_shot_seed})")
   return DatasetFacts(name=name, num_examples=num_examples, num_classes=num_classes,
-                      image_size=image_size, train_split=train_split,
+                      image_size=tuple(image_size), train_split=train_split,
                       eval_split=eval_split, sources=sources,
                       class_names=tuple(class_names))

@@ -1,0 +1,184 @@
+"""Image folders: layout, class order, holdout, few-shot, formats, bad files, dry run."""
+
+import json
+import logging
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bit_train import config as bit_config
+from bit_train.data import catalog
+from bit_train.data import folders
+from bit_train.data import preprocess
+from bit_train.data import sources
+from bit_train.errors import UserError
+from conftest import error_lines
+from data_images import encode, random_image, write_folder
+
+COUNTS = {"zebra": 12, "ant": 7, "Moth": 5}
+
+
+def folder_config(root, **fields):
+  config = bit_config.base_config()
+  config.dataset = "image_folder"
+  config.data_dir = str(root)
+  config.update(fields)
+  return config
+
+
+def labels_of(dataset):
+  return [int(label) for _, label in dataset.as_numpy_iterator()]
+
+
+def test_classes_are_sorted_and_counts_match(tmp_path):
+  write_folder(tmp_path, COUNTS)
+  source = sources.from_config(folder_config(tmp_path, holdout_fraction=0.2))
+  names = sorted(COUNTS)
+  assert source.class_names == tuple(names)
+  train, held = labels_of(source.train_examples()), labels_of(source.eval_examples())
+  for label, name in enumerate(names):
+    count = COUNTS[name]
+    assert held.count(label) == max(1, round(0.2 * count))  # stratified
+    assert train.count(label) + held.count(label) == count
+  assert source.facts.num_examples == len(train)
+  assert source.facts.num_classes == len(COUNTS)
+  assert source.facts.image_size == (40, 48)
+  assert "measuring" in source.facts.sources["image_size"]
+
+
+def test_holdout_is_the_same_every_time_and_disjoint(tmp_path):
+  write_folder(tmp_path, COUNTS)
+  config = folder_config(tmp_path)
+  first = sources.from_config(config)
+  second = sources.from_config(config)
+  encoded = lambda ds: sorted(e for e, _ in ds.as_numpy_iterator())  # noqa: E731
+  assert encoded(first.eval_examples()) == encoded(second.eval_examples())
+  assert not set(encoded(first.eval_examples())) & set(encoded(first.train_examples()))
+
+
+def test_split_folders_are_used_and_eval_classes_must_exist_in_train(tmp_path):
+  write_folder(tmp_path / "train", {"a": 4, "b": 3}, seed=1)
+  write_folder(tmp_path / "test", {"b": 2}, seed=2)
+  source = sources.from_config(folder_config(tmp_path))
+  assert (source.facts.train_split, source.facts.eval_split) == ("train", "test")
+  assert sorted(labels_of(source.train_examples())) == [0] * 4 + [1] * 3
+  assert labels_of(source.eval_examples()) == [1, 1]
+  write_folder(tmp_path / "test", {"c": 1}, seed=3)
+  with pytest.raises(UserError, match="no counterpart in the train split"):
+    sources.from_config(folder_config(tmp_path))
+  with pytest.raises(UserError, match="no folder 'nope'"):
+    sources.from_config(folder_config(tmp_path, eval_split="nope"))
+
+
+def test_few_shot_gives_exactly_k_per_class_the_same_for_the_same_seed(tmp_path):
+  write_folder(tmp_path, {"a": 9, "b": 8, "c": 11})
+  def few_shot(k, seed):
+    source = sources.from_config(folder_config(tmp_path, examples_per_class=k,
+                                               few_shot_seed=seed))
+    examples = list(source.train_examples().as_numpy_iterator())
+    assert source.facts.num_examples == len(examples) == 3 * k
+    assert np.bincount([label for _, label in examples]).tolist() == [k] * 3
+    return {encoded for encoded, _ in examples}
+  assert few_shot(3, seed=0) == few_shot(3, seed=0)
+  assert few_shot(3, seed=0) != few_shot(3, seed=1)
+  assert few_shot(2, seed=0) < few_shot(3, seed=0)
+  with pytest.raises(UserError, match="examples_per_class=8"):
+    few_shot(8, seed=0)  # the holdout leaves 7 of class b
+
+
+def test_few_shot_indices_exact_and_deterministic():
+  labels = np.random.default_rng(0).integers(0, 5, 300)
+  chosen = sources.few_shot_indices(labels, 4, seed=3, num_classes=5)
+  assert np.bincount(labels[chosen]).tolist() == [4] * 5
+  assert chosen == sources.few_shot_indices(labels, 4, seed=3, num_classes=5)
+
+
+@pytest.mark.parametrize("mode,fmt,ext", [
+    ("L", "JPEG", "jpg"), ("CMYK", "JPEG", "jpeg"), ("RGBA", "PNG", "png"),
+    ("P", "GIF", "gif"), ("RGB", "BMP", "bmp"), ("RGBA", "WEBP", "webp")])
+def test_every_image_kind_becomes_rgb(tmp_path, mode, fmt, ext):
+  image = random_image(np.random.default_rng(0), 33, 45, mode)
+  os.makedirs(tmp_path / "only")
+  image.save(tmp_path / "only" / f"x.{ext.upper()}", fmt)
+  source = sources.from_config(folder_config(tmp_path, holdout_fraction=0.5))
+  (encoded, label), = source.train_examples().as_numpy_iterator()
+  assert label == 0 and source.facts.image_size == (33, 45)
+  decoded = preprocess.eval_image(encoded, 32)
+  assert decoded.shape == (32, 32, 3) and decoded.dtype == tf.float32
+
+
+def test_unreadable_files_are_skipped_with_one_warning_naming_each(tmp_path, caplog):
+  write_folder(tmp_path, {"a": 4, "b": 4})
+  good = encode(random_image(np.random.default_rng(1)), "JPEG")
+  bad = {"a/truncated.jpg": good[:len(good) // 2], "a/empty.png": b"",
+         "b/notes.jpg": b"not an image at all", "b/half.png":
+         encode(random_image(np.random.default_rng(2)))[:300]}
+  for name, data in bad.items():
+    (tmp_path / name).write_bytes(data)
+  (tmp_path / "b" / "readme.txt").write_text("not an image extension: ignored")
+  with caplog.at_level(logging.WARNING):
+    source = sources.from_config(folder_config(tmp_path, holdout_fraction=0.25))
+  warnings = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+  assert len(warnings) == 1 and f"skipped {len(bad)} unreadable" in warnings[0]
+  for name in bad:
+    assert str(tmp_path / name) in warnings[0]
+  assert "readme" not in warnings[0]
+  assert len(labels_of(source.train_examples())) + len(
+      labels_of(source.eval_examples())) == 8
+  images, _ = next(iter(source.train_examples().map(
+      lambda e, l: (preprocess.eval_image(e, 16), l)).batch(100)))
+  assert images.shape[0] == source.facts.num_examples  # the rest all decode
+
+
+def test_empty_folder_and_empty_class_are_one_clear_error(tmp_path):
+  with pytest.raises(UserError, match="no images in"):
+    sources.from_config(folder_config(tmp_path))
+  write_folder(tmp_path, {"a": 3})
+  os.makedirs(tmp_path / "b")
+  (tmp_path / "b" / "broken.jpg").write_bytes(b"")
+  with pytest.raises(UserError, match=r"class folder .*b has no readable images"):
+    sources.from_config(folder_config(tmp_path))
+  with pytest.raises(UserError, match="data_dir"):
+    sources.from_config(folder_config(tmp_path / "missing"))
+  with pytest.raises(UserError, match="needs data_dir"):
+    sources.from_config(folder_config(tmp_path, data_dir=None))
+
+
+def test_holdout_keeps_one_for_training_and_fraction_must_be_in_range(tmp_path):
+  labels = np.repeat([0, 1, 2], [1, 2, 20])
+  n = len(labels)
+  split = folders.Split(("x.jpg",) * n, tuple(labels), ((8, 8),) * n, (1,) * n)
+  kept, held = folders.holdout(split, 0.5, 3)
+  assert np.bincount(labels[held], minlength=3).tolist() == [0, 1, 10]
+  assert sorted(kept + held) == list(range(len(labels)))
+  write_folder(tmp_path, {"a": 3})
+  with pytest.raises(UserError, match="holdout_fraction=1"):
+    sources.from_config(folder_config(tmp_path, holdout_fraction=1.0))
+
+
+def test_describe_uses_the_folder_and_config_overrides(tmp_path):
+  write_folder(tmp_path, {"a": 5, "b": 5}, size=(120, 100))
+  facts = catalog.describe(folder_config(tmp_path))
+  assert facts.image_size == (120, 100) and facts.class_names == ("a", "b")
+  facts = catalog.describe(folder_config(tmp_path, image_size=(20, 20)))
+  assert facts.image_size == (20, 20) and facts.sources["image_size"].startswith("config")
+
+
+def test_dry_run_on_a_folder_prints_the_measured_size_and_plan(tmp_path, cli):
+  root = write_folder(tmp_path / "images", {"cat": 6, "dog": 6}, size=(50, 60))
+  workdir = tmp_path / "work"
+  result = cli("bit_train.train", "--config",
+               f"configs/folder.py:data_dir={root},batch_size=16",
+               "--workdir", workdir, "--dry_run")
+  assert result.returncode == 0, result.stderr
+  assert "median 50x60" in result.stdout
+  assert "resize to 160, random crop 128" in result.stdout
+  plan = json.loads((workdir / "plan.json").read_text())
+  assert plan["plan"]["num_examples"] == 10  # one image of each class held out
+  empty = tmp_path / "empty"
+  os.makedirs(empty)
+  result = cli("bit_train.train", "--config", f"configs/folder.py:data_dir={empty}",
+               "--workdir", workdir, "--dry_run")
+  assert result.returncode == 2 and len(error_lines(result.stderr)) == 1

@@ -1,0 +1,127 @@
+"""TFDS sources: split strings, class names, measured sizes, few-shot, bad names/splits."""
+
+from etils import epath
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from bit_train import config as bit_config
+from bit_train.data import catalog
+from bit_train.data import sources
+from bit_train.errors import UserError
+from data_images import encode, random_image
+
+CLASSES = ["circle", "square", "star"]
+TRAIN_LABELS = np.arange(60) % 3
+TEST_LABELS = np.arange(15) % 3
+
+
+def _sizes(count, seed):
+  """Varied (height, width) so the typical size has to be measured."""
+  rng = np.random.default_rng(seed)
+  return list(zip(rng.integers(30, 60, count), rng.integers(40, 70, count)))
+
+
+class TinyShapes(tfds.core.GeneratorBasedBuilder):
+  """A tiny TFDS dataset with images of varied size, prepared on disk by the test."""
+  VERSION = tfds.core.Version("1.0.0")
+  pkg_dir_path = epath.Path(__file__).parent  # TFDS looks for metadata files here
+
+  def _info(self):
+    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+        "image": tfds.features.Image(shape=(None, None, 3)),
+        "label": tfds.features.ClassLabel(names=CLASSES)}))
+
+  def _split_generators(self, dl_manager):
+    return {"train": self._generate_examples(TRAIN_LABELS, 0),
+            "test": self._generate_examples(TEST_LABELS, 1)}
+
+  def _generate_examples(self, labels, seed):
+    rng = np.random.default_rng(seed)
+    for i, (label, (h, w)) in enumerate(zip(labels, _sizes(len(labels), seed))):
+      yield i, {"image": np.asarray(random_image(rng, h, w)), "label": int(label)}
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  root = tmp_path_factory.mktemp("tfds")
+  TinyShapes(data_dir=str(root)).download_and_prepare()
+  return str(root)
+
+
+def tfds_config(**fields):
+  config = bit_config.base_config()
+  config.update(fields)
+  return config
+
+
+def labels_of(dataset):
+  return [int(label) for _, label in dataset.as_numpy_iterator()]
+
+
+def test_split_strings_select_the_examples_tfds_would(data_dir):
+  source = sources.from_config(tfds_config(
+      dataset="tiny_shapes", data_dir=data_dir, train_split="train[:50%]",
+      eval_split="test+train[50%:]"))
+  direct = tfds.builder("tiny_shapes", data_dir=data_dir).as_dataset(split="train[:50%]")
+  assert labels_of(source.train_examples()) == [int(e["label"]) for e in direct]
+  assert len(labels_of(source.eval_examples())) == 15 + 30
+  assert source.facts.num_examples == 30
+  assert source.class_names == tuple(CLASSES)
+  assert source.facts.num_classes == 3
+
+
+def test_unknown_image_size_is_measured_from_a_seeded_sample(data_dir):
+  facts = catalog.describe(tfds_config(dataset="tiny_shapes", data_dir=data_dir))
+  sizes = _sizes(len(TRAIN_LABELS), 0)
+  # 64 sampled of 60: the whole split, so the median is the split's median.
+  assert facts.image_size == (int(np.median([h for h, _ in sizes])),
+                              int(np.median([w for _, w in sizes])))
+  assert "measuring" in facts.sources["image_size"]
+  assert facts == catalog.describe(tfds_config(dataset="tiny_shapes", data_dir=data_dir))
+
+
+def test_few_shot_from_tfds_is_exact_and_deterministic(data_dir):
+  def few_shot(seed):
+    source = sources.from_config(tfds_config(
+        dataset="tiny_shapes", data_dir=data_dir, examples_per_class=4,
+        few_shot_seed=seed))
+    examples = list(source.train_examples().as_numpy_iterator())
+    assert source.facts.num_examples == len(examples) == 12
+    assert np.bincount([label for _, label in examples]).tolist() == [4, 4, 4]
+    return [encoded for encoded, _ in examples]
+  assert few_shot(0) == few_shot(0)
+  assert few_shot(0) != few_shot(5)
+
+
+def test_a_split_tfds_rejects_is_a_user_error(data_dir):
+  for split in ("bogus", "train[:200%]"):
+    with pytest.raises(UserError, match="split"):
+      sources.from_config(tfds_config(dataset="tiny_shapes", data_dir=data_dir,
+                                      eval_split=split))
+
+
+def test_unknown_name_and_missing_manual_dir_are_user_errors(tmp_path):
+  with pytest.raises(UserError, match="unknown dataset 'cifar11'"):
+    sources.from_config(tfds_config(dataset="cifar11", data_dir=str(tmp_path)))
+  with pytest.raises(UserError, match="manual_dir"):
+    sources.from_config(tfds_config(dataset="imagenet2012", data_dir=str(tmp_path)))
+
+
+def test_known_datasets_get_the_authors_splits_including_pets_and_flowers():
+  for name, splits in [("cifar10", ("train[:98%]", "test")),
+                       ("oxford_iiit_pet", ("train[:90%]", "test")),
+                       ("oxford_flowers102", ("train", "test")),
+                       ("imagenet2012", ("train[:99%]", "validation"))]:
+    facts = catalog.describe(tfds_config(dataset=name))
+    assert (facts.train_split, facts.eval_split) == splits
+
+
+def test_cifar10_through_mock_data_streams_encoded_images_and_names():
+  with tfds.testing.mock_data(num_examples=12):
+    source = sources.from_config(tfds_config(dataset="cifar10"))
+    examples = list(source.train_examples().as_numpy_iterator())
+  assert len(examples) == 12
+  assert all(encoded[:4] == b"\x89PNG" for encoded, _ in examples)
+  assert len(source.class_names) == source.facts.num_classes == 10
+  assert source.facts.image_size == (32, 32)

@@ -27,6 +27,10 @@ class ModelSpec:
   classifier_handle: str | None  # TF Hub ILSVRC-2012 classification module
   npz_url: str
   upstream_classes: int  # head size in the .npz file
+  # BiT-M only: the ImageNet-21k classification module and the weights fine-tuned
+  # on ILSVRC-2012 (1000-class head), for head=keep.
+  classifier21k_handle: str | None = None
+  npz_ilsvrc2012_url: str | None = None
 
 
 def _spec(family, arch):
@@ -37,11 +41,31 @@ def _spec(family, arch):
       width=width, feature_handle=hub and f"{hub}/1",
       classifier_handle=hub and f"{hub}/ilsvrc2012_classification/1",
       npz_url=f"{NPZ_ROOT}/BiT-{family}-{arch}.npz",
-      upstream_classes=1000 if family == "S" else 21843)
+      upstream_classes=1000 if family == "S" else 21843,
+      classifier21k_handle=hub and family == "M" and (
+          f"{hub}/imagenet21k_classification/1") or None,
+      npz_ilsvrc2012_url=family == "M" and (
+          f"{NPZ_ROOT}/BiT-M-{arch}-ILSVRC2012.npz") or None)
 
 
 MODELS = {spec.name: spec for spec in
           (_spec(family, arch) for family in ("S", "M") for arch in ARCHS)}
+
+
+def location(spec, source, head, num_classes=None):
+  """Where the registry keeps a model's weights for a source and head choice.
+
+  head="new" uses the feature-vector module or the upstream .npz; head="keep" the
+  classifier whose head has `num_classes` classes (ILSVRC-2012 unless 21843 asks
+  for BiT-M's ImageNet-21k head). None when no such file or module exists.
+  """
+  if source == "hub":
+    if head == "new":
+      return spec.feature_handle
+    return spec.classifier21k_handle if num_classes == 21843 else spec.classifier_handle
+  if head == "keep" and num_classes == 1000 and spec.family == "M":
+    return spec.npz_ilsvrc2012_url
+  return spec.npz_url
 
 
 def lookup(name):

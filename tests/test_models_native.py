@@ -1,0 +1,160 @@
+"""The native BiT ResNet-v2: architecture, values, input contract, head, factory."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bit_train.errors import UserError
+from bit_train.models import create_model
+from bit_train.models import resnetv2
+from tiny_models import images, tiny_config, tiny_resnet
+
+
+def reference_logits(params, num_units, x):
+  """BiT ResNet-v2 written plainly from BIT_FACTS.md: grouped tf.nn.moments,
+  tf.pad + VALID convs; takes images already in [-1, 1]."""
+  def std_conv(x, key, stride=1, pad=0):
+    k = params[key]
+    k = (k - tf.reduce_mean(k, [0, 1, 2])) / tf.sqrt(tf.math.reduce_variance(
+        k, [0, 1, 2]) + 1e-10)
+    x = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+    return tf.nn.conv2d(x, k, stride, "VALID")
+
+  def gn_relu(x, prefix):
+    b, h, w, c = x.shape
+    g = min(32, c)
+    xg = tf.reshape(x, [b, h, w, g, c // g])
+    mean, var = tf.nn.moments(xg, [1, 2, 4], keepdims=True)
+    x = tf.reshape((xg - mean) / tf.sqrt(var + 1e-5), [b, h, w, c])
+    return tf.nn.relu(x * params[f"{prefix}/group_norm/gamma"] +
+                      params[f"{prefix}/group_norm/beta"])
+
+  x = std_conv(x, "resnet/root_block/standardized_conv2d/kernel", 2, 3)
+  x = tf.nn.max_pool2d(tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]), 3, 2, "VALID")
+  for block, units in enumerate(num_units, 1):
+    for unit in range(1, units + 1):
+      p = f"resnet/block{block}/unit{unit:02d}"
+      stride = 2 if block > 1 and unit == 1 else 1
+      pre = gn_relu(x, f"{p}/a")
+      shortcut = (std_conv(pre, f"{p}/a/proj/standardized_conv2d/kernel", stride)
+                  if unit == 1 else x)
+      y = std_conv(pre, f"{p}/a/standardized_conv2d/kernel")
+      y = std_conv(gn_relu(y, f"{p}/b"), f"{p}/b/standardized_conv2d/kernel", stride, 1)
+      x = shortcut + std_conv(gn_relu(y, f"{p}/c"), f"{p}/c/standardized_conv2d/kernel")
+  x = tf.reduce_mean(gn_relu(x, "resnet"), [1, 2])
+  return x @ params["resnet/head/conv2d/kernel"][0, 0] + params["resnet/head/conv2d/bias"]
+
+
+@pytest.mark.parametrize("num_units,height,width", [((1, 1, 1, 1), 32, 32),
+                                                    ((2, 1, 2, 1), 48, 40)])
+def test_logits_match_the_reference_architecture(num_units, height, width):
+  model = tiny_resnet(num_classes=7, seed=3, num_units=num_units)
+  x = images(3, height, width)
+  logits = model(x)
+  assert logits.shape == (3, 7) and logits.dtype == tf.float32
+  params = {key: var.numpy() for key, var in model.params.items()}
+  expected = reference_logits(params, num_units, x * 2. - 1.)
+  np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4)
+  assert float(tf.math.reduce_std(logits)) > 0.1  # a real test: outputs vary
+
+
+def test_images_in_0_1_are_mapped_to_minus_1_1_inside():
+  model = tiny_resnet(num_classes=4)
+  x = images(2)
+  params = {key: var.numpy() for key, var in model.params.items()}
+  np.testing.assert_allclose(model(x), reference_logits(params, (1, 1, 1, 1), 2 * x - 1),
+                             rtol=1e-4, atol=1e-4)
+  assert not np.allclose(model(x), reference_logits(params, (1, 1, 1, 1), x), atol=1e-2)
+
+
+def test_pre_logits_are_the_pooled_features_the_head_sees():
+  model = tiny_resnet(num_classes=5)
+  x = images(2, 40, 56)
+  features = model.pre_logits(x)
+  assert features.shape == (2, 512)
+  kernel, bias = model.head_variables
+  np.testing.assert_allclose(model(x), features @ kernel[0, 0] + bias, rtol=1e-5,
+                             atol=1e-5)
+
+
+def test_variable_names_are_the_official_npz_keys():
+  model = tiny_resnet()
+  names = {v.name.rsplit(":", 1)[0] for v in model.variables}
+  assert names == set(resnetv2.param_shapes((1, 1, 1, 1), 0.25, 10))
+  for key in ("resnet/root_block/standardized_conv2d/kernel",
+              "resnet/block1/unit01/a/proj/standardized_conv2d/kernel",
+              "resnet/block4/unit01/c/group_norm/beta", "resnet/group_norm/gamma",
+              "resnet/head/conv2d/kernel", "resnet/head/conv2d/bias"):
+    assert key in names
+
+
+@pytest.mark.parametrize("arch,features", [("R50x1", 2048), ("R50x3", 6144),
+                                           ("R101x1", 2048), ("R152x4", 8192)])
+def test_named_architectures_have_the_published_shapes(arch, features):
+  from bit_train.models import registry
+  units, width = registry.ARCHS[arch]
+  shapes = resnetv2.param_shapes(units, width, 1000)
+  assert shapes[resnetv2.ROOT] == (7, 7, 3, 64 * width)
+  assert shapes[resnetv2.HEAD_KERNEL] == (1, 1, features, 1000)
+  last = f"resnet/block3/unit{units[2]:02d}/b/standardized_conv2d/kernel"
+  assert shapes[last] == (3, 3, 256 * width, 256 * width)
+  assert f"resnet/block3/unit{units[2] + 1:02d}/a/group_norm/gamma" not in shapes
+  projections = [k for k in shapes if "/proj/" in k]
+  assert len(projections) == 4 and all("unit01" in k for k in projections)
+
+
+def test_a_new_head_starts_at_zero_and_learns():
+  model = create_model(tiny_config(model_source="native"), num_classes=6)
+  x = images(2)
+  assert model.num_classes == 6
+  assert not np.any(model(x)) and not any(np.any(v) for v in model.head_variables)
+  with tf.GradientTape() as tape:
+    loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits([1, 2], model(x)))
+  grads = tape.gradient(loss, model.trainable_variables)
+  assert all(g is not None for g in grads)
+  kernel_grad = dict(zip([v.name for v in model.trainable_variables], grads))[
+      model.head_variables[0].name]
+  assert np.any(kernel_grad)
+
+
+def test_tiny_widths_cap_the_groups_and_odd_widths_are_refused():
+  assert tiny_resnet(width=0.125)(images(1)).shape == (1, 10)  # 8 root channels
+  with pytest.raises(UserError, match="groups"):
+    resnetv2.ResNetV2((1, 1, 1, 1), 0.6, 10)
+  with pytest.raises(UserError, match="num_units"):
+    resnetv2.ResNetV2((1, 1, 1), 1, 10)
+
+
+def test_bfloat16_compute_keeps_float32_variables_and_logits():
+  config = tiny_config(model_source="native", precision="mixed_bfloat16")
+  model = create_model(config, num_classes=3)
+  reference = tiny_resnet(num_classes=3)
+  for key, var in model.params.items():
+    var.assign(reference.params[key])
+  x = images(2)
+  logits = model(x)
+  assert logits.dtype == tf.float32
+  assert all(v.dtype == tf.float32 for v in model.variables)
+  np.testing.assert_allclose(logits, reference(x), rtol=0.1, atol=0.1 * float(
+      tf.reduce_max(tf.abs(reference(x)))))
+
+
+def test_variables_are_created_in_the_strategy_scope():
+  strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+  with strategy.scope():
+    model = create_model(tiny_config(model_source="native"), num_classes=2)
+  assert all(strategy.extended.variable_created_in_scope(v)
+             for v in model.trainable_variables)
+  out = strategy.run(tf.function(lambda x: model(x)), (images(2),))
+  assert strategy.experimental_local_results(out)[0].shape == (2, 2)
+
+
+def test_native_config_errors():
+  with pytest.raises(UserError, match="head=keep needs pre-trained weights"):
+    create_model(tiny_config(model_source="native", head="keep"), None)
+  with pytest.raises(UserError, match="unknown model"):
+    create_model(tiny_config(model_source="native", model="BiT-X-R50x1"), 3)
+  config = tiny_config(model_source="native", model="R50x1")  # bare arch: not a name
+  config.num_units = None
+  with pytest.raises(UserError, match="unknown model"):
+    create_model(config, 3)

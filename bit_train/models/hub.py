@@ -1,0 +1,124 @@
+"""TF Hub BiT modules (feature vectors and classifiers) behind the model interface.
+
+Modules load with `hub.load` (no Keras needed) from a handle (`google/bit/m-r50x1/1`),
+a URL, or a local SavedModel folder; downloads are kept in $TFHUB_CACHE_DIR when set.
+Every module variable is trainable for fine-tuning.
+
+Which output a module gives: a module with a `pre_logits` function (those
+`weights.export_hub_module` writes for classifiers) is a classifier whose head can
+be replaced; otherwise `__call__` gives logits when head="keep" and pre-logits
+(a feature vector) when head="new".
+"""
+
+import os
+
+import tensorflow as tf
+from tensorflow.python.util import tf_inspect  # pylint: disable=g-direct-tensorflow-import
+
+from bit_train.errors import UserError
+
+HUB_HOST = "https://tfhub.dev/"
+
+
+def resolve_handle(handle):
+  """A local folder or URL as is; `google/bit/...` style names become tfhub.dev URLs."""
+  if "://" in handle or os.path.exists(handle) or os.path.isabs(handle):
+    return handle
+  if handle.startswith("google/"):
+    return HUB_HOST + handle
+  return handle
+
+
+def load_module(handle):
+  """`hub.load(handle)`; any failure is the user's path or network -> UserError."""
+  import tensorflow_hub as hub  # pylint: disable=g-import-not-at-top
+  location = resolve_handle(handle)
+  try:
+    module = hub.load(location)
+  except Exception as e:  # pylint: disable=broad-except
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    raise UserError(f"cannot load the TF Hub module {handle!r} ({first}): check "
+                    "model_path (a SavedModel folder or hub URL); offline, download the "
+                    "module and point model_path at its folder.") from None
+  if not callable(module) or not hasattr(module, "trainable_variables"):
+    raise UserError(f"{handle!r} is a SavedModel but not a reusable TF Hub module "
+                    "(it needs __call__ and trainable_variables).")
+  return module
+
+
+def output_dim(fn):
+  """The last output dimension of a restored function, from its saved traces."""
+  for concrete in getattr(fn, "concrete_functions", ()):
+    shape = getattr(concrete.structured_outputs, "shape", None)
+    if shape is not None and shape.rank == 2 and shape[-1] is not None:
+      return int(shape[-1])
+  return int(fn(tf.zeros([1, 64, 64, 3]))[-1].shape[-1])
+
+
+class HubModel(tf.Module):
+  """A loaded module, with a new zero-initialised head or its own.
+
+  Args:
+    module: the object `hub.load` returned.
+    num_classes: classes of the new head; with head="keep" None or the module's.
+    head: "new" or "keep".
+    handle: where the module came from, for messages.
+  """
+
+  def __init__(self, module, num_classes, head="new", handle="", name="hub"):
+    super().__init__(name=name)
+    self.module = module
+    has_pre_logits = hasattr(module, "pre_logits")
+    self._features = None  # (images, training) -> pre-logits
+    if has_pre_logits:
+      self._features = lambda images, training=False: module.pre_logits(images)
+    self._training_arg = "training" in tf_inspect.getfullargspec(module.__call__).args
+    if head == "keep":
+      classes = output_dim(module.__call__)
+      if num_classes not in (None, classes):
+        raise UserError(f"head=keep: the module {handle!r} outputs {classes} classes "
+                        f"but the dataset has {num_classes}: use head=new.")
+      self.num_classes = classes
+      self.head_variables = ()
+      return
+    if not has_pre_logits:
+      if "classification" in handle:
+        raise UserError(f"{handle!r} is a classification module without pre-logits, "
+                        "so its head cannot be replaced: use its feature-vector module "
+                        "or head=keep.")
+      self._features = self._call_module
+    dim = output_dim(module.pre_logits if has_pre_logits else module.__call__)
+    self.num_classes = int(num_classes)
+    self.head_kernel = tf.Variable(tf.zeros([dim, self.num_classes]), name="head/kernel")
+    self.head_bias = tf.Variable(tf.zeros([self.num_classes]), name="head/bias")
+    self.head_variables = (self.head_kernel, self.head_bias)
+
+  def _call_module(self, images, training=False):
+    images = tf.cast(images, tf.float32)
+    if self._training_arg:
+      return self.module(images, training=training)
+    return self.module(images)
+
+  def pre_logits(self, images, training=False):
+    if self._features is None:
+      raise UserError("this TF Hub module exposes no pre-logits: use its "
+                      "feature-vector module.")
+    return tf.cast(self._features(tf.cast(images, tf.float32), training), tf.float32)
+
+  def __call__(self, images, training=False):
+    if not self.head_variables:
+      return tf.cast(self._call_module(images, training), tf.float32)
+    return tf.matmul(self.pre_logits(images, training), self.head_kernel) + self.head_bias
+
+  @property
+  def variables(self):
+    return tuple(self.module.variables) + tuple(self.head_variables)
+
+  @property
+  def trainable_variables(self):
+    return tuple(self.module.trainable_variables) + tuple(self.head_variables)
+
+
+def hub_model(handle, num_classes, head="new"):
+  """A `HubModel` for a handle, URL or local SavedModel folder."""
+  return HubModel(load_module(handle), num_classes, head, handle)

@@ -1,0 +1,212 @@
+"""Weights in and out: official BiT .npz files, and export as a reusable TF Hub module.
+
+Official files (`BiT-{S,M}-R*.npz`) hold one array per `ResNetV2` variable under the
+same key, so loading is a lookup after stripping the `standardized_conv2d_N` suffix
+some files carry. URLs are downloaded once into a cache directory the user controls
+(`cache_dir`, else $BIT_CACHE_DIR, else ~/.cache/bit_train) and checked against
+`CHECKSUMS` where the file's sha256 is known.
+"""
+
+import hashlib
+import os
+import pickle
+import re
+import shutil
+import urllib.error
+import urllib.request
+import zipfile
+
+import numpy as np
+import tensorflow as tf
+
+from bit_train.errors import UserError
+from bit_train.models import resnetv2
+
+# sha256 of official files, by file name. Files not listed are used unverified.
+CHECKSUMS = {}
+_SUFFIX = re.compile(r"standardized_conv2d_\d+")
+_UNIT_CONV = re.compile(r"resnet/block(\d)/unit(\d+)/a/standardized_conv2d/kernel")
+
+
+def cache_dir(path=None):
+  return path or os.environ.get("BIT_CACHE_DIR") or os.path.expanduser(
+      "~/.cache/bit_train")
+
+
+def sha256(path):
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+      digest.update(chunk)
+  return digest.hexdigest()
+
+
+def fetch(location, cache=None):
+  """A local path for `location` (a path, or an http(s)/gs/file URL, cached once)."""
+  if "://" not in location:
+    return location
+  name = os.path.basename(location.split("?")[0])
+  target = os.path.join(cache_dir(cache), name)
+  if os.path.exists(target):
+    return target
+  os.makedirs(os.path.dirname(target), exist_ok=True)
+  partial = f"{target}.partial-{os.getpid()}"
+  try:
+    if location.startswith("gs://"):
+      tf.io.gfile.copy(location, partial, overwrite=True)
+    else:
+      with urllib.request.urlopen(location) as src, open(partial, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+  except (OSError, urllib.error.URLError, tf.errors.OpError) as e:
+    _remove(partial)
+    raise UserError(f"cannot download {location} ({_first_line(e)}): download it by "
+                    "hand and set model_path to the local file.") from None
+  expected = CHECKSUMS.get(name)
+  if expected and sha256(partial) != expected:
+    _remove(partial)
+    raise UserError(f"download of {location} is corrupt: its sha256 is not the "
+                    f"known {expected}. Try again, or download it by hand.")
+  os.replace(partial, target)
+  return target
+
+
+def read_npz(location, cache=None):
+  """{key: array} from an official .npz file, keys without conv suffixes."""
+  path = fetch(location, cache)
+  if not os.path.isfile(path):
+    raise UserError(f"model file {path} does not exist: check model_path.")
+  try:
+    data = np.load(path, allow_pickle=False)
+  except (OSError, ValueError, EOFError, zipfile.BadZipFile,
+          pickle.UnpicklingError) as e:
+    raise UserError(f"model file {path} is not a BiT .npz weight file "
+                    f"({_first_line(e)}).") from None
+  if not isinstance(data, np.lib.npyio.NpzFile):  # a .npy: one array
+    raise UserError(f"model file {path} is not a BiT .npz weight file (it holds a "
+                    "single array).")
+  with data:
+    return {_SUFFIX.sub("standardized_conv2d", key): data[key] for key in data.files}
+
+
+def arch_of(weights, path):
+  """(num_units, width) of the network stored in `weights`."""
+  if resnetv2.ROOT not in weights:
+    raise UserError(f"model file {path} has no key {resnetv2.ROOT}: not BiT ResNet-v2 "
+                    "weights.")
+  units = [0, 0, 0, 0]
+  for key in weights:
+    match = _UNIT_CONV.fullmatch(key)
+    if match and 1 <= int(match[1]) <= 4:
+      units[int(match[1]) - 1] = max(units[int(match[1]) - 1], int(match[2]))
+  return tuple(units), weights[resnetv2.ROOT].shape[-1] / 64
+
+
+def describe_arch(num_units, width):
+  width = f"{width:g}"
+  known = {(3, 4, 6, 3): 50, (3, 4, 23, 3): 101, (3, 8, 36, 3): 152}
+  depth = known.get(tuple(num_units), 3 * sum(num_units) + 2)
+  return f"R{depth}x{width} (units {'/'.join(map(str, num_units))}, width {width})"
+
+
+def head_classes(weights, path):
+  kernel = weights.get(resnetv2.HEAD_KERNEL)
+  if kernel is None:
+    raise UserError(f"model file {path} has no head ({resnetv2.HEAD_KERNEL}): use "
+                    "head=new.")
+  return kernel.shape[-1]
+
+
+def load_npz_model(location, num_classes, head="new", arch=None, *, cache=None,
+                   seed=0, compute_dtype=tf.float32):
+  """A `ResNetV2` holding the weights of an official .npz file.
+
+  Args:
+    location: local path or URL of the file.
+    num_classes: classes of the new head (head="new"), or None / the file's own
+      head size (head="keep").
+    head: "new" for a zero-initialised head, "keep" for the file's head.
+    arch: expected (num_units, width); None takes the file's.
+  """
+  path = fetch(location, cache)
+  weights = read_npz(path)
+  found = arch_of(weights, path)
+  if arch is not None and (tuple(arch[0]), float(arch[1])) != found:
+    raise UserError(f"model file {path} holds {describe_arch(*found)}, not the "
+                    f"{describe_arch(*arch)} the config asks for: set model (or "
+                    "num_units/width) to the file's architecture.")
+  if head == "keep":
+    classes = head_classes(weights, path)
+    if num_classes not in (None, classes):
+      raise UserError(f"head=keep: model file {path} has a head of {classes} classes "
+                      f"but the dataset has {num_classes}: use head=new.")
+    num_classes = classes
+  else:
+    weights = {k: v for k, v in weights.items() if not k.startswith("resnet/head/")}
+  shapes = resnetv2.param_shapes(*found, num_classes)
+  for key, shape in shapes.items():
+    if key.startswith("resnet/head/") and head != "keep":
+      continue
+    if key not in weights:
+      raise UserError(f"model file {path} has no key {key}: it is not complete BiT "
+                      f"{describe_arch(*found)} weights.")
+    if _squeezed(weights[key].shape) != _squeezed(shape):
+      raise UserError(f"model file {path}: key {key} has shape "
+                      f"{tuple(weights[key].shape)}, expected {shape} for "
+                      f"{describe_arch(*found)}.")
+  return resnetv2.ResNetV2(*found, num_classes, initial_values=weights, seed=seed,
+                           compute_dtype=compute_dtype)
+
+
+def _hub_root(model, kind):
+  """The reusable-SavedModel interface around a model's logits or pre-logits."""
+  head = {v.ref() for v in model.head_variables}
+  keep = (lambda v: True) if kind == "classification" else (
+      lambda v: v.ref() not in head)
+  output = model.__call__ if kind == "classification" else model.pre_logits
+
+  @tf.function
+  def call(images, training=False):
+    del training  # BiT has no batch norm or dropout
+    return output(images)
+
+  spec = tf.TensorSpec([None, None, None, 3], tf.float32)
+  for training in (False, True):
+    call.get_concrete_function(spec, training=training)
+  root = tf.train.Checkpoint()  # an object with plain attributes, as Hub expects
+  root.model = model
+  root.variables = [v for v in model.variables if keep(v)]
+  root.trainable_variables = [v for v in model.trainable_variables if keep(v)]
+  root.regularization_losses = []
+  root.__call__ = call
+  if kind == "classification":  # lets a loader replace the head
+    root.pre_logits = tf.function(model.pre_logits, input_signature=[spec])
+  return root
+
+
+def export_hub_module(model, path, kind="classification"):
+  """Saves `model` as a reusable TF Hub SavedModel at `path`.
+
+  kind="classification": `__call__` gives logits (and `pre_logits` pre-logits);
+  kind="feature_vector": `__call__` gives pre-logits and the head is left out of
+  the variables. Images are float32 [B, H, W, 3] in [0, 1]. Loads back with
+  `hub.load(path)` or `hub.KerasLayer(path, trainable=True)`.
+  """
+  if kind not in ("classification", "feature_vector"):
+    raise ValueError(f"kind={kind!r}: use classification or feature_vector")
+  tf.saved_model.save(_hub_root(model, kind), path)
+  return path
+
+
+def _squeezed(shape):
+  """A shape without its 1s: (1, 1, 1, C) and (C,) hold the same GN parameters."""
+  return tuple(d for d in shape if d != 1)
+
+
+def _remove(path):
+  if os.path.exists(path):
+    os.remove(path)
+
+
+def _first_line(error):
+  text = str(error).strip().splitlines()
+  return text[0] if text else type(error).__name__

@@ -9,6 +9,7 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
+from bit_train import config as bit_config
 from bit_train import hyperrule
 from bit_train.data import catalog
 from bit_train.data import mixup
@@ -16,7 +17,7 @@ from bit_train.data import pipeline
 from bit_train.data import preprocess
 from bit_train.data import sources
 from conftest import ROOT
-from data_images import encode, random_image
+from data_images import encode, random_image, write_folder
 
 
 def in_memory_source(images, labels):
@@ -83,6 +84,42 @@ def test_train_stream_shapes_value_range_and_determinism():
   assert np.bincount(labels[:20], minlength=4).tolist() == [5] * 4
   assert all(np.array_equal(a[0], b[0]) for a, b in zip(batches, take(0)))
   assert not np.array_equal(batches[0][0], take(1)[0][0])
+
+
+def test_every_epoch_is_a_permutation_whether_cached_read_from_files_or_streamed(
+    tmp_path):
+  root = write_folder(tmp_path, {"a": 6, "b": 6, "c": 6}, size=(20, 20))
+  config = bit_config.base_config()
+  config.update(dataset="image_folder", data_dir=root, holdout_fraction=0.2)
+  folder = sources.from_config(config)
+  n = folder.facts.num_examples
+  # Too big to cache and no files: read in order through a shuffle buffer.
+  in_order = sources.Source(folder.facts, folder.train_examples, folder.eval_examples,
+                            train_bytes=1 << 50)
+  for source, cache_bytes in [(folder, None), (folder, 0), (in_order, None)]:
+    batches = pipeline.train_dataset(source, small_plan(n, batch_size=3, precrop=20,
+                                                        crop=16), cache_bytes=cache_bytes)
+    labels = np.concatenate([l for _, l in batches.take(2 * n // 3).as_numpy_iterator()])
+    for epoch in (labels[:n], labels[n:]):
+      assert np.bincount(epoch).tolist() == [n // 3] * 3
+    assert not np.array_equal(labels[:n], labels[n:])  # reshuffled
+
+
+def test_a_checkpointed_train_iterator_is_small_and_resumes_exactly(tmp_path):
+  source = random_source(200)
+  dataset = pipeline.train_dataset(source, small_plan(200), seed=3)
+  iterator = iter(dataset)
+  for _ in range(30):  # past the first epoch
+    next(iterator)
+  path = tf.train.Checkpoint(data=iterator).save(str(tmp_path / "ckpt"))
+  expected = [next(iterator) for _ in range(3)]
+  resumed = iter(pipeline.train_dataset(source, small_plan(200), seed=3))
+  tf.train.Checkpoint(data=resumed).restore(path)
+  for (images, labels), (want_images, want_labels) in zip(
+      [next(resumed) for _ in range(3)], expected):
+    assert np.array_equal(labels, want_labels) and np.array_equal(images, want_images)
+  saved = sum(f.stat().st_size for f in tmp_path.iterdir())
+  assert saved < 100_000  # a position, not the images
 
 
 def test_train_stream_batches_per_replica_and_shards_per_worker():

@@ -11,11 +11,13 @@ step's lambda (see mixup.py), so this stream only decodes, augments and batches.
 
 import os
 
+import numpy as np
 import tensorflow as tf
 
 from bit_train.data import preprocess
+from bit_train.errors import UserError
 
-SHUFFLE_BUFFER = 10_000  # examples, when the encoded train set is not cached
+SHUFFLE_BUFFER = 10_000  # examples, for sources that can only be read in order
 CACHE_SHARE = 0.25  # of physical memory that encoded images may take when cached
 CACHE_UNKNOWN_SIZE = 50_000  # examples cached when their size in bytes is unknown
 
@@ -47,14 +49,73 @@ def _batch_size(global_batch, input_context):
   return input_context.get_per_replica_batch_size(global_batch)
 
 
+def _in_memory(examples):
+  """(encoded, labels) tensors holding every example of a finite dataset."""
+  encoded, labels = [], []
+  for batch_encoded, batch_labels in examples.batch(4096).as_numpy_iterator():
+    encoded.append(batch_encoded)
+    labels.append(batch_labels)
+  if not encoded:
+    raise UserError("an input pipeline got no training examples: the dataset has "
+                    "fewer examples than there are workers.")
+  return (tf.constant(np.concatenate(encoded)),
+          tf.constant(np.concatenate(labels), tf.int32))
+
+
+def _random_access(source, input_context, cache_bytes):
+  """(keys, labels, read) for this pipeline's share of the train set, or None.
+
+  keys are encoded images held in memory when they fit, else file paths; None when
+  the source can only be read in order (a large TFDS dataset).
+  """
+  if fits_in_memory(source.train_bytes, source.facts.num_examples, cache_bytes):
+    encoded, labels = _in_memory(_shard(source.train_examples(), input_context))
+    return encoded, labels, tf.identity
+  if source.train_files is None:
+    return None
+  paths, labels = source.train_files
+  if input_context:
+    step, first = input_context.num_input_pipelines, input_context.input_pipeline_id
+    paths, labels = paths[first::step], labels[first::step]
+  return tf.constant(paths, tf.string), tf.constant(labels, tf.int32), tf.io.read_file
+
+
+def _positioned_examples(source, input_context, seed, cache_bytes):
+  """Infinite (position, encoded, label), shuffled anew every epoch with `seed`.
+
+  With random access each epoch is a permutation computed from (seed, epoch,
+  position), so the iterator's checkpoint is a counter (symbolic checkpointing),
+  not a buffer of images. Otherwise a shuffle buffer of SHUFFLE_BUFFER examples.
+  """
+  table = _random_access(source, input_context, cache_bytes)
+  if table is None:
+    pipeline_id = input_context.input_pipeline_id if input_context else 0
+    ds = _shard(source.train_examples(), input_context)
+    ds = ds.shuffle(min(source.facts.num_examples, SHUFFLE_BUFFER),
+                    seed=seed + pipeline_id, reshuffle_each_iteration=True)
+    return ds.repeat().enumerate().map(lambda p, example: (p, *example))
+  keys, labels, read = table
+  size = tf.cast(tf.size(labels), tf.int64)
+
+  def example(position):
+    epoch, index = position // size, position % size
+    index = tf.random.experimental.index_shuffle(
+        index, tf.stack([tf.cast(seed, tf.int64), epoch]), size - 1)
+    return position, read(tf.gather(keys, index)), tf.gather(labels, index)
+  options = tf.data.Options()
+  options.experimental_symbolic_checkpoint = True
+  return tf.data.Dataset.range(2**62).map(example).with_options(options)
+
+
 def train_dataset(source, plan, input_context=None, seed=0, cache_bytes=None):
   """Infinite stream of (images float32 [B, crop, crop, 3] in [0, 1], labels int32 [B]).
 
   B is the per-replica micro-batch: `plan.micro_batch_size` divided over the
-  replicas by `input_context` when given. Shuffling and augmentation are seeded:
-  the same seed gives the same stream. Encoded images are cached in memory when
-  they fit (`cache_bytes`, default a quarter of physical memory), and then the
-  shuffle covers the whole train set every epoch.
+  replicas by `input_context` when given; with several input pipelines (workers)
+  each reads its own share of the examples. Every epoch is a fresh permutation and
+  every crop and flip is drawn from (seed, position): the same seed gives the same
+  stream, and a checkpointed iterator resumes exactly. Encoded images are held in
+  memory when they fit (`cache_bytes`, default a quarter of physical memory).
 
   Args:
     source: a sources.Source.
@@ -64,31 +125,34 @@ def train_dataset(source, plan, input_context=None, seed=0, cache_bytes=None):
     cache_bytes: memory allowed for cached encoded images, None for the default.
   """
   batch_size = _batch_size(plan.micro_batch_size, input_context)
+  pipelines = input_context.num_input_pipelines if input_context else 1
   pipeline_id = input_context.input_pipeline_id if input_context else 0
-  num_examples = plan.num_examples
-  ds = _shard(source.train_examples(), input_context)
-  if fits_in_memory(source.train_bytes, num_examples, cache_bytes):
-    ds = ds.cache()
-    buffer = num_examples  # cached tensors are shared, so the buffer costs little
-  else:
-    buffer = min(num_examples, SHUFFLE_BUFFER)
-  ds = ds.shuffle(max(buffer, 1), seed=seed + pipeline_id, reshuffle_each_iteration=True)
-  ds = ds.repeat().enumerate()  # the index seeds each example's crop and flip
+  ds = _positioned_examples(source, input_context, seed, cache_bytes)
 
-  def augment(index, example):
-    encoded, label = example
-    image_seed = tf.stack([tf.cast(seed + 7919 * pipeline_id, tf.int64), index])
+  def augment(position, encoded, label):
+    # A distinct seed for every example of every pipeline.
+    image_seed = tf.stack([tf.cast(seed, tf.int64), position * pipelines + pipeline_id])
     return preprocess.train_image(encoded, image_seed, plan.precrop, plan.crop), label
   ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
   return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
+def _count(examples):
+  """Number of examples in a finite dataset: its cardinality, else by counting."""
+  known = int(examples.cardinality())
+  if known >= 0:
+    return known
+  return int(examples.reduce(tf.constant(0, tf.int64), lambda count, *_: count + 1))
+
+
 def eval_dataset(source, plan, batch_size, input_context=None, cache_bytes=None):
   """Every eval example once, as (images, labels, mask) batches of fixed size.
 
-  The last batch is padded with zero images; `mask` is 1.0 for real examples and
-  0.0 for padding, so a metric weighted by the mask counts every example exactly
-  once under any strategy.
+  The stream is padded with zero images (`mask` 0.0; real examples have 1.0) so
+  that every replica of every input pipeline gets the same number of full batches:
+  a distributed iterator stops when any replica runs dry, and multi-worker steps
+  must match, so without padding a final partial step would be silently dropped.
+  Metrics weighted by the mask count every example exactly once.
 
   Args:
     source: a sources.Source.
@@ -97,19 +161,23 @@ def eval_dataset(source, plan, batch_size, input_context=None, cache_bytes=None)
     input_context: tf.distribute.InputContext, or None.
     cache_bytes: memory allowed for cached encoded images, None for the default.
   """
-  batch_size = _batch_size(batch_size, input_context)
-  ds = _shard(source.eval_examples(), input_context)
+  per_replica = _batch_size(batch_size, input_context)
+  pipelines = input_context.num_input_pipelines if input_context else 1
+  replicas_here = (input_context.num_replicas_in_sync // pipelines
+                   if input_context else 1)
+  examples = source.eval_examples()
+  # Sharding gives each pipeline at most ceil(total / pipelines) examples.
+  most = -(-_count(examples) // pipelines)
+  step_size = per_replica * replicas_here
+  padded = max(1, -(-most // step_size)) * step_size
+  ds = _shard(examples, input_context)
   if fits_in_memory(source.eval_bytes, None, cache_bytes):
     ds = ds.cache()  # evaluation runs more than once; decode from memory next time
-  ds = ds.map(lambda encoded, label: (preprocess.eval_image(encoded, plan.crop), label),
+  ds = ds.map(lambda encoded, label: (preprocess.eval_image(encoded, plan.crop),
+                                      tf.cast(label, tf.int32), tf.constant(1.0)),
               num_parallel_calls=tf.data.AUTOTUNE)
-
-  def pad(images, labels):
-    real = tf.shape(labels)[0]
-    missing = batch_size - real
-    images = tf.pad(images, [[0, missing], [0, 0], [0, 0], [0, 0]])
-    labels = tf.pad(labels, [[0, missing]])
-    mask = tf.concat([tf.ones([real]), tf.zeros([missing])], 0)
-    return (tf.ensure_shape(images, [batch_size, plan.crop, plan.crop, 3]),
-            tf.ensure_shape(labels, [batch_size]), tf.ensure_shape(mask, [batch_size]))
-  return ds.batch(batch_size).map(pad).prefetch(tf.data.AUTOTUNE)
+  padding = tf.data.Dataset.from_tensors(
+      (tf.zeros([plan.crop, plan.crop, 3]), tf.constant(0, tf.int32),
+       tf.constant(0.0))).repeat()
+  ds = ds.concatenate(padding).take(padded)
+  return ds.batch(per_replica, drop_remainder=True).prefetch(tf.data.AUTOTUNE)

@@ -28,12 +28,16 @@ class Source:
       image_size, splits, where each fact came from, class_names).
     train_bytes: encoded size of the train examples, None when unknown.
     eval_bytes: the same for the eval examples.
+    train_files: (paths, labels) when the train examples are files, which lets
+      a stream read them in any order without holding them in memory; else None.
   """
 
-  def __init__(self, facts, train_fn, eval_fn, train_bytes=None, eval_bytes=None):
+  def __init__(self, facts, train_fn, eval_fn, train_bytes=None, eval_bytes=None,
+               train_files=None):
     self.facts = facts
     self._train_fn, self._eval_fn = train_fn, eval_fn
     self.train_bytes, self.eval_bytes = train_bytes, eval_bytes
+    self.train_files = train_files
 
   @property
   def class_names(self):
@@ -95,14 +99,10 @@ def _describe_sizes(sizes, what):
 # Image folders.
 
 
-def _file_examples(split, order_seed=None):
-  """(encoded, label) read from the split's files; `order_seed` permutes them once,
-  so even a stream that cannot cache everything does not see one class at a time."""
-  order = np.arange(len(split.paths))
-  if order_seed is not None:
-    order = np.random.default_rng(order_seed).permutation(order)
-  paths = tf.constant([split.paths[i] for i in order], tf.string)
-  labels = tf.constant([split.labels[i] for i in order], tf.int32)
+def _file_examples(split):
+  """(encoded, label) read from the split's files, in the split's order."""
+  paths = tf.constant(split.paths, tf.string)
+  labels = tf.constant(split.labels, tf.int32)
   return tf.data.Dataset.from_tensor_slices((paths, labels)).map(
       lambda path, label: (tf.io.read_file(path), label),
       num_parallel_calls=tf.data.AUTOTUNE)
@@ -125,9 +125,9 @@ def _folder_source(config):
                "num_classes": origin,
                "image_size": _describe_sizes(
                    train.sizes, f"the headers of all {len(train.paths)} train images")})
-  return Source(facts, lambda: _file_examples(train, order_seed=0),
-                lambda: _file_examples(folder.eval), train.num_bytes,
-                folder.eval.num_bytes)
+  return Source(facts, lambda: _file_examples(train), lambda: _file_examples(folder.eval),
+                train.num_bytes, folder.eval.num_bytes,
+                train_files=(train.paths, train.labels))
 
 
 def folder_facts(config):

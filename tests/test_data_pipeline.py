@@ -103,9 +103,13 @@ def test_every_epoch_is_a_permutation_whether_cached_read_from_files_or_streamed
     for epoch in (labels[:n], labels[n:]):
       assert np.bincount(epoch).tolist() == [n // 3] * 3
     assert not np.array_equal(labels[:n], labels[n:])  # reshuffled
+    resumed = pipeline.train_dataset(source, small_plan(n, batch_size=3, precrop=20,
+                                                        crop=16),
+                                     cache_bytes=cache_bytes, skip=n)
+    assert np.array_equal(next(iter(resumed))[1], labels[n:n + 3])
 
 
-def test_a_checkpointed_train_iterator_is_small_and_resumes_exactly(tmp_path):
+def test_a_resumed_stream_continues_exactly_from_a_checkpoint_or_a_skip(tmp_path):
   source = random_source(200)
   dataset = pipeline.train_dataset(source, small_plan(200), seed=3)
   iterator = iter(dataset)
@@ -120,6 +124,9 @@ def test_a_checkpointed_train_iterator_is_small_and_resumes_exactly(tmp_path):
     assert np.array_equal(labels, want_labels) and np.array_equal(images, want_images)
   saved = sum(f.stat().st_size for f in tmp_path.iterdir())
   assert saved < 100_000  # a position, not the images
+  skipped = pipeline.train_dataset(source, small_plan(200), seed=3, skip=30 * 8)
+  for (images, labels), (want_images, want_labels) in zip(skipped.take(3), expected):
+    assert np.array_equal(labels, want_labels) and np.array_equal(images, want_images)
 
 
 def test_train_stream_batches_per_replica_and_shards_per_worker():

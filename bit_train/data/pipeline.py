@@ -80,12 +80,14 @@ def _random_access(source, input_context, cache_bytes):
   return tf.constant(paths, tf.string), tf.constant(labels, tf.int32), tf.io.read_file
 
 
-def _positioned_examples(source, input_context, seed, cache_bytes):
-  """Infinite (position, encoded, label), shuffled anew every epoch with `seed`.
+def _positioned_examples(source, input_context, seed, cache_bytes, skip):
+  """Infinite (position, encoded, label) from position `skip` on, shuffled anew
+  every epoch with `seed`.
 
   With random access each epoch is a permutation computed from (seed, epoch,
   position), so the iterator's checkpoint is a counter (symbolic checkpointing),
-  not a buffer of images. Otherwise a shuffle buffer of SHUFFLE_BUFFER examples.
+  not a buffer of images, and skipping is free. Otherwise a shuffle buffer of
+  SHUFFLE_BUFFER examples, and skipping reads what it skips.
   """
   table = _random_access(source, input_context, cache_bytes)
   if table is None:
@@ -93,7 +95,7 @@ def _positioned_examples(source, input_context, seed, cache_bytes):
     ds = _shard(source.train_examples(), input_context)
     ds = ds.shuffle(min(source.facts.num_examples, SHUFFLE_BUFFER),
                     seed=seed + pipeline_id, reshuffle_each_iteration=True)
-    return ds.repeat().enumerate().map(lambda p, example: (p, *example))
+    return ds.repeat().enumerate().skip(skip).map(lambda p, example: (p, *example))
   keys, labels, read = table
   size = tf.cast(tf.size(labels), tf.int64)
 
@@ -104,18 +106,19 @@ def _positioned_examples(source, input_context, seed, cache_bytes):
     return position, read(tf.gather(keys, index)), tf.gather(labels, index)
   options = tf.data.Options()
   options.experimental_symbolic_checkpoint = True
-  return tf.data.Dataset.range(2**62).map(example).with_options(options)
+  return tf.data.Dataset.range(skip, 2**62).map(example).with_options(options)
 
 
-def train_dataset(source, plan, input_context=None, seed=0, cache_bytes=None):
+def train_dataset(source, plan, input_context=None, seed=0, cache_bytes=None, skip=0):
   """Infinite stream of (images float32 [B, crop, crop, 3] in [0, 1], labels int32 [B]).
 
   B is the per-replica micro-batch: `plan.micro_batch_size` divided over the
   replicas by `input_context` when given; with several input pipelines (workers)
   each reads its own share of the examples. Every epoch is a fresh permutation and
   every crop and flip is drawn from (seed, position): the same seed gives the same
-  stream, and a checkpointed iterator resumes exactly. Encoded images are held in
-  memory when they fit (`cache_bytes`, default a quarter of physical memory).
+  stream, and a resumed run continues it exactly: from a checkpointed iterator, or
+  by starting the stream at `skip`. Encoded images are held in memory when they fit
+  (`cache_bytes`, default a quarter of physical memory).
 
   Args:
     source: a sources.Source.
@@ -123,11 +126,13 @@ def train_dataset(source, plan, input_context=None, seed=0, cache_bytes=None):
     input_context: tf.distribute.InputContext, or None for one replica.
     seed: seed of shuffling and augmentation.
     cache_bytes: memory allowed for cached encoded images, None for the default.
+    skip: examples this input pipeline delivered before (a resumed run), e.g.
+      steps done * plan.batch_size / input pipelines.
   """
   batch_size = _batch_size(plan.micro_batch_size, input_context)
   pipelines = input_context.num_input_pipelines if input_context else 1
   pipeline_id = input_context.input_pipeline_id if input_context else 0
-  ds = _positioned_examples(source, input_context, seed, cache_bytes)
+  ds = _positioned_examples(source, input_context, seed, cache_bytes, skip)
 
   def augment(position, encoded, label):
     # A distinct seed for every example of every pipeline.

@@ -9,12 +9,16 @@ The story of a run: config -> dataset facts -> plan -> (model, data, loop, expor
 import os
 
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
 from bit_train import cli
+from bit_train import distribute
 from bit_train import files
 from bit_train import hyperrule
+from bit_train import trainer
 from bit_train.data import catalog
+from bit_train.data import sources
 from bit_train.errors import UserError
 from bit_train.models import registry
 
@@ -24,6 +28,8 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for the plan, checkpo
                                "logs and exports; a run started again resumes there.")
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "Resolve the dataset and the plan, print "
                              "and save them, and exit without training.")
+_FORCE = flags.DEFINE_bool("force", False, "Resume a workdir even though its saved "
+                           "config or plan differs from this run's.")
 
 
 def describe_model(config):
@@ -61,17 +67,24 @@ def main(argv):
   if not _WORKDIR.value:
     raise UserError("--workdir is required: the directory for the plan, checkpoints "
                     "and exports.")
-  facts = catalog.describe(config)
   model = describe_model(config)
-  plan = hyperrule.plan_from_config(config, facts.num_examples, facts.image_size,
-                                    dataset=facts.name)
   if _DRY_RUN.value:
+    facts = catalog.describe(config)
+    plan = hyperrule.plan_from_config(config, facts.num_examples, facts.image_size,
+                                      dataset=facts.name)
     text, record = write_dry_run(_WORKDIR.value, config, facts, model, plan)
     print(text)
-    print(files.json_text(record))
+    print(files.json_text(record["plan"]))
     return
-  raise UserError("training is not built yet (the trainer issue): run with --dry_run "
-                  "to see the plan.")
+  # The strategy comes first: multi-worker set-up and CPU device splitting must
+  # happen before TensorFlow runs anything.
+  strategy = distribute.create_strategy(config)
+  source = sources.from_config(config)
+  plan = hyperrule.plan_from_config(config, source.facts.num_examples,
+                                    source.facts.image_size, dataset=source.facts.name)
+  logging.info("%s\n%s", source.facts.describe(), plan.describe())
+  record = trainer.train(config, plan, source, _WORKDIR.value, strategy, _FORCE.value)
+  print(files.json_text(record))
 
 
 def run():

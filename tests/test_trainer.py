@@ -1,0 +1,195 @@
+"""bit-train end to end on tiny models and a generated image folder (CPU, offline)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import ROOT, error_lines, run_module
+from pattern_images import write_pattern_folder
+
+# A tiny native BiT (one unit per block, half width) on 32 px images, 6 steps.
+TINY = ("model_source=native,num_units=1/1/1/1,width=0.5,precrop=36,crop=32,"
+        "batch_size=8,supports=2/4/6,log_every=1,checkpoint_every=2,lr_scaling=none,"
+        "base_lr=0.01")
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+  return write_pattern_folder(tmp_path_factory.mktemp("patterns"), per_class=12)
+
+
+def train(workdir, folder, arg="", *flags, env=None):
+  config = f"configs/transfer.py:dataset=image_folder,data_dir={folder},{TINY}"
+  if arg:
+    config += "," + arg
+  return run_module("bit_train.train", "--config", config, "--workdir", workdir,
+                    *flags, env=env)
+
+
+def final_weights(checkpoint_dir):
+  """Model variables of the latest checkpoint, by name."""
+  reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(checkpoint_dir))
+  return {name: reader.get_tensor(name)
+          for name in reader.get_variable_to_shape_map()
+          if name.startswith("model/") and "OPTIMIZER" not in name}
+
+
+def assert_same_weights(a, b, rtol=1e-5, atol=1e-6):
+  assert a.keys() == b.keys() and a
+  for name in a:
+    np.testing.assert_allclose(a[name], b[name], rtol=rtol, atol=atol, err_msg=name)
+
+
+def history(workdir):
+  with open(os.path.join(workdir, "history.jsonl")) as f:
+    return [json.loads(line) for line in f]
+
+
+def test_native_run_writes_metrics_checkpoints_curves_and_exports(tmp_path, folder):
+  result = train(tmp_path, folder)
+  assert result.returncode == 0, result.stderr[-3000:]
+  metrics = json.load(open(tmp_path / "metrics.json"))
+  # The folder has no test split: a stratified holdout is evaluated, in full.
+  plan = json.load(open(tmp_path / "plan.json"))["plan"]
+  assert metrics["count"] == 36 - plan["num_examples"] > 0
+  assert metrics["step"] == 6 and 0 <= metrics["top1"] <= 1
+  assert (tmp_path / "curves.png").stat().st_size > 1000
+  assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-6")
+  assert os.listdir(tmp_path / "tensorboard" / "train")
+  steps = [r["step"] for r in history(tmp_path) if "loss" in r and "top1" not in r]
+  assert steps == [1, 2, 3, 4, 5, 6]
+  assert "step 6/6" in result.stderr and "img/s" in result.stderr and "ETA" in result.stderr
+
+  serving = tf.saved_model.load(str(tmp_path / "export" / "serving"))
+  images = np.random.default_rng(0).integers(0, 255, (3, 50, 40, 3), dtype=np.uint8)
+  out = serving.signatures["serving_default"](tf.constant(images))
+  assert out["probabilities"].shape == (3, 3)
+  np.testing.assert_allclose(out["probabilities"].numpy().sum(-1), 1, rtol=1e-5)
+  names = [n.decode() for n in out["class_names"].numpy()]
+  assert set(names) <= {"checker", "horizontal", "vertical"}
+  hub_module = tf.saved_model.load(str(tmp_path / "export" / "hub_module"))
+  logits = hub_module(tf.constant(images[:, :32, :32] / 255.0, tf.float32))
+  assert logits.shape == (3, 3)
+
+
+def test_loss_goes_down_and_accuracy_beats_chance(tmp_path, tmp_path_factory):
+  data = write_pattern_folder(tmp_path_factory.mktemp("easy"), per_class=40, seed=1)
+  result = train(tmp_path, data, "batch_size=16,supports=3/40/60,base_lr=0.05,"
+                 "mixup_alpha=0.0,eval_every=30,log_every=5,checkpoint_every=60")
+  assert result.returncode == 0, result.stderr[-3000:]
+  losses = [r["loss"] for r in history(tmp_path) if "loss" in r and "top1" not in r]
+  assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:2])
+  metrics = json.load(open(tmp_path / "metrics.json"))
+  assert metrics["top1"] >= 0.7  # chance is 1/3
+
+
+def test_batch_split_update_equals_the_full_batch(tmp_path, folder):
+  whole = train(tmp_path / "k1", folder, "mixup_alpha=0.0,supports=1/2/3")
+  split = train(tmp_path / "k4", folder, "mixup_alpha=0.0,supports=1/2/3,batch_split=4")
+  assert whole.returncode == 0 and split.returncode == 0, split.stderr[-3000:]
+  assert_same_weights(final_weights(tmp_path / "k1" / "checkpoints"),
+                      final_weights(tmp_path / "k4" / "checkpoints"))
+
+
+def test_mirrored_over_two_cpu_devices_matches_one_device(tmp_path, folder):
+  one = train(tmp_path / "one", folder, "strategy=cpu,supports=1/2/3")
+  two = train(tmp_path / "two", folder, "strategy=mirrored,cpu_devices=2,supports=1/2/3")
+  assert one.returncode == 0 and two.returncode == 0, two.stderr[-3000:]
+  assert "MirroredStrategy with 2 replica(s)" in two.stderr
+  assert_same_weights(final_weights(tmp_path / "one" / "checkpoints"),
+                      final_weights(tmp_path / "two" / "checkpoints"))
+
+
+def _free_ports(n):
+  import socket
+  sockets = [socket.socket() for _ in range(n)]
+  for s in sockets:
+    s.bind(("127.0.0.1", 0))
+  ports = [s.getsockname()[1] for s in sockets]
+  for s in sockets:
+    s.close()
+  return ports
+
+
+def test_multi_worker_two_local_workers_end_with_identical_weights(tmp_path, folder):
+  ports = _free_ports(2)
+  cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+  config = (f"configs/transfer.py:dataset=image_folder,data_dir={folder},{TINY},"
+            "strategy=multi_worker,supports=1/2/4")
+  procs = []
+  for index in range(2):
+    env = dict(os.environ, TF_CONFIG=json.dumps(
+        {"cluster": cluster, "task": {"type": "worker", "index": index}}))
+    procs.append(subprocess.Popen(
+        [sys.executable, "-m", "bit_train.train", "--config", config, "--workdir",
+         str(tmp_path)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True))
+  outputs = [p.communicate(timeout=600) for p in procs]
+  for p, (_, err) in zip(procs, outputs):
+    assert p.returncode == 0, err[-3000:]
+  chief = final_weights(tmp_path / "checkpoints")
+  other = final_weights(tmp_path / "workers" / "1" / "checkpoints")
+  assert_same_weights(chief, other, rtol=0, atol=0)
+  assert json.load(open(tmp_path / "metrics.json"))["step"] == 4
+
+
+def test_kill_9_then_resume_ends_with_the_same_weights(tmp_path, folder):
+  arg = "supports=2/20/30,checkpoint_every=5,log_every=5"
+  straight = train(tmp_path / "straight", folder, arg)
+  assert straight.returncode == 0, straight.stderr[-3000:]
+
+  workdir = tmp_path / "killed"
+  config = f"configs/transfer.py:dataset=image_folder,data_dir={folder},{TINY},{arg}"
+  proc = subprocess.Popen([sys.executable, "-m", "bit_train.train", "--config", config,
+                           "--workdir", str(workdir)], cwd=ROOT,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.time() + 300
+  while tf.train.latest_checkpoint(str(workdir / "checkpoints")) is None:
+    assert proc.poll() is None and time.time() < deadline, "no checkpoint before exit"
+    time.sleep(0.05)
+  os.kill(proc.pid, signal.SIGKILL)
+  proc.wait()
+  killed_at = tf.train.latest_checkpoint(str(workdir / "checkpoints"))
+  assert not killed_at.endswith("ckpt-30")
+
+  resumed = train(workdir, folder, arg)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert "Resumed from" in resumed.stderr
+  assert_same_weights(final_weights(tmp_path / "straight" / "checkpoints"),
+                      final_weights(workdir / "checkpoints"))
+
+
+def test_changed_plan_on_resume_is_an_error_unless_forced(tmp_path, folder):
+  assert train(tmp_path, folder, "supports=1/2/3").returncode == 0
+  changed = train(tmp_path, folder, "supports=1/2/4")
+  assert changed.returncode == 2
+  assert "supports" in error_lines(changed.stderr)[0]
+  forced = train(tmp_path, folder, "supports=1/2/4", "--force")
+  assert forced.returncode == 0, forced.stderr[-3000:]
+  assert json.load(open(tmp_path / "metrics.json"))["step"] == 4
+
+
+def test_non_finite_loss_stops_and_leaves_the_checkpoint(tmp_path, folder):
+  result = train(tmp_path, folder, "base_lr=1e38,supports=1/5/8,checkpoint_every=1,"
+                 "mixup_alpha=0.0")
+  assert result.returncode == 2
+  lines = error_lines(result.stderr)
+  assert len(lines) == 1 and "non-finite" in lines[0]
+  assert "Traceback" not in result.stderr
+  weights = final_weights(tmp_path / "checkpoints")
+  assert all(np.isfinite(w).all() for w in weights.values())
+
+
+def test_micro_batch_not_divisible_by_replicas_is_one_line(tmp_path, folder):
+  result = train(tmp_path, folder, "strategy=mirrored,cpu_devices=2,batch_size=6,"
+                 "batch_split=2")
+  assert result.returncode == 2
+  assert "batch" in error_lines(result.stderr)[0]
+  assert "Traceback" not in result.stderr

@@ -181,8 +181,10 @@ def eval_dataset(source, plan, batch_size, input_context=None, cache_bytes=None)
   ds = ds.map(lambda encoded, label: (preprocess.eval_image(encoded, plan.crop),
                                       tf.cast(label, tf.int32), tf.constant(1.0)),
               num_parallel_calls=tf.data.AUTOTUNE)
+  # Labels are class indices, or fixed-size rows (multi-hot ReaL labels).
+  label_shape = examples.element_spec[1].shape
   padding = tf.data.Dataset.from_tensors(
-      (tf.zeros([plan.crop, plan.crop, 3]), tf.constant(0, tf.int32),
+      (tf.zeros([plan.crop, plan.crop, 3]), tf.zeros(label_shape, tf.int32),
        tf.constant(0.0))).repeat()
   ds = ds.concatenate(padding).take(padded)
   return ds.batch(per_replica, drop_remainder=True).prefetch(tf.data.AUTOTUNE)

@@ -209,3 +209,26 @@ def scan(root, train_split=None, eval_split=None, holdout_fraction=0.1):
   _warn_skipped(skipped)
   return Folder(root=root, class_names=class_names, train=train, eval=evaluation,
                 train_split=train_name, eval_split=eval_name, skipped=tuple(skipped))
+
+
+def scan_eval(root, eval_split=None):
+  """(class names, Split, split name) of the images an evaluation reads.
+
+  With split folders (root/<split>/<class>/...) that is the eval split folder
+  (`eval_split`, else test, validation or val); with class folders directly under
+  root, every image. Unreadable files are skipped with a warning, as in `scan`.
+  """
+  if not root or not os.path.isdir(root):
+    raise UserError(f"{root!r} is not a folder: give a folder of class folders "
+                    "(root/<class>/*.jpg or root/<split>/<class>/*.jpg).")
+  train_dir, _, eval_dir, eval_name = _choose_splits(root, None, eval_split)
+  if eval_dir is None and _split_layout(root, None):
+    raise UserError(f"{root} has split folders but no eval split (test, validation, "
+                    "val): name one with eval_split.")
+  class_names = tuple(_subdirs(train_dir))
+  skipped = []
+  split = _read_classes(eval_dir or train_dir, class_names, skipped)
+  _warn_skipped(skipped)
+  if not split.paths:
+    raise UserError(f"no readable images in {eval_dir or train_dir}.")
+  return class_names, split, eval_name or "all images"

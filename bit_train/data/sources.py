@@ -191,6 +191,24 @@ def _read_split(builder, split, image_key, label_key, shuffle_seed=None):
                 num_parallel_calls=tf.data.AUTOTUNE)
 
 
+def prepared_tfds(config):
+  """The TFDS builder of config.dataset, prepared (from manual_dir) if need be."""
+  builder = catalog.tfds_builder(config)
+  _prepare(builder, config)
+  return builder
+
+
+def tfds_split(builder, split, label_key=None):
+  """(encoded image, int32 label) of one split of a prepared TFDS dataset.
+
+  The label is the dataset's class label, or the feature `label_key` (e.g. a
+  Sequence of labels) cast to int32. No train split is needed, so evaluation
+  sets such as imagenet_v2 open this way.
+  """
+  image_key, class_key = _feature_keys(builder)
+  return _read_split(builder, split, image_key, label_key or class_key)
+
+
 def measure_tfds_image_size(builder, split, seed=0):
   """(typical (height, width), how it was measured) from a seeded sample of images.
 

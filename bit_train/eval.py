@@ -1,0 +1,159 @@
+"""Measure a BiT classifier: ILSVRC-2012 validation, ReaL, ImageNet-V2, any split.
+
+  python -m bit_train.eval --config configs/imagenet_eval.py:model=BiT-S-R101x3 --workdir W
+
+The story of a run: config -> strategy -> datasets -> resolution -> model (its own
+head) -> class order check -> one evaluation per dataset -> files. Every example is
+counted (the final partial batch included). Writes W/eval/metrics.json and one
+per-class accuracy file per single-label dataset.
+"""
+
+import os
+import re
+
+from absl import flags
+from absl import logging
+import numpy as np
+from ml_collections import config_flags
+import tensorflow as tf
+
+from bit_train import cli
+from bit_train import distribute
+from bit_train import evaluation
+from bit_train import files
+from bit_train import hyperrule
+from bit_train import labels
+from bit_train import models
+from bit_train.data import eval_sets
+from bit_train.data import pipeline
+from bit_train.errors import UserError
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Config file and arguments, e.g. "
+    "configs/imagenet_eval.py:model=BiT-S-R101x3.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for metrics.json and the "
+                               "per-class accuracy files (under W/eval/).")
+
+
+def eval_plan(config, image_size):
+  """The HyperRule's plan for the dataset's image size (crop overridable).
+
+  Only its resolution matters here (eval images are resized straight to the
+  crop), so the number of examples is a stand-in.
+  """
+  if image_size is None:
+    raise UserError("the image size of the dataset is unknown: set image_size=HxW "
+                    "or crop=<pixels>.")
+  return hyperrule.plan_from_config(config, 1, image_size)
+
+
+def model_class_names(config):
+  """(names of the model's outputs in order, where they came from), or (None, None).
+
+  From config.class_map, else the class_names.txt a trainer export keeps.
+  """
+  path = config.class_map or labels.export_names_path(config.model_path)
+  return (labels.read_names(path), path) if path else (None, None)
+
+
+def eval_batch(config, strategy):
+  batch = config.eval_batch_size or config.batch_size // config.batch_split
+  replicas = strategy.num_replicas_in_sync
+  if batch % replicas:
+    raise UserError(f"eval_batch_size={batch} cannot be shared by {replicas} "
+                    f"replicas: make it a multiple of {replicas}.")
+  return batch
+
+
+def _slug(name):
+  return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "eval"
+
+
+def per_class_text(metrics, class_names):
+  """TSV: index, class, images, top-1 correct, top-1 accuracy."""
+  rows = ["index\tclass\timages\tcorrect\taccuracy"]
+  accuracy = metrics.per_class_accuracy()
+  for i, name in enumerate(class_names):
+    count = int(round(metrics.per_class_count[i]))
+    value = "" if np.isnan(accuracy[i]) else f"{accuracy[i]:.6f}"
+    rows.append(f"{i}\t{name}\t{count}\t{int(round(metrics.per_class_correct[i]))}"
+                f"\t{value}")
+  return "\n".join(rows) + "\n"
+
+
+def run_one(evaluated, model, strategy, plan, batch, model_names, names_origin):
+  """Metrics of the model on one EvalSet; class counts and order checked first."""
+  if model.num_classes != evaluated.num_classes:
+    raise UserError(f"the model outputs {model.num_classes} classes but "
+                    f"{evaluated.name} has {evaluated.num_classes}: evaluate a "
+                    "classifier of this dataset's classes (check model, model_path).")
+  order = None
+  if model_names is not None:
+    order = labels.class_order(model_names, evaluated.class_names,
+                               f"the label file {names_origin}")
+  step = evaluation.make_eval_step(model, strategy, evaluated.num_classes, order,
+                                   evaluated.multilabel)
+  dataset = strategy.distribute_datasets_from_function(
+      lambda ctx: pipeline.eval_dataset(evaluated.source, plan, batch, ctx))
+  try:
+    return evaluation.evaluate(step, dataset), order
+  except ValueError as e:
+    raise UserError(f"{evaluated.name}: {e} (for ReaL: no image has a ReaL "
+                    "label).") from None
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise UserError(f"unexpected arguments {argv[1:]}: settings go after the config "
+                    "file (file.py:key=val) or as --config.<field>=<value>.")
+  config = cli.load_config(_CONFIG)
+  if not _WORKDIR.value:
+    raise UserError("--workdir is required: the directory for the metrics.")
+  if config.head != "keep":
+    raise UserError("bit-eval measures a classifier with its own head: set head=keep.")
+  # The strategy comes first: multi-worker set-up and CPU device splitting must
+  # happen before TensorFlow runs anything.
+  strategy = distribute.create_strategy(config)
+  sets = [eval_sets.main_set(config)] + eval_sets.extra_sets(config)
+  plan = eval_plan(config, sets[0].image_size)
+  crop = plan.crop
+  batch = eval_batch(config, strategy)
+  model_names, names_origin = model_class_names(config)
+  with strategy.scope():
+    model = models.create_model(config, None)
+  logging.info("Evaluating %s (%d classes) at %dx%d, batch %d, on %s.", config.model,
+               model.num_classes, crop, crop, batch, ", ".join(s.name for s in sets))
+  chief = distribute.is_chief(strategy)
+  out = os.path.join(_WORKDIR.value, "eval")
+  if chief:
+    tf.io.gfile.makedirs(out)
+  record = {"model": config.model, "model_source": config.model_source,
+            "model_path": config.model_path, "crop": crop, "batch": batch,
+            "class_names_from": names_origin or "the dataset's order", "results": {}}
+  for evaluated in sets:
+    metrics, order = run_one(evaluated, model, strategy, plan, batch, model_names,
+                             names_origin)
+    result = dict(metrics.to_dict(), scoring="ReaL (any label)" if evaluated.multilabel
+                  else "single label", reordered_classes=order is not None)
+    if metrics.per_class_count is not None:
+      result["per_class_file"] = f"{_slug(evaluated.name)}.per_class.tsv"
+      if chief:
+        files.write_text_atomic(os.path.join(out, result["per_class_file"]),
+                                per_class_text(metrics, evaluated.class_names))
+    record["results"][evaluated.name] = result
+    loss = "" if metrics.loss is None else f", loss {metrics.loss:.4f}"
+    print(f"{evaluated.name}: top-1 {metrics.top1:.4f}, top-5 {metrics.top5:.4f}{loss}"
+          f" on {metrics.count} images ({metrics.images_per_second:.1f} img/s)",
+          flush=True)
+  record["config"] = config.to_dict()
+  if chief:
+    files.write_json_atomic(os.path.join(out, "metrics.json"), record)
+  print(files.json_text(record["results"]))
+
+
+def run():
+  cli.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,72 @@
+"""Class names of a model's outputs and how they line up with a dataset's classes.
+
+A label file lists one class per line, line i naming output i: a trainer export's
+`class_names.txt`, the ILSVRC-2012 WordNet ids (`n01440764`), or a lemma list
+(`tench, Tinca tinca`). The standard ILSVRC-2012 order, which the official BiT
+classifiers use, is the sorted WordNet ids: the order of TFDS `imagenet2012` labels.
+"""
+
+import os
+
+import tensorflow as tf
+
+from bit_train.errors import UserError
+
+EXPORT_NAMES = "class_names.txt"  # written by bit_train.export beside the exports
+
+
+def read_names(path):
+  """The class names in a label file, one per line (blank lines at the end dropped)."""
+  try:
+    with tf.io.gfile.GFile(path) as f:
+      names = [line.strip() for line in f.read().splitlines()]
+  except (tf.errors.OpError, UnicodeDecodeError) as e:
+    raise UserError(f"cannot read the label file {path!r}: "
+                    f"{' '.join(str(e).split()) or type(e).__name__}.") from None
+  while names and not names[-1]:
+    names.pop()
+  if not names:
+    raise UserError(f"the label file {path!r} is empty: it needs one class name per "
+                    "line, line i naming the model's output i.")
+  return names
+
+
+def export_names_path(model_path):
+  """The export's class_names.txt for a model inside a trainer export, or None.
+
+  `W/export/hub_module` and `W/export/serving` have theirs at `W/export/`; the
+  serving SavedModel also keeps a copy in its assets.
+  """
+  if not model_path or "://" in model_path:
+    return None
+  folder = os.path.normpath(model_path)
+  for candidate in (os.path.join(folder, "assets", EXPORT_NAMES),
+                    os.path.join(folder, EXPORT_NAMES),
+                    os.path.join(os.path.dirname(folder), EXPORT_NAMES)):
+    if os.path.isfile(candidate):
+      return candidate
+  return None
+
+
+def class_order(model_names, dataset_names, where):
+  """The model's output index of every dataset class; None when they are in order.
+
+  A model name matches a dataset name when the whole line does, or else its first
+  word does (`n01440764 tench` matches `n01440764`). Every dataset class must be
+  found among the model's outputs exactly once; `where` names the label file.
+  """
+  dataset_names = list(dataset_names)
+  if len(model_names) != len(dataset_names):
+    raise UserError(f"{where} lists {len(model_names)} classes but the dataset has "
+                    f"{len(dataset_names)}: give the label file of this model.")
+  index = {name: i for i, name in enumerate(model_names)}
+  if not set(dataset_names) <= set(index):
+    index = {(name.split() or [""])[0]: i for i, name in enumerate(model_names)}
+  missing = [name for name in dataset_names if name not in index]
+  if missing or len(index) != len(model_names):
+    what = (f"lacks {len(missing)} of the dataset's classes (e.g. "
+            f"{', '.join(missing[:3])})" if missing else "names a class twice")
+    raise UserError(f"{where} {what}: its lines must name the dataset's classes "
+                    f"({', '.join(dataset_names[:3])}, ...), one per model output.")
+  order = [index[name] for name in dataset_names]
+  return None if order == list(range(len(order))) else order

@@ -1,0 +1,22 @@
+"""Evaluate a BiT classifier on ILSVRC-2012 validation (plus ReaL, ImageNet-V2, ...).
+
+  bit-eval --config configs/imagenet_eval.py:model=BiT-S-R101x3,manual_dir=/data/ilsvrc --workdir W
+  bit-eval --config "configs/imagenet_eval.py:model=BiT-M-R50x1,extra_evals=imagenet2012_real;imagenet_v2" --workdir W
+
+The model keeps its own head (the ILSVRC-2012 classifier of the named model, or
+model_path: a TF Hub classification module, an .npz file with its head, a trainer's
+W/export/hub_module). The resolution is the HyperRule's for imagenet2012 (480, or
+384 with resolution_rule=paper) unless crop is set.
+"""
+
+from bit_train import config as bit_config
+
+
+def get_config(arg=None):
+  config = bit_config.base_config()
+  config.dataset = "imagenet2012"
+  config.eval_split = "validation"
+  config.model = "BiT-S-R101x3"
+  config.head = "keep"
+  config.eval_batch_size = 64
+  return bit_config.apply_arg(config, arg)

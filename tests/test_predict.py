@@ -1,0 +1,120 @@
+"""bit-predict on image files with a trainer export, a hub module and an .npz file."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bit_train import export
+from bit_train import hyperrule
+from bit_train.data import preprocess
+from conftest import error_lines
+from conftest import run_module
+from data_images import write_folder
+from tiny_models import tiny_resnet
+from tiny_models import write_tiny_npz
+
+CLASSES = ["circle", "square", "star"]
+CROP = 32
+
+
+def probabilities(model, path, crop=CROP):
+  with open(path, "rb") as f:
+    image = preprocess.eval_image(tf.constant(f.read()), crop)[None]
+  return tf.nn.softmax(model(image)).numpy()[0]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+  """(workdir with W/export, the model it holds) as the trainer writes them."""
+  workdir = str(tmp_path_factory.mktemp("w"))
+  model = tiny_resnet(len(CLASSES), seed=1)
+  plan = hyperrule.plan(100, (32, 32), precrop=CROP, crop=CROP)
+  export.export_all(model, plan, CLASSES, workdir, strategy=None)
+  return workdir, model
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+  """a.jpg, a folder of two images plus a corrupt .jpg and a non-image file."""
+  root = tmp_path_factory.mktemp("photos")
+  single = write_folder(str(root / "single"), {"x": 1}, size=(40, 30), seed=2)
+  os.rename(os.path.join(single, "x", "0.jpg"), str(root / "a.jpg"))
+  album = write_folder(str(root / "album"), {"sub": 2}, size=(50, 60), seed=3)
+  with open(os.path.join(album, "sub", "broken.jpg"), "wb") as f:
+    f.write(b"\xff\xd8 not really a jpeg")
+  with open(os.path.join(album, "notes.txt"), "w") as f:
+    f.write("not an image")
+  good = [str(root / "a.jpg")] + [os.path.join(album, "sub", f"{i}.jpg")
+                                   for i in range(2)]
+  return str(root / "a.jpg"), album, good, os.path.join(album, "sub", "broken.jpg")
+
+
+def test_export_dir_prints_top_classes_and_skips_the_unreadable(exported, photos):
+  workdir, model = exported
+  single, album, good, broken = photos
+  result = run_module("bit_train.predict", "--model", os.path.join(workdir, "export"),
+                      "--images", single, album, "--top", "2", "--json")
+  assert result.returncode == 0, result.stderr[-2000:]
+  out = json.loads(result.stdout)
+  assert [r["image"] for r in out["predictions"]] == sorted(good, key=good.index)
+  for record in out["predictions"]:
+    expected = probabilities(model, record["image"])
+    best = np.argsort(-expected)[:2]
+    assert [p["class"] for p in record["predictions"]] == [CLASSES[i] for i in best]
+    assert [p["probability"] for p in record["predictions"]] == pytest.approx(
+        expected[best], abs=1e-5)
+  assert out["skipped"] == [{"image": broken, "error": "not a readable image "
+                             "(JPEG, PNG, GIF, BMP or WebP)"}]
+  assert f"skipped {broken}: not a readable image" in result.stderr
+
+
+def test_hub_module_of_an_export_finds_its_class_names(exported, photos):
+  workdir, model = exported
+  single = photos[0]
+  result = run_module("bit_train.predict", "--model",
+                      os.path.join(workdir, "export", "hub_module"), "--crop", CROP,
+                      "--top", "3", single)
+  assert result.returncode == 0, result.stderr[-2000:]
+  expected = probabilities(model, single)
+  lines = result.stdout.strip().splitlines()
+  assert lines[0] == single
+  order = np.argsort(-expected)
+  assert lines[1:] == [f"  {expected[i]:.4f}  {CLASSES[i]}" for i in order]
+
+
+def test_npz_classifier_with_a_user_label_file(tmp_path, photos):
+  model = write_tiny_npz(str(tmp_path / "tiny.npz"), num_classes=4, seed=5)
+  lemmas = ["tench, Tinca tinca", "goldfish, Carassius auratus", "great white shark",
+            "tiger shark"]
+  (tmp_path / "lemmas.txt").write_text("\n".join(lemmas) + "\n")
+  result = run_module("bit_train.predict", "--model", str(tmp_path / "tiny.npz"),
+                      "--labels", str(tmp_path / "lemmas.txt"), "--crop", CROP,
+                      "--top", "1", "--json", photos[0])
+  assert result.returncode == 0, result.stderr[-2000:]
+  best = int(np.argmax(probabilities(model, photos[0])))
+  assert json.loads(result.stdout)["predictions"][0]["predictions"][0]["class"] == (
+      lemmas[best])
+
+
+def test_a_label_file_of_the_wrong_length_is_one_line(exported, photos, tmp_path):
+  (tmp_path / "two.txt").write_text("a\nb\n")
+  result = run_module("bit_train.predict", "--model",
+                      os.path.join(exported[0], "export"), "--labels",
+                      str(tmp_path / "two.txt"), photos[0])
+  assert result.returncode == 2
+  assert error_lines(result.stderr) == [
+      f"error: the label file {tmp_path / 'two.txt'} lists 2 classes but the model "
+      "outputs 3: give this model's label file."]
+
+
+def test_no_readable_image_at_all_is_exit_2(exported, photos, tmp_path):
+  missing = str(tmp_path / "missing.jpg")
+  result = run_module("bit_train.predict", "--model",
+                      os.path.join(exported[0], "export"), photos[3], missing)
+  assert result.returncode == 2
+  assert f"skipped {missing}: no such file" in result.stderr
+  assert error_lines(result.stderr) == [
+      "error: none of the 2 files could be read as an image."]

@@ -15,7 +15,7 @@ from bit_train import config as bit_config
 def get_config(arg=None):
   config = bit_config.base_config()
   config.dataset = "imagenet2012"
-  config.eval_split = "validation"
+  # eval_split None: the dataset's eval split (validation for imagenet2012).
   config.model = "BiT-S-R101x3"
   config.head = "keep"
   config.eval_batch_size = 64

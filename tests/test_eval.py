@@ -189,3 +189,33 @@ def test_an_unprepared_dataset_without_manual_dir_is_one_line(imagenet, tmp_path
   lines = error_lines(result.stderr)
   assert len(lines) == 1 and "imagenet2012 is not prepared" in lines[0]
   assert "manual_dir" in lines[0]
+
+
+def test_an_image_folder_with_a_class_map_in_another_order(tmp_path):
+  """dataset=image_folder: every image of root/<class>/ evaluated; the model's
+  outputs are (star, circle, square) as its label file says, the folder's sorted."""
+  from pattern_images import CLASSES, write_pattern_folder
+  root = write_pattern_folder(str(tmp_path / "shapes"), per_class=3)
+  model_order = [CLASSES[2], CLASSES[0], CLASSES[1]]
+  (tmp_path / "classes.txt").write_text("\n".join(model_order) + "\n")
+  model = tiny_resnet(3, seed=4)
+  weights.export_hub_module(model, str(tmp_path / "m"), "classification")
+  workdir = str(tmp_path / "w")
+  result = run_module("bit_train.eval", "--config", "configs/imagenet_eval.py:"
+                      f"dataset=image_folder,data_dir={root},model_source=hub,"
+                      f"model_path={tmp_path / 'm'},class_map={tmp_path / 'classes.txt'},"
+                      f"crop={CROP},eval_batch_size=4,strategy=cpu", "--workdir", workdir)
+  assert result.returncode == 0, result.stderr[-3000:]
+  paths = sorted(os.path.join(root, c, f) for c in sorted(CLASSES)
+                 for f in os.listdir(os.path.join(root, c)))
+  images = [open(p, "rb").read() for p in paths]
+  truth = [sorted(CLASSES).index(os.path.basename(os.path.dirname(p))) for p in paths]
+  logits = logits_of(model, images)[:, [model_order.index(c) for c in sorted(CLASSES)]]
+  with open(os.path.join(workdir, "eval", "metrics.json")) as f:
+    record = json.load(f)
+  (name, metrics), = record["results"].items()
+  assert name == f"{root}@all images" and metrics["reordered_classes"]
+  assert metrics["count"] == len(paths) == 3 * len(CLASSES)
+  expected = numpy_metrics(logits, truth)
+  assert metrics["top1"] == pytest.approx(expected["top1"])
+  assert metrics["loss"] == pytest.approx(expected["loss"], rel=1e-4)

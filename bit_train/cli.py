@@ -46,6 +46,13 @@ def run(main):
   app.run(guarded_main, flags_parser=_parse_flags)
 
 
+def reject_arguments(argv):
+  """Config entry points take no positional arguments: name where settings go."""
+  if len(argv) > 1:
+    raise UserError(f"unexpected arguments {argv[1:]}: settings go after the config "
+                    "file (file.py:key=val) or as --config.<field>=<value>.")
+
+
 def load_config(holder, flag_name="config"):
   """The validated ConfigDict behind a config_flags holder."""
   config = holder.value

@@ -103,9 +103,7 @@ def run_one(evaluated, model, strategy, plan, batch, model_names, names_origin):
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise UserError(f"unexpected arguments {argv[1:]}: settings go after the config "
-                    "file (file.py:key=val) or as --config.<field>=<value>.")
+  cli.reject_arguments(argv)
   config = cli.load_config(_CONFIG)
   if not _WORKDIR.value:
     raise UserError("--workdir is required: the directory for the metrics.")

@@ -60,9 +60,7 @@ def write_dry_run(workdir, config, facts, model, plan):
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise UserError(f"unexpected arguments {argv[1:]}: settings go after the config "
-                    "file (file.py:key=val) or as --config.<field>=<value>.")
+  cli.reject_arguments(argv)
   config = cli.load_config(_CONFIG)
   if not _WORKDIR.value:
     raise UserError("--workdir is required: the directory for the plan, checkpoints "

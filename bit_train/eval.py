@@ -27,6 +27,7 @@ from bit_train import models
 from bit_train.data import eval_sets
 from bit_train.data import pipeline
 from bit_train.errors import UserError
+from bit_train.models import registry
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file and arguments, e.g. "
@@ -54,6 +55,21 @@ def model_class_names(config):
   """
   path = config.class_map or labels.export_names_path(config.model_path)
   return (labels.read_names(path), path) if path else (None, None)
+
+
+def classifier_config(config, num_classes):
+  """The config with model_path set to the registry's classifier for this many
+  classes (BiT-M: its ILSVRC-2012 one for 1000, ImageNet-21k for 21843), so that
+  the model's own class count can be checked against the dataset's."""
+  if config.model_path or config.model_source == "native":
+    return config
+  config = config.copy_and_resolve_references()
+  spec = registry.lookup(config.model)
+  config.model_path = registry.location(spec, config.model_source, "keep", num_classes)
+  if config.model_path is None:
+    raise UserError(f"{spec.name} has no {config.model_source} classifier in the "
+                    "registry: set model_source or model_path.")
+  return config
 
 
 def eval_batch(config, strategy):
@@ -117,6 +133,7 @@ def main(argv):
   crop = plan.crop
   batch = eval_batch(config, strategy)
   model_names, names_origin = model_class_names(config)
+  config = classifier_config(config, sets[0].num_classes)
   with strategy.scope():
     model = models.create_model(config, None)
   logging.info("Evaluating %s (%d classes) at %dx%d, batch %d, on %s.", config.model,

@@ -67,14 +67,15 @@ def eval_args(imagenet, workdir, *fields):
 
 @pytest.fixture(scope="module")
 def evaluated(imagenet, tmp_path_factory):
-  """One bit-eval run that prepares imagenet2012 from the fake archives itself."""
+  """One bit-eval run that prepares imagenet2012 from the fake archives itself,
+  under MirroredStrategy on two CPU devices (2 images per replica per step)."""
   workdir = str(tmp_path_factory.mktemp("eval"))
   result = run_module("bit_train.eval", *eval_args(
       imagenet, workdir, f"manual_dir={imagenet['manual_dir']}",
-      f"extra_evals={REAL};{SLICE}"))
+      f"extra_evals={REAL};{SLICE}", "strategy=mirrored", "cpu_devices=2"))
   assert result.returncode == 0, result.stderr[-3000:]
   with open(os.path.join(workdir, "eval", "metrics.json")) as f:
-    return json.load(f), workdir, result.stdout
+    return json.load(f), workdir, result.stdout, result.stderr
 
 
 def numpy_metrics(logits, labels_):
@@ -90,6 +91,7 @@ def test_top1_top5_and_loss_equal_numpy_on_every_image(imagenet, evaluated):
   metrics = evaluated[0]["results"][MAIN]
   expected = numpy_metrics(imagenet["logits"], imagenet["labels"])
   assert metrics["count"] == NUM_VAL  # the final batch of 3 counted
+  assert "MirroredStrategy with 2 replica(s)" in evaluated[3]
   assert 0 < expected["top1"] < expected["top5"] < 1  # the check can fail
   assert metrics["top1"] == pytest.approx(expected["top1"])
   assert metrics["top5"] == pytest.approx(expected["top5"])
@@ -99,7 +101,7 @@ def test_top1_top5_and_loss_equal_numpy_on_every_image(imagenet, evaluated):
 
 
 def test_per_class_file_counts_each_class(imagenet, evaluated):
-  record, workdir, _ = evaluated
+  record, workdir = evaluated[:2]
   path = os.path.join(workdir, "eval", record["results"][MAIN]["per_class_file"])
   with open(path) as f:
     rows = list(csv.DictReader(f, delimiter="\t"))

@@ -63,6 +63,7 @@ def base_config():
   c.cpu_devices = 1  # split the CPU into this many logical devices (testing mirrored)
   c.tpu = ""  # TPU name or address for strategy=tpu; "" on a Cloud TPU VM
   c.seed = 0
+  c.deterministic = False  # bit-identical reruns (TF op determinism; slower)
   c.log_every = 10
   c.eval_every = 0  # steps between evaluations; 0: only at the end
   c.checkpoint_every = 500

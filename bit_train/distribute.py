@@ -70,6 +70,9 @@ def _local_devices():
 def create_strategy(config):
   """The strategy named by config.strategy (see the README for launching each)."""
   name = config.strategy
+  if config.deterministic:
+    # Same seed -> bit-identical weights, even across kill and resume.
+    tf.config.experimental.enable_op_determinism()
   if name == "multi_worker":
     strategy = _multi_worker_strategy()  # must come before any other TF op
   else:

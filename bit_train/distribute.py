@@ -71,7 +71,8 @@ def create_strategy(config):
   """The strategy named by config.strategy (see the README for launching each)."""
   name = config.strategy
   if config.deterministic:
-    # Same seed -> bit-identical weights, even across kill and resume.
+    # Same seed -> the same weights; on a busy CPU some kernels may still sum in
+    # another order, so reruns can differ in the last bits.
     tf.config.experimental.enable_op_determinism()
   if name == "multi_worker":
     strategy = _multi_worker_strategy()  # must come before any other TF op

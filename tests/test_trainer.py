@@ -141,7 +141,11 @@ def test_multi_worker_two_local_workers_end_with_identical_weights(tmp_path, fol
 
 
 def test_kill_9_then_resume_ends_with_the_same_weights(tmp_path, folder):
-  arg = "supports=2/20/30,checkpoint_every=5,log_every=5"
+  # Deterministic ops and a gentle lr: a resumed run computes what the straight
+  # run did. Last-bit float differences remain possible on a busy CPU, so losses
+  # and weights are compared with tolerances far below what a resume that lost or
+  # repeated data or optimizer state produces (checked: >100x larger).
+  arg = "supports=2/10/14,checkpoint_every=3,log_every=1,deterministic=True"
   straight = train(tmp_path / "straight", folder, arg)
   assert straight.returncode == 0, straight.stderr[-3000:]
 
@@ -156,14 +160,21 @@ def test_kill_9_then_resume_ends_with_the_same_weights(tmp_path, folder):
     time.sleep(0.05)
   os.kill(proc.pid, signal.SIGKILL)
   proc.wait()
-  killed_at = tf.train.latest_checkpoint(str(workdir / "checkpoints"))
-  assert not killed_at.endswith("ckpt-30")
+  killed_at = int(tf.train.latest_checkpoint(str(workdir / "checkpoints")).split("-")[-1])
+  assert killed_at < 14
 
   resumed = train(workdir, folder, arg)
   assert resumed.returncode == 0, resumed.stderr[-3000:]
-  assert "Resumed from" in resumed.stderr
+  assert f"Resumed from {workdir / 'checkpoints' / f'ckpt-{killed_at}'}" in resumed.stderr
+  def losses(w):
+    return {r["step"]: r["loss"] for r in history(w) if "top1" not in r}
+  expected, got = losses(tmp_path / "straight"), losses(workdir)
+  assert sorted(got) == list(range(1, 15))  # history kept up to the checkpoint
+  after = [s for s in got if s > killed_at]
+  np.testing.assert_allclose([got[s] for s in after], [expected[s] for s in after],
+                             rtol=1e-4)
   assert_same_weights(final_weights(tmp_path / "straight" / "checkpoints"),
-                      final_weights(workdir / "checkpoints"))
+                      final_weights(workdir / "checkpoints"), rtol=1e-4, atol=1e-5)
 
 
 def test_changed_plan_on_resume_is_an_error_unless_forced(tmp_path, folder):

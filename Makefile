@@ -19,8 +19,9 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest -q tests
 
+# Measurements on this machine, not tests: each prints its figures (see README).
 benchmarks: $(VENV)/.installed
-	$(PY) -m pytest -q -m benchmark -s benchmarks
+	for b in models data train eval; do $(PY) benchmarks/bench_$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) workdirs

@@ -32,16 +32,19 @@ _FORCE = flags.DEFINE_bool("force", False, "Resume a workdir even though its sav
                            "config or plan differs from this run's.")
 
 
-def describe_model(config):
+def describe_model(config, num_classes):
   """Where the model's weights come from, as the config names them."""
   if config.model_path:
     return {"name": config.model, "source": config.model_source,
             "location": config.model_path}
   spec = registry.lookup(config.model)
-  location = {"hub": spec.feature_handle, "npz": spec.npz_url,
-              "native": f"{spec.arch} (random init)"}[config.model_source]
+  if config.model_source == "native":
+    location = "random init"
+  else:
+    location = registry.location(spec, config.model_source, config.head, num_classes)
   if location is None:
-    raise UserError(f"{spec.name} has no TF Hub module: set model_source=npz.")
+    raise UserError(f"{spec.name} has no {config.model_source} weights for head="
+                    f"{config.head}: set model_source or model_path.")
   return {"name": spec.name, "source": config.model_source, "location": location}
 
 
@@ -65,9 +68,11 @@ def main(argv):
   if not _WORKDIR.value:
     raise UserError("--workdir is required: the directory for the plan, checkpoints "
                     "and exports.")
-  model = describe_model(config)
+  if not config.model_path:
+    registry.lookup(config.model)  # an unknown name fails before anything is read
   if _DRY_RUN.value:
     facts = catalog.describe(config)
+    model = describe_model(config, facts.num_classes)
     plan = hyperrule.plan_from_config(config, facts.num_examples, facts.image_size,
                                       dataset=facts.name)
     text, record = write_dry_run(_WORKDIR.value, config, facts, model, plan)
@@ -80,7 +85,9 @@ def main(argv):
   source = sources.from_config(config)
   plan = hyperrule.plan_from_config(config, source.facts.num_examples,
                                     source.facts.image_size, dataset=source.facts.name)
-  logging.info("%s\n%s", source.facts.describe(), plan.describe())
+  model = describe_model(config, source.facts.num_classes)
+  logging.info("%s\nModel %s from %s: %s\n%s", source.facts.describe(), model["name"],
+               model["source"], model["location"], plan.describe())
   record = trainer.train(config, plan, source, _WORKDIR.value, strategy, _FORCE.value)
   print(files.json_text(record))
 

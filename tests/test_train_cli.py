@@ -96,3 +96,11 @@ def test_missing_config_file_is_one_line(tmp_path):
   assert result.returncode == 2
   assert "configs/nope.py" in error_lines(result.stderr)[0]
   assert "Traceback" not in result.stderr
+
+
+def test_dry_run_names_the_classifier_for_head_keep(tmp_path):
+  result = dry_run(tmp_path, "dataset=imagenet2012,head=keep,model=BiT-S-R101x3",
+                   f"--config.data_dir={tmp_path / 'no_data'}")
+  assert result.returncode == 0, result.stderr
+  model = saved_plan(tmp_path)["model"]
+  assert model["location"].endswith("s-r101x3/ilsvrc2012_classification/1")

@@ -9,7 +9,7 @@ from bit_train import config as bit_config
 from bit_train.data import catalog
 from bit_train.data import sources
 from bit_train.errors import UserError
-from data_images import encode, random_image
+from data_images import random_image
 
 CLASSES = ["circle", "square", "star"]
 TRAIN_LABELS = np.arange(60) % 3

@@ -57,17 +57,17 @@ def base_config():
   c.jit_compile = False
   c.clip_grad_norm = config_dict.placeholder(float)  # None: no clipping (the recipe)
   c.eval_batch_size = config_dict.placeholder(int)  # None: the micro-batch size
-  # Evaluation (bit-eval).
-  c.class_map = config_dict.placeholder(str)  # label file: line i names model output i
-  c.extra_evals = config_dict.placeholder(str)  # "name[@split];folder;...", same run
   c.cpu_devices = 1  # split the CPU into this many logical devices (testing mirrored)
   c.tpu = ""  # TPU name or address for strategy=tpu; "" on a Cloud TPU VM
   c.seed = 0
-  c.deterministic = False  # bit-identical reruns (TF op determinism; slower)
+  c.deterministic = False  # TF op determinism: same seed, same weights (slower)
   c.log_every = 10
   c.eval_every = 0  # steps between evaluations; 0: only at the end
   c.checkpoint_every = 500
   c.keep_checkpoints = 3
+  # Evaluation (bit-eval).
+  c.class_map = config_dict.placeholder(str)  # label file: line i names model output i
+  c.extra_evals = config_dict.placeholder(str)  # "name[@split];folder;...", same run
   return c
 
 

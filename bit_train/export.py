@@ -15,6 +15,7 @@ import tempfile
 import tensorflow as tf
 
 from bit_train import files
+from bit_train.data import preprocess
 from bit_train.models import weights
 
 
@@ -29,8 +30,7 @@ class ServingModule(tf.Module):
 
   def _predict(self, images):
     """images: float32 in [0, 255]; resized like the eval stream (no crop)."""
-    images = tf.clip_by_value(tf.image.resize(images, [self.crop, self.crop]) / 255.0,
-                              0.0, 1.0)
+    images = preprocess.eval_resize(images, self.crop)
     probabilities = tf.nn.softmax(tf.cast(self.model(images, training=False), tf.float32))
     class_ids = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
     return {"probabilities": probabilities, "class_ids": class_ids,

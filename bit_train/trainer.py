@@ -47,6 +47,10 @@ class Trainer:
     self.train_iter = None  # made by start_data(), once the resumed step is known
     self.train_step = self._make_train_step()
     self.eval_step = evaluation.make_eval_step(self.model, strategy, self.num_classes)
+    # Built once, so the stream's in-memory cache serves every periodic evaluation.
+    self.eval_data = strategy.distribute_datasets_from_function(
+        lambda ctx: pipeline.eval_dataset(source, plan, config.eval_batch_size or
+                                          plan.micro_batch_size, ctx))
 
   def checkpoint(self):
     return tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
@@ -82,7 +86,7 @@ class Trainer:
         # Sum over the global batch (all replicas, all micro-batches), then divide
         # once: the update equals the full batch's mean gradient.
         loss = tf.reduce_sum(per_example) / plan.batch_size
-        scaled = loss * self.loss_scale.scale
+        scaled = loss * self.loss_scale.scale if self.loss_scale.enabled else loss
       grads = tape.gradient(scaled, variables)
       self.accumulator.add(grads, loss)
 
@@ -94,7 +98,8 @@ class Trainer:
       grads, loss = self.accumulator.take()
       grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
       loss = ctx.all_reduce(tf.distribute.ReduceOp.SUM, loss)
-      grads = [g / self.loss_scale.scale for g in grads]
+      if self.loss_scale.enabled:
+        grads = [g / self.loss_scale.scale for g in grads]
       grads_finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
       if config.clip_grad_norm:
         grads, _ = tf.clip_by_global_norm(grads, config.clip_grad_norm)
@@ -116,11 +121,7 @@ class Trainer:
     return train_step
 
   def evaluate(self):
-    dataset = self.strategy.distribute_datasets_from_function(
-        lambda ctx: pipeline.eval_dataset(self.source, self.plan,
-                                          self.config.eval_batch_size or
-                                          self.plan.micro_batch_size, ctx))
-    return evaluation.evaluate(self.eval_step, dataset)
+    return evaluation.evaluate(self.eval_step, self.eval_data)
 
 
 def _eta(seconds):

@@ -43,6 +43,12 @@ def train_image(encoded, seed, precrop, crop):
   return _to_unit_range(image)
 
 
+def eval_resize(images, crop):
+  """Evaluation view of decoded image(s) with values in [0, 255] (one image or a
+  batch): float32 crop x crop in [0, 1], resized without cropping."""
+  return _to_unit_range(tf.image.resize(images, [crop, crop]))
+
+
 def eval_image(encoded, crop):
   """Evaluation view: float32 [crop, crop, 3] in [0, 1], resized without cropping."""
-  return _to_unit_range(tf.image.resize(decode(encoded), [crop, crop]))
+  return eval_resize(decode(encoded), crop)

@@ -12,7 +12,7 @@ if scikit-learn is missing), then measures in the same run:
     a tf.data map with the same parallelism, and nothing else.
 Each figure is the best of `--repeats` timed runs of `--seconds`, stream and bare
 taking turns, since other processes may share the cores. The R50x1 training rate to compare with is not measured here: BiT R50x1
-at 128 px trains at about 10 img/s on this 2-core CPU (the project's BiT notes;
+at 128 px trains at about 10 img/s on this 2-core CPU (benchmarks/bench_train.py;
 benchmarks/bench_models.py measures it).
 """
 

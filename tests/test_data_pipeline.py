@@ -69,6 +69,20 @@ def test_crop_positions_cover_every_offset_uniformly():
   assert np.array_equal(views, many_views(image, 400, 40, 32))  # seeded
 
 
+def test_every_view_is_a_crop_of_the_resized_image_or_its_mirror():
+  # The flip is applied before resizing (fewer ops); it must still give exactly
+  # the crops of the precrop-resized image, mirrored or not.
+  image = random_image(np.random.default_rng(3), 30, 36)
+  resized = tf.image.resize(np.asarray(image), [40, 40]).numpy() / 255
+  crops = [resized[y:y + 32, x:x + 32] for y in range(9) for x in range(9)]
+  candidates = np.stack(crops + [c[:, ::-1] for c in crops])
+  views = many_views(image, 300, 40, 32)
+  gaps = np.abs(views[:, None] - candidates[None]).max(axis=(2, 3, 4))
+  best = gaps.argmin(axis=1)
+  assert gaps.min(axis=1).max() < 1e-5
+  assert 0.4 < (best >= len(crops)).mean() < 0.6  # mirrored about half the time
+
+
 def test_train_stream_shapes_value_range_and_determinism():
   source = random_source(20)
   plan = small_plan(20)

@@ -81,13 +81,14 @@ def _random_access(source, input_context, cache_bytes):
 
 
 def _positioned_examples(source, input_context, seed, cache_bytes, skip):
-  """Infinite (position, encoded, label) from position `skip` on, shuffled anew
-  every epoch with `seed`.
+  """(positions, fetch): positions from `skip` on, and `fetch` mapping one element
+  of them to (position, encoded, label); shuffled anew every epoch with `seed`.
 
-  With random access each epoch is a permutation computed from (seed, epoch,
-  position), so the iterator's checkpoint is a counter (symbolic checkpointing),
-  not a buffer of images, and skipping is free. Otherwise a shuffle buffer of
-  SHUFFLE_BUFFER examples, and skipping reads what it skips.
+  With random access the positions are plain counters and `fetch` looks up the
+  example of a permutation computed from (seed, epoch, position), so the iterator's
+  checkpoint is a counter (symbolic checkpointing), not a buffer of images, and
+  skipping is free. Otherwise a shuffle buffer of SHUFFLE_BUFFER examples, and
+  skipping reads what it skips.
   """
   table = _random_access(source, input_context, cache_bytes)
   if table is None:
@@ -95,18 +96,19 @@ def _positioned_examples(source, input_context, seed, cache_bytes, skip):
     ds = _shard(source.train_examples(), input_context)
     ds = ds.shuffle(min(source.facts.num_examples, SHUFFLE_BUFFER),
                     seed=seed + pipeline_id, reshuffle_each_iteration=True)
-    return ds.repeat().enumerate().skip(skip).map(lambda p, example: (p, *example))
+    ds = ds.repeat().enumerate().skip(skip)
+    return ds, lambda position, example: (position, *example)
   keys, labels, read = table
   size = tf.cast(tf.size(labels), tf.int64)
 
-  def example(position):
+  def fetch(position):
     epoch, index = position // size, position % size
     index = tf.random.experimental.index_shuffle(
         index, tf.stack([tf.cast(seed, tf.int64), epoch]), size - 1)
     return position, read(tf.gather(keys, index)), tf.gather(labels, index)
   options = tf.data.Options()
   options.experimental_symbolic_checkpoint = True
-  return tf.data.Dataset.range(skip, 2**62).map(example).with_options(options)
+  return tf.data.Dataset.range(skip, 2**62).with_options(options), fetch
 
 
 def train_dataset(source, plan, input_context=None, seed=0, cache_bytes=None, skip=0):
@@ -132,13 +134,16 @@ def train_dataset(source, plan, input_context=None, seed=0, cache_bytes=None, sk
   batch_size = _batch_size(plan.micro_batch_size, input_context)
   pipelines = input_context.num_input_pipelines if input_context else 1
   pipeline_id = input_context.input_pipeline_id if input_context else 0
-  ds = _positioned_examples(source, input_context, seed, cache_bytes, skip)
+  ds, fetch = _positioned_examples(source, input_context, seed, cache_bytes, skip)
 
-  def augment(position, encoded, label):
+  def example(*element):
+    # Lookup and augmentation in one parallel map: a second, sequential map per
+    # example cost about a tenth of the stream's speed (benchmarks/bench_data.py).
+    position, encoded, label = fetch(*element)
     # A distinct seed for every example of every pipeline.
     image_seed = tf.stack([tf.cast(seed, tf.int64), position * pipelines + pipeline_id])
     return preprocess.train_image(encoded, image_seed, plan.precrop, plan.crop), label
-  ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+  ds = ds.map(example, num_parallel_calls=tf.data.AUTOTUNE)
   return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 

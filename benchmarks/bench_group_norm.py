@@ -1,0 +1,170 @@
+"""Ways to compute Group Norm + ReLU, forward and backward, on one activation.
+
+  .venv/bin/python benchmarks/bench_group_norm.py                  # R50 block 1, batch 32
+  .venv/bin/python benchmarks/bench_group_norm.py --shape 32,8,8,1024
+
+Times one training-style call (forward, then gradients for the input, gamma and
+beta) of each way, in turn, best of `--repeats`. "relu" is the floor: no
+normalisation at all. The figure that matters is each way's cost above that floor,
+since the convolutions around Group Norm are the same whichever way is used
+(README, Models: Speed).
+
+  native       bit_train.models.resnetv2.group_norm_relu (what the model uses)
+  native_xla   the same, compiled with XLA
+  hand_grad    the same forward with a hand-written gradient: fewer passes over
+               the activations, no broadcast Tile
+  fused_bn     FusedBatchNormV3 over a transposed view (one "channel" per example
+               and group), then gamma, beta and ReLU
+  tf_keras     tf_keras.layers.GroupNormalization, then ReLU (the baseline's layer)
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import tensorflow as tf
+import tf_keras
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bit_train.models import resnetv2  # pylint: disable=g-import-not-at-top
+
+
+def relu(x, gamma, beta, groups):
+  del gamma, beta, groups
+  return tf.nn.relu(x)
+
+
+def native(x, gamma, beta, groups):
+  return resnetv2.group_norm_relu(x, gamma, beta, groups)
+
+
+def hand_grad(x, gamma, beta, groups):
+  """native's forward with the gradient written out by hand."""
+
+  @tf.custom_gradient
+  def gn_relu(x, gamma, beta):
+    batch, channels = tf.shape(x)[0], x.shape[-1]
+    per_group = channels // groups
+    count = tf.cast(tf.shape(x)[1] * tf.shape(x)[2] * per_group, tf.float32)
+    by_group = lambda t: tf.reshape(t, [batch, groups, per_group])  # noqa: E731
+    by_channel = lambda t: tf.reshape(t, [batch, 1, 1, channels])  # noqa: E731
+    mean = tf.reduce_mean(by_group(tf.reduce_mean(x, [1, 2])), 2, True)
+    meansq = tf.reduce_mean(by_group(tf.reduce_mean(tf.square(x), [1, 2])), 2, True)
+    inv = tf.math.rsqrt(tf.maximum(meansq - tf.square(mean), 0.) + resnetv2.GN_EPS)
+    gamma_g = tf.reshape(gamma, [groups, per_group])
+    scale = inv * gamma_g
+    offset = tf.reshape(beta, [groups, per_group]) - mean * scale
+    y = tf.nn.relu(x * by_channel(scale) + by_channel(offset))
+
+    def grad(dy):
+      g = tf.raw_ops.ReluGrad(gradients=dy, features=y)
+      d_offset = by_group(tf.reduce_sum(g, [1, 2]))
+      d_scale = by_group(tf.reduce_sum(g * x, [1, 2]))
+      centred = d_scale - mean * d_offset
+      d_inv = tf.reduce_sum(gamma_g * centred, 2, True)
+      inv3 = inv * inv * inv
+      d_mean = -tf.reduce_sum(gamma_g * d_offset, 2, True) * inv + d_inv * inv3 * mean
+      d_meansq = -0.5 * inv3 * d_inv
+      ones = tf.ones_like(scale)
+      dx = (g * by_channel(scale) + x * by_channel(2. * d_meansq / count * ones)
+            + by_channel(d_mean / count * ones))
+      return (dx, tf.reshape(tf.reduce_sum(inv * centred, 0), [channels]),
+              tf.reshape(tf.reduce_sum(d_offset, 0), [channels]))
+    return y, grad
+  return gn_relu(x, gamma, beta)
+
+
+def fused_bn(x, gamma, beta, groups):
+  batch, height, width, channels = x.shape
+  per_group = channels // groups
+  # [B, HW, G, C/G] -> [HW, C/G, B, G]: each (example, group) becomes one channel.
+  view = tf.transpose(tf.reshape(x, [batch, height * width, groups, per_group]),
+                      [1, 3, 0, 2])
+  view = tf.reshape(view, [1, height * width, per_group, batch * groups])
+  normed, *_ = tf.raw_ops.FusedBatchNormV3(
+      x=view, scale=tf.ones([batch * groups]), offset=tf.zeros([batch * groups]),
+      mean=tf.zeros([0]), variance=tf.zeros([0]), epsilon=resnetv2.GN_EPS,
+      data_format="NHWC", is_training=True)
+  normed = tf.transpose(tf.reshape(normed, [height * width, per_group, batch, groups]),
+                        [2, 0, 3, 1])
+  return tf.nn.relu(tf.reshape(normed, x.shape) * gamma + beta)
+
+
+def keras_layer(shape, gamma, beta):
+  """tf_keras GroupNormalization + ReLU with the given gamma and beta, and its
+  variables."""
+  layer = tf_keras.layers.GroupNormalization(resnetv2.groups_for(shape[-1]),
+                                             epsilon=resnetv2.GN_EPS)
+  layer.build(shape)
+  layer.gamma.assign(gamma)
+  layer.beta.assign(beta)
+  return lambda x, *_: tf.nn.relu(layer(x)), layer.trainable_variables
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--shape", default="32,32,32,256", help="B,H,W,C")
+  parser.add_argument("--calls", type=int, default=5)
+  parser.add_argument("--repeats", type=int, default=5)
+  args = parser.parse_args()
+  shape = [int(s) for s in args.shape.split(",")]
+  groups = resnetv2.groups_for(shape[-1])
+  x = tf.Variable(tf.random.normal(shape))
+  gamma = tf.Variable(tf.random.uniform(shape[-1:]) + 0.5)
+  beta = tf.Variable(tf.random.normal(shape[-1:]))
+  weights = tf.random.normal(shape)
+  tf_keras_gn, keras_vars = keras_layer(shape, gamma, beta)
+  ways = {"relu": relu, "native": native,
+          "native_xla": tf.function(native, jit_compile=True),
+          "hand_grad": hand_grad, "fused_bn": fused_bn, "tf_keras": tf_keras_gn}
+  variables_of = {name: [x] + ([] if name == "relu" else
+                               keras_vars if name == "tf_keras" else [gamma, beta])
+                  for name in ways}
+
+  def step(way, variables):
+    @tf.function
+    def call():
+      with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(way(x, gamma, beta, groups) * weights)
+      return tf.add_n([tf.reduce_sum(g) for g in tape.gradient(loss, variables)])
+    return call
+
+  # Every way must give the model's gradients (input, gamma, beta).
+  with tf.GradientTape(persistent=True) as tape:
+    losses = {name: tf.reduce_sum(way(x, gamma, beta, groups) * weights)
+              for name, way in ways.items() if name != "relu"}
+  reference = tape.gradient(losses["native"], variables_of["native"])
+  gaps = {}
+  for name, loss in losses.items():
+    grads = tape.gradient(loss, variables_of[name])
+    gaps[name] = max(float(tf.reduce_max(tf.abs(g - r)) / tf.reduce_max(tf.abs(r)))
+                     for g, r in zip(grads, reference))
+
+  steps = {name: step(way, variables_of[name]) for name, way in ways.items()}
+  for call in steps.values():
+    call().numpy()
+  times = {name: [] for name in steps}
+  for _ in range(args.repeats):
+    for name, call in steps.items():
+      start = time.perf_counter()
+      for _ in range(args.calls):
+        out = call()
+      out.numpy()
+      times[name].append((time.perf_counter() - start) / args.calls)
+  best = {name: min(t) * 1e3 for name, t in times.items()}
+  floor = best["relu"]
+  report = {"shape": shape, "groups": groups, "ms": best,
+            "cost_over_relu_ms": {n: t - floor for n, t in best.items() if n != "relu"},
+            "gradient_gap_vs_native": gaps}
+  for name, ms in best.items():
+    extra = ("" if name == "relu" else
+             f"  {ms - floor:6.2f} ms over relu  "
+             f"{(ms - floor) / (best['native'] - floor):.2f}x native's cost")
+    print(f"{name:11s} {ms:7.2f} ms{extra}", flush=True)
+  print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+  main()

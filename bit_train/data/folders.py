@@ -170,7 +170,7 @@ def _choose_splits(root, train_split, eval_split):
 
 def _warn_skipped(skipped):
   if skipped:
-    logging.warning("skipped %d unreadable image file%s (training goes on without "
+    logging.warning("skipped %d unreadable image file%s (the run goes on without "
                     "them):\n%s", len(skipped), "s" if len(skipped) > 1 else "",
                     "\n".join(f"  {path}: {reason}" for path, reason in skipped))
 

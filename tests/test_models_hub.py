@@ -57,6 +57,15 @@ def test_feature_vector_module_gets_a_zero_head(tmp_path):
   assert np.any(grads[-2])  # the head kernel learns first
 
 
+def test_mixed_precision_with_a_hub_module_says_it_runs_float32(tmp_path, caplog):
+  export_tiny_hub_module(tmp_path / "fv", "feature_vector")
+  create_model(hub_config(tmp_path / "fv"), num_classes=3)
+  assert "precision" not in caplog.text
+  model = create_model(hub_config(tmp_path / "fv", precision="mixed_bfloat16"), 3)
+  assert "precision=mixed_bfloat16 does not apply to TF Hub modules" in caplog.text
+  assert model(images(1)).dtype == tf.float32
+
+
 def test_classification_module_as_is_or_with_a_new_head(tmp_path):
   original = export_tiny_hub_module(tmp_path / "cls", "classification", 5, seed=3)
   x = images(2)

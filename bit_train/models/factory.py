@@ -6,6 +6,7 @@ Every model it returns takes float32 NHWC images in [0, 1] and has
 Call it inside a `tf.distribute` strategy scope to get distributed variables.
 """
 
+from absl import logging
 import tensorflow as tf
 
 from bit_train.errors import UserError
@@ -62,6 +63,11 @@ def create_model(config, num_classes):
     raise UserError(f"{spec.name} has no {source} {what} in the registry: set "
                     "model_source or model_path.")
   if source == "hub":
+    if config.get("precision", "float32") != "float32":
+      # A SavedModel's graph is fixed: its convolutions stay float32.
+      logging.warning("precision=%s does not apply to TF Hub modules: the model runs "
+                      "in float32. Use model_source=npz for mixed precision.",
+                      config.precision)
     return hub.hub_model(location, num_classes, head)
   dtype = COMPUTE_DTYPES[config.get("precision", "float32")]
   if source == "npz":

@@ -1,6 +1,6 @@
 """Classify image files with a BiT model: top classes and probabilities per image.
 
-  bit-predict --model W/export --images a.jpg photos/ --top 5
+  bit-predict --model W/export --images a.jpg photos/ --top 5 --batch_size 64
   bit-predict --model BiT-S-R50x1.npz --labels ilsvrc2012_wordnet_lemmas.txt cat.jpg --json
 
 --model is a trainer export (W/export, or W/export/serving: images are resized
@@ -44,25 +44,39 @@ _CROP = flags.DEFINE_integer("crop", None, "Resolution for hub/npz models; defau
                              "run's crop for W/export/hub_module, else 480 (the "
                              "HyperRule's for ILSVRC-2012).")
 _JSON = flags.DEFINE_bool("json", False, "Print one JSON object instead of text.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Images classified per model "
+                                   "call.")
 
 
 class Predictor:
-  """Encoded image -> probabilities over the model's classes."""
+  """Encoded images -> probabilities over the model's classes, one row per image."""
 
   def __init__(self, fn, num_classes, names_path=None):
     self.fn, self.num_classes, self.names_path = fn, num_classes, names_path
 
-  def __call__(self, encoded):
-    return np.asarray(self.fn(encoded))[0]
+  def __call__(self, encoded_images):
+    return np.asarray(self.fn(encoded_images))
 
 
 def _serving_predictor(path, loaded):
   """A trainer's serving export: uint8 images of any size in, probabilities out."""
   serve = loaded.signatures["serving_default"]
   classes = int(serve.structured_outputs["probabilities"].shape[-1])
-  return Predictor(
-      lambda encoded: serve(images=preprocess.decode(encoded)[None])["probabilities"],
-      classes, labels.export_names_path(path))
+
+  def predict(encoded_images):
+    # The export resizes inside, so one call takes images of one size: a call per
+    # decoded shape, rows put back in the given order.
+    images = [preprocess.decode(encoded) for encoded in encoded_images]
+    rows = [None] * len(images)
+    by_shape = {}
+    for i, image in enumerate(images):
+      by_shape.setdefault(tuple(image.shape), []).append(i)
+    for indices in by_shape.values():
+      batch = tf.stack([images[i] for i in indices])
+      for i, row in zip(indices, serve(images=batch)["probabilities"].numpy()):
+        rows[i] = row
+    return np.stack(rows)
+  return Predictor(predict, classes, labels.export_names_path(path))
 
 
 def _run_crop(path):
@@ -75,9 +89,9 @@ def _run_crop(path):
 
 
 def _logits_predictor(model, crop, names_path=None):
-  def predict(encoded):
-    image = preprocess.eval_image(encoded, crop)[None]
-    return tf.nn.softmax(tf.cast(model(image, training=False), tf.float32))
+  def predict(encoded_images):
+    images = tf.stack([preprocess.eval_image(e, crop) for e in encoded_images])
+    return tf.nn.softmax(tf.cast(model(images, training=False), tf.float32))
   return Predictor(predict, model.num_classes, names_path)
 
 
@@ -164,25 +178,37 @@ def main(argv):
                     "BiT name.")
   if _TOP.value < 1:
     raise UserError(f"--top={_TOP.value} must be at least 1.")
+  if _BATCH_SIZE.value < 1:
+    raise UserError(f"--batch_size={_BATCH_SIZE.value} must be at least 1.")
   paths = image_paths(list(_IMAGES.value) + list(argv[1:]))
   if not paths:
     raise UserError("no images given: name files or folders with --images or as "
                     "arguments.")
   predictor = load_predictor(_MODEL.value, _CROP.value)
   names = class_names(predictor, _LABELS.value)
-  results, skipped = [], []
+  results, skipped, pending = [], [], []  # pending: (path, encoded) to classify
+
+  def classify_pending():
+    for (path, _), row in zip(pending, predictor([e for _, e in pending])):
+      results.append({"image": path,
+                      "predictions": top_classes(row, names, _TOP.value)})
+      if not _JSON.value:
+        print(path)
+        for p in results[-1]["predictions"]:
+          print(f"  {p['probability']:.4f}  {p['class']}")
+    pending.clear()
+
   for path in paths:
     encoded, problem = read_image(path)
     if problem:
       skipped.append({"image": path, "error": problem})
       print(f"skipped {path}: {problem}", file=sys.stderr)
       continue
-    results.append({"image": path, "predictions": top_classes(
-        predictor(encoded), names, _TOP.value)})
-    if not _JSON.value:
-      print(path)
-      for p in results[-1]["predictions"]:
-        print(f"  {p['probability']:.4f}  {p['class']}")
+    pending.append((path, encoded))
+    if len(pending) == _BATCH_SIZE.value:
+      classify_pending()
+  if pending:
+    classify_pending()
   if _JSON.value:
     print(json.dumps({"predictions": results, "skipped": skipped}, indent=2))
   if not results:

@@ -118,3 +118,34 @@ def test_no_readable_image_at_all_is_exit_2(exported, photos, tmp_path):
   assert f"skipped {missing}: no such file" in result.stderr
   assert error_lines(result.stderr) == [
       "error: none of the 2 files could be read as an image."]
+
+
+@pytest.mark.parametrize("kind", ["export", "npz"])
+def test_batches_of_mixed_sizes_give_each_image_its_own_classes(exported, photos,
+                                                                tmp_path, kind):
+  # Batches of 3 over four images: the first interleaves 60x50 and 40x30 images
+  # (two calls of the serving export, rows put back in order), the last has one.
+  if kind == "export":
+    model, args = exported[1], ["--model", os.path.join(exported[0], "export")]
+  else:
+    model = write_tiny_npz(str(tmp_path / "tiny.npz"), num_classes=3, seed=6)
+    args = ["--model", str(tmp_path / "tiny.npz"), "--crop", str(CROP)]
+  single, _, (_, album0, album1), _ = photos
+  good = [album0, single, album1, single]
+  result = run_module("bit_train.predict", *args, "--batch_size", "3", "--top", "3",
+                      "--json", *good)
+  assert result.returncode == 0, result.stderr[-2000:]
+  records = json.loads(result.stdout)["predictions"]
+  assert [r["image"] for r in records] == good
+  for record in records:
+    expected = probabilities(model, record["image"])
+    got = {p["index"]: p["probability"] for p in record["predictions"]}
+    assert [got[i] for i in range(3)] == pytest.approx(expected, abs=1e-5)
+
+
+def test_a_batch_size_below_one_is_one_line(exported, photos):
+  result = run_module("bit_train.predict", "--model",
+                      os.path.join(exported[0], "export"), "--batch_size", "0",
+                      photos[0])
+  assert result.returncode == 2
+  assert error_lines(result.stderr) == ["error: --batch_size=0 must be at least 1."]

@@ -11,9 +11,9 @@ if scikit-learn is missing), then measures in the same run:
   - bare: the same encoded bytes in memory, decode + resize to precrop + batch 32 in
     a tf.data map with the same parallelism, and nothing else.
 Each figure is the best of `--repeats` timed runs of `--seconds`, stream and bare
-taking turns, since other processes may share the cores. The R50x1 training rate to compare with is not measured here: BiT R50x1
-at 128 px trains at about 10 img/s on this 2-core CPU (benchmarks/bench_train.py;
-benchmarks/bench_models.py measures it).
+taking turns, since other processes may share the cores. The R50x1 training rate to
+compare with is not measured here: the whole trainer step trains BiT R50x1 at 128 px
+at about 10 img/s on this 2-core CPU (9.3 img/s in benchmarks/bench_train.py).
 """
 
 import argparse
@@ -35,7 +35,7 @@ from bit_train.data import preprocess  # pylint: disable=g-import-not-at-top
 from bit_train.data import sources  # pylint: disable=g-import-not-at-top
 
 BATCH = 32
-R50X1_TRAIN_RATE_128 = 10.0  # img/s, the project's figure for this machine
+R50X1_TRAIN_RATE_128 = 10.0  # img/s, benchmarks/bench_train.py on this machine
 SETTINGS = {"160/128": (64, 64), "512/480": (375, 500)}  # image (height, width)
 
 

@@ -137,8 +137,8 @@ def train_dataset(source, plan, input_context=None, seed=0, cache_bytes=None, sk
   ds, fetch = _positioned_examples(source, input_context, seed, cache_bytes, skip)
 
   def example(*element):
-    # Lookup and augmentation in one parallel map: a second, sequential map per
-    # example cost about a tenth of the stream's speed (benchmarks/bench_data.py).
+    # Lookup and augmentation in one parallel map: on small images every
+    # per-example stage costs speed (benchmarks/bench_data.py).
     position, encoded, label = fetch(*element)
     # A distinct seed for every example of every pipeline.
     image_seed = tf.stack([tf.cast(seed, tf.int64), position * pipelines + pipeline_id])

@@ -3,10 +3,13 @@
 from etils import epath
 import numpy as np
 import pytest
+import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from bit_train import config as bit_config
+from bit_train import hyperrule
 from bit_train.data import catalog
+from bit_train.data import pipeline
 from bit_train.data import sources
 from bit_train.errors import UserError
 from data_images import random_image
@@ -125,3 +128,32 @@ def test_cifar10_through_mock_data_streams_encoded_images_and_names():
   assert all(encoded[:4] == b"\x89PNG" for encoded, _ in examples)
   assert len(source.class_names) == source.facts.num_classes == 10
   assert source.facts.image_size == (32, 32)
+
+
+def test_a_tfds_stream_too_big_to_cache_resumes_by_reading_at_most_one_epoch(data_dir):
+  source = sources.from_config(tfds_config(dataset="tiny_shapes", data_dir=data_dir))
+  n = source.facts.num_examples
+  reads = []
+
+  def counted():
+    def count(label):
+      reads.append(1)
+      return label
+    return source.train_examples().map(
+        lambda encoded, label: (encoded, tf.py_function(count, [label], tf.int32)))
+  # Too big to cache, and TFDS gives no files: read in order.
+  streamed = sources.Source(source.facts, counted, source.eval_examples,
+                            train_bytes=1 << 50)
+  plan = hyperrule.plan(n, (40, 40), batch_size=6, precrop=24, crop=16)
+  stream = lambda skip: pipeline.train_dataset(  # noqa: E731
+      streamed, plan, seed=1, skip=skip)
+  # n batches of 6: six epochs.
+  labels = np.concatenate([l for _, l in stream(0).take(n).as_numpy_iterator()])
+  epochs = labels.reshape(6, n)
+  assert all(np.bincount(e).tolist() == [n // 3] * 3 for e in epochs)
+  assert len({e.tobytes() for e in epochs}) == 6  # reshuffled every epoch
+  del reads[:]
+  skip = 5 * n + 6
+  first = next(iter(stream(skip)))[1].numpy()
+  assert np.array_equal(first, labels[skip:skip + 6])
+  assert len(reads) < 2 * n  # one epoch and what the stream reads ahead, not 5

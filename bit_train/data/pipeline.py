@@ -80,6 +80,34 @@ def _random_access(source, input_context, cache_bytes):
   return tf.constant(paths, tf.string), tf.constant(labels, tf.int32), tf.io.read_file
 
 
+def _streamed_examples(source, input_context, seed, skip):
+  """(positions, fetch) for a source that can only be read in order.
+
+  Each epoch is read afresh and shuffled through a buffer of SHUFFLE_BUFFER
+  examples with a seed of its own, drawn from (seed, epoch, pipeline). An epoch is
+  then a pure function of its number, so a resumed run starts at the epoch of
+  `skip` and reads at most one epoch to reach its position, not every example
+  before it.
+  """
+  pipelines = input_context.num_input_pipelines if input_context else 1
+  pipeline_id = input_context.input_pipeline_id if input_context else 0
+  # _shard takes every pipelines-th example, starting at pipeline_id.
+  per_epoch = len(range(pipeline_id, source.facts.num_examples, pipelines))
+  if not per_epoch:
+    raise UserError("an input pipeline got no training examples: the dataset has "
+                    "fewer examples than there are workers.")
+  first_epoch, offset = divmod(skip, per_epoch)
+
+  def epoch(number):
+    epoch_seed = tf.random.stateless_uniform(
+        [], tf.stack([tf.cast(seed, tf.int64), number * pipelines + pipeline_id]),
+        minval=None, maxval=None, dtype=tf.int64)
+    return _shard(source.train_examples(), input_context).shuffle(
+        min(per_epoch, SHUFFLE_BUFFER), seed=epoch_seed, reshuffle_each_iteration=False)
+  ds = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch).skip(offset)
+  return ds.enumerate(start=skip), lambda position, example: (position, *example)
+
+
 def _positioned_examples(source, input_context, seed, cache_bytes, skip):
   """(positions, fetch): positions from `skip` on, and `fetch` mapping one element
   of them to (position, encoded, label); shuffled anew every epoch with `seed`.
@@ -87,17 +115,11 @@ def _positioned_examples(source, input_context, seed, cache_bytes, skip):
   With random access the positions are plain counters and `fetch` looks up the
   example of a permutation computed from (seed, epoch, position), so the iterator's
   checkpoint is a counter (symbolic checkpointing), not a buffer of images, and
-  skipping is free. Otherwise a shuffle buffer of SHUFFLE_BUFFER examples, and
-  skipping reads what it skips.
+  skipping is free. Otherwise see _streamed_examples.
   """
   table = _random_access(source, input_context, cache_bytes)
   if table is None:
-    pipeline_id = input_context.input_pipeline_id if input_context else 0
-    ds = _shard(source.train_examples(), input_context)
-    ds = ds.shuffle(min(source.facts.num_examples, SHUFFLE_BUFFER),
-                    seed=seed + pipeline_id, reshuffle_each_iteration=True)
-    ds = ds.repeat().enumerate().skip(skip)
-    return ds, lambda position, example: (position, *example)
+    return _streamed_examples(source, input_context, seed, skip)
   keys, labels, read = table
   size = tf.cast(tf.size(labels), tf.int64)
 

@@ -83,6 +83,14 @@ def test_every_view_is_a_crop_of_the_resized_image_or_its_mirror():
   assert 0.4 < (best >= len(crops)).mean() < 0.6  # mirrored about half the time
 
 
+def test_pixel_values_map_onto_exactly_zero_to_one():
+  # Scaling multiplies by a rounded 1/255: 255 must still give exactly 1.0.
+  values = tf.constant(np.linspace(0, 255, 100_001), tf.float32)
+  unit = preprocess._to_unit_range(values).numpy()  # pylint: disable=protected-access
+  assert unit[0] == 0.0 and unit[-1] == 1.0 and unit.max() == 1.0
+  assert np.all(np.diff(unit) >= 0)
+
+
 def test_train_stream_shapes_value_range_and_determinism():
   source = random_source(20)
   plan = small_plan(20)

@@ -22,8 +22,10 @@ def decode(encoded):
 
 def _to_unit_range(image):
   # Bilinear resizing (no antialiasing) interpolates between neighbours, so values
-  # stay within [0, 255] and dividing (exactly rounded) keeps them within [0, 1].
-  return image / 255.0
+  # stay within [0, 255]. Multiplying is cheaper than dividing (2-3% of the 128 px
+  # stream), and float32 255 * (1/255) rounds to exactly 1.0, so values stay
+  # within [0, 1] (rounding is monotonic).
+  return image * (1 / 255.0)
 
 
 def train_image(encoded, seed, precrop, crop):

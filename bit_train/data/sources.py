@@ -16,6 +16,7 @@ import tensorflow as tf
 from bit_train.data import catalog
 from bit_train.data import folders
 from bit_train.errors import UserError
+from bit_train.errors import first_line
 
 SIZE_SAMPLE = 64  # images read to measure a TFDS dataset's typical size
 
@@ -172,7 +173,7 @@ def _prepare(builder, config):
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
         manual_dir=config.manual_dir))
   except Exception as e:  # noqa: downloads fail in many ways; each is the user's to fix
-    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    first = first_line(e)
     raise UserError(f"cannot prepare dataset {builder.name!r} in {where}: {first}") from e
 
 
@@ -185,7 +186,7 @@ def _read_split(builder, split, image_key, label_key, shuffle_seed=None):
                             decoders={image_key: tfds.decode.SkipDecoding()},
                             read_config=read_config)
   except (ValueError, KeyError, AssertionError) as e:
-    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    first = first_line(e)
     raise UserError(f"split {split!r} of {builder.name!r} is not valid: {first}") from None
   return ds.map(lambda ex: (ex[image_key], tf.cast(ex[label_key], tf.int32)),
                 num_parallel_calls=tf.data.AUTOTUNE)
@@ -228,8 +229,7 @@ def measure_tfds_image_size(builder, split, seed=0):
 
 
 def _tfds_source(config):
-  builder = catalog.tfds_builder(config)
-  _prepare(builder, config)
+  builder = prepared_tfds(config)
   image_key, label_key = _feature_keys(builder)
   label = builder.info.features[label_key]
   facts = catalog.describe(config)

@@ -16,6 +16,7 @@ import tensorflow as tf
 from tensorflow.python.util import tf_inspect  # pylint: disable=g-direct-tensorflow-import
 
 from bit_train.errors import UserError
+from bit_train.errors import first_line
 
 HUB_HOST = "https://tfhub.dev/"
 
@@ -36,7 +37,7 @@ def load_module(handle):
   try:
     module = hub.load(location)
   except Exception as e:  # pylint: disable=broad-except
-    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    first = first_line(e)
     raise UserError(f"cannot load the TF Hub module {handle!r} ({first}): check "
                     "model_path (a SavedModel folder or hub URL); offline, download the "
                     "module and point model_path at its folder.") from None

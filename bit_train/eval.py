@@ -72,15 +72,6 @@ def classifier_config(config, num_classes):
   return config
 
 
-def eval_batch(config, strategy):
-  batch = config.eval_batch_size or config.batch_size // config.batch_split
-  replicas = strategy.num_replicas_in_sync
-  if batch % replicas:
-    raise UserError(f"eval_batch_size={batch} cannot be shared by {replicas} "
-                    f"replicas: make it a multiple of {replicas}.")
-  return batch
-
-
 def _slug(name):
   return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "eval"
 
@@ -131,7 +122,7 @@ def main(argv):
   sets = [eval_sets.main_set(config)] + eval_sets.extra_sets(config)
   plan = eval_plan(config, sets[0].image_size)
   crop = plan.crop
-  batch = eval_batch(config, strategy)
+  batch = evaluation.eval_batch_size(config, strategy)
   model_names, names_origin = model_class_names(config)
   config = classifier_config(config, sets[0].num_classes)
   with strategy.scope():

@@ -14,6 +14,8 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from bit_train.errors import UserError
+
 
 @dataclasses.dataclass
 class Metrics:
@@ -37,6 +39,17 @@ class Metrics:
       return np.where(self.per_class_count > 0,
                       self.per_class_correct / np.maximum(self.per_class_count, 1),
                       np.nan)
+
+
+def eval_batch_size(config, strategy):
+  """The global eval batch: eval_batch_size, else the training micro-batch; it must
+  split evenly over the replicas."""
+  batch = config.eval_batch_size or config.batch_size // config.batch_split
+  replicas = strategy.num_replicas_in_sync
+  if batch % replicas:
+    raise UserError(f"eval_batch_size={batch} cannot be shared by {replicas} "
+                    f"replicas: make it a multiple of {replicas}.")
+  return batch
 
 
 def batch_sums(logits, labels, mask, num_classes):

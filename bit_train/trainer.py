@@ -48,9 +48,9 @@ class Trainer:
     self.train_step = self._make_train_step()
     self.eval_step = evaluation.make_eval_step(self.model, strategy, self.num_classes)
     # Built once, so the stream's in-memory cache serves every periodic evaluation.
+    eval_batch = evaluation.eval_batch_size(config, strategy)
     self.eval_data = strategy.distribute_datasets_from_function(
-        lambda ctx: pipeline.eval_dataset(source, plan, config.eval_batch_size or
-                                          plan.micro_batch_size, ctx))
+        lambda ctx: pipeline.eval_dataset(source, plan, eval_batch, ctx))
 
   def checkpoint(self):
     return tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,

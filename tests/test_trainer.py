@@ -206,6 +206,14 @@ def test_micro_batch_not_divisible_by_replicas_is_one_line(tmp_path, folder):
   assert "Traceback" not in result.stderr
 
 
+def test_eval_batch_not_divisible_by_replicas_is_one_line(tmp_path, folder):
+  result = train(tmp_path, folder, "strategy=mirrored,cpu_devices=2,eval_batch_size=5")
+  assert result.returncode == 2
+  assert error_lines(result.stderr) == [
+      "error: eval_batch_size=5 cannot be shared by 2 replicas: make it a multiple of 2."]
+  assert "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize("source", ["hub", "npz"])
 def test_pretrained_sources_fine_tune_end_to_end(tmp_path, folder, source):
   from tiny_models import export_tiny_hub_module, write_tiny_npz

@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from bit_train.errors import UserError
+from bit_train.errors import first_line
 from bit_train.models import resnetv2
 
 # sha256 of official files, by file name. Files not listed are used unverified.
@@ -59,7 +60,7 @@ def fetch(location, cache=None):
         shutil.copyfileobj(src, dst)
   except (OSError, urllib.error.URLError, tf.errors.OpError) as e:
     _remove(partial)
-    raise UserError(f"cannot download {location} ({_first_line(e)}): download it by "
+    raise UserError(f"cannot download {location} ({first_line(e)}): download it by "
                     "hand and set model_path to the local file.") from None
   expected = CHECKSUMS.get(name)
   if expected and sha256(partial) != expected:
@@ -80,7 +81,7 @@ def read_npz(location, cache=None):
   except (OSError, ValueError, EOFError, zipfile.BadZipFile,
           pickle.UnpicklingError) as e:
     raise UserError(f"model file {path} is not a BiT .npz weight file "
-                    f"({_first_line(e)}).") from None
+                    f"({first_line(e)}).") from None
   if not isinstance(data, np.lib.npyio.NpzFile):  # a .npy: one array
     raise UserError(f"model file {path} is not a BiT .npz weight file (it holds a "
                     "single array).")
@@ -205,8 +206,3 @@ def _squeezed(shape):
 def _remove(path):
   if os.path.exists(path):
     os.remove(path)
-
-
-def _first_line(error):
-  text = str(error).strip().splitlines()
-  return text[0] if text else type(error).__name__

@@ -106,16 +106,10 @@ def tfds_set(config, name, split=None):
 def folder_set(root, eval_split=None):
   """An EvalSet of an image folder (its eval split folder or every image)."""
   class_names, split, split_name = folders.scan_eval(root, eval_split)
-  paths = tf.constant(split.paths, tf.string)
-  labels = tf.constant(split.labels, tf.int32)
-
-  def read():
-    return tf.data.Dataset.from_tensor_slices((paths, labels)).map(
-        lambda path, label: (tf.io.read_file(path), label),
-        num_parallel_calls=tf.data.AUTOTUNE)
   size = sources.typical_size(split.sizes)
   return EvalSet(f"{root}@{split_name}", class_names, False, size,
-                 _source(root, split_name, class_names, size, read))
+                 _source(root, split_name, class_names, size,
+                         lambda: sources.file_examples(split)))
 
 
 def main_set(config):

@@ -100,7 +100,7 @@ def _describe_sizes(sizes, what):
 # Image folders.
 
 
-def _file_examples(split):
+def file_examples(split):
   """(encoded, label) read from the split's files, in the split's order."""
   paths = tf.constant(split.paths, tf.string)
   labels = tf.constant(split.labels, tf.int32)
@@ -126,7 +126,7 @@ def _folder_source(config):
                "num_classes": origin,
                "image_size": _describe_sizes(
                    train.sizes, f"the headers of all {len(train.paths)} train images")})
-  return Source(facts, lambda: _file_examples(train), lambda: _file_examples(folder.eval),
+  return Source(facts, lambda: file_examples(train), lambda: file_examples(folder.eval),
                 train.num_bytes, folder.eval.num_bytes,
                 train_files=(train.paths, train.labels))
 

@@ -20,6 +20,8 @@ from bit_train.errors import UserError
 SHUFFLE_BUFFER = 10_000  # examples, for sources that can only be read in order
 CACHE_SHARE = 0.25  # of physical memory that encoded images may take when cached
 CACHE_UNKNOWN_SIZE = 50_000  # examples cached when their size in bytes is unknown
+NO_EXAMPLES = ("an input pipeline got no training examples: the dataset has fewer "
+               "examples than there are workers.")
 
 
 def _memory_bytes():
@@ -56,8 +58,7 @@ def _in_memory(examples):
     encoded.append(batch_encoded)
     labels.append(batch_labels)
   if not encoded:
-    raise UserError("an input pipeline got no training examples: the dataset has "
-                    "fewer examples than there are workers.")
+    raise UserError(NO_EXAMPLES)
   return (tf.constant(np.concatenate(encoded)),
           tf.constant(np.concatenate(labels), tf.int32))
 
@@ -94,8 +95,7 @@ def _streamed_examples(source, input_context, seed, skip):
   # _shard takes every pipelines-th example, starting at pipeline_id.
   per_epoch = len(range(pipeline_id, source.facts.num_examples, pipelines))
   if not per_epoch:
-    raise UserError("an input pipeline got no training examples: the dataset has "
-                    "fewer examples than there are workers.")
+    raise UserError(NO_EXAMPLES)
   first_epoch, offset = divmod(skip, per_epoch)
 
   def epoch(number):

@@ -10,9 +10,13 @@ from absl import app
 from absl import flags
 
 from bit_train import config as bit_config
+from bit_train import console
 from bit_train.errors import UserError
 
 EXIT_USER_ERROR = 2
+
+_VERBOSE = flags.DEFINE_bool(console.VERBOSE_FLAG, False,
+                             "Also show TensorFlow's own log lines (hidden by default).")
 
 
 def fail(message):
@@ -39,6 +43,7 @@ def _parse_flags(argv):
 def run(main):
   """absl's app.run, with user mistakes reduced to one line and exit code 2."""
   def guarded_main(argv):
+    console.configure_python_logs(_VERBOSE.value)
     try:
       return main(argv)
     except UserError as e:

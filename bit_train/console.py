@@ -1,0 +1,105 @@
+"""What a user reads while a run goes: the plan, progress, evaluations and results.
+
+TensorFlow's own lines (C++ log lines, the saver's "Sharding callback
+duration", signature-serialization renames, "Assets written to") stay out of a
+bit-train, bit-eval or bit-predict run unless `--verbose` is given (or
+BIT_TRAIN_VERBOSE=1). Warnings and errors from any library always show.
+"""
+
+import atexit
+import logging
+import os
+import re
+import sys
+import threading
+
+VERBOSE_FLAG = "verbose"  # defined by bit_train.cli for the entry points
+ENTRY_POINTS = ("bit-train", "bit-eval", "bit-predict")
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+def verbose_requested(argv=None):
+  argv = sys.argv if argv is None else argv
+  return (f"--{VERBOSE_FLAG}" in argv or f"--{VERBOSE_FLAG}=true" in argv
+          or os.environ.get("BIT_TRAIN_VERBOSE") == "1")
+
+
+def _running_an_entry_point(argv):
+  # While `python -m bit_train.train` imports the package, argv[0] is still "-m".
+  return bool(argv) and (argv[0] == "-m" or os.path.basename(argv[0]) in ENTRY_POINTS)
+
+
+# TensorFlow's C++ lines (absl's format: level+date, time, thread, file:line]).
+# TF_CPP_MIN_LOG_LEVEL no longer silences them in TF 2.21: absl writes every line
+# logged before its initialisation to stderr.
+_NATIVE_LINE = re.compile(
+    rb"[IWE]\d{4} [\d:]+\.\d+ +\d+ [^ ]+:\d+\] |"
+    rb"WARNING: All log messages before absl::InitializeLog\(\) is called|"
+    rb"To enable the following instructions: .* rebuild TensorFlow")
+
+
+def _pump(source, target):
+  """Copies lines from `source` to `target` (file descriptors), dropping C++ log
+  lines. A partial line goes on at once unless it could be the start of one."""
+  pending = b""
+  while True:
+    chunk = os.read(source, 1 << 16)
+    if not chunk:
+      break
+    pending += chunk
+    *lines, pending = pending.split(b"\n")
+    kept = b"".join(line + b"\n" for line in lines if not _NATIVE_LINE.match(line))
+    if pending and pending[:1] not in (b"I", b"W", b"E", b"T"):
+      kept, pending = kept + pending, b""
+    if kept:
+      os.write(target, kept)
+  if pending and not _NATIVE_LINE.match(pending):
+    os.write(target, pending)
+
+
+def quiet_native_logs():
+  """Called when the package is imported, before TensorFlow is. In a run of an
+  entry point, stderr goes through a filter that drops TensorFlow's C++ log lines
+  and passes everything else on; at exit the filter is drained."""
+  if not _running_an_entry_point(sys.argv) or verbose_requested():
+    return
+  original = os.dup(2)
+  read_end, write_end = os.pipe()
+  os.dup2(write_end, 2)
+  os.close(write_end)
+  thread = threading.Thread(target=_pump, args=(read_end, original), daemon=True)
+  thread.start()
+
+  def drain():
+    sys.stderr.flush()
+    os.dup2(original, 2)  # closes our write end of the pipe: the filter sees EOF
+    thread.join(timeout=5)  # children that inherited stderr may hold it open
+  atexit.register(drain)
+
+
+class _OursAndWarnings(logging.Filter):
+  """Every record of bit_train; only warnings and errors of other libraries."""
+
+  def filter(self, record):
+    return record.levelno >= logging.WARNING or record.pathname.startswith(_PACKAGE_DIR)
+
+
+class _Plain(logging.Formatter):
+  """`HH:MM:SS message`; warnings and errors say what they are."""
+
+  def format(self, record):
+    text = super().format(record)
+    stamp = self.formatTime(record, "%H:%M:%S")
+    if record.levelno >= logging.WARNING:
+      return f"{stamp} {record.levelname.lower()}: {text}"
+    return f"{stamp} {text}"
+
+
+def configure_python_logs(verbose=False):
+  """After the flags are parsed: plain lines of ours, library noise filtered out."""
+  if verbose or verbose_requested():
+    return
+  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+  handler = absl_logging.get_absl_handler()
+  handler.addFilter(_OursAndWarnings())
+  handler.setFormatter(_Plain())
+  logging.getLogger("tensorflow").setLevel(logging.WARNING)

@@ -125,9 +125,18 @@ class Plan:
     return cls(**record)
 
   def describe(self):
-    """The plan as lines a person reads; '(set by you)' marks overrides."""
-    def mark(field):
-      return "  (set by you)" if field in self.overridden else ""
+    """The plan as lines a person reads; an override says what the rule would pick."""
+    rule_precrop, rule_crop = get_resolution(self.image_size, self.resolution_rule)
+    rule = {"resolution": f"{rule_precrop}/{rule_crop}",
+            "mixup_alpha": get_mixup(self.num_examples),
+            "supports": list(get_schedule(self.num_examples)),
+            "batch_size": REFERENCE_BATCH,
+            "base_lr": f"{REFERENCE_LR:g} at batch {REFERENCE_BATCH}"}
+
+    def mark(*fields):
+      if not set(fields) & set(self.overridden):
+        return ""
+      return f"  (set by you; the HyperRule: {rule[fields[0]]})"
     h, w = self.image_size
     epochs = self.total_steps * self.batch_size / self.num_examples
     return "\n".join([
@@ -135,13 +144,14 @@ class Plan:
         f"  examples (n)     {self.num_examples:,}",
         f"  image size       {h}x{w}",
         f"  resolution       resize to {self.precrop}, random crop {self.crop}"
-        f" (rule: {self.resolution_rule}){mark('precrop') or mark('crop')}",
+        f" (rule: {self.resolution_rule}){mark('resolution', 'precrop', 'crop')}",
         f"  mixup_alpha      {self.mixup_alpha}{mark('mixup_alpha')}",
         f"  supports         {list(self.supports)}: warmup {self.warmup_steps}, "
         f"decays at {list(self.decay_points)}, {self.total_steps:,} steps "
         f"(~{epochs:.1f} epochs){mark('supports')}",
         f"  batch            {self.batch_size} global, batch_split "
-        f"{self.batch_split} -> {self.micro_batch_size} per micro-batch",
+        f"{self.batch_split} -> {self.micro_batch_size} per micro-batch"
+        f"{mark('batch_size')}",
         f"  base_lr          {self.base_lr:g} (lr scaling: {self.lr_scaling})"
         f"{mark('base_lr')}",
     ])
@@ -194,6 +204,8 @@ def plan(num_examples, image_size, *, dataset="", batch_size=REFERENCE_BATCH,
     raise UserError(f"base_lr={base_lr}: must be positive.")
   if base_lr != REFERENCE_LR:
     overridden.append("base_lr")
+  if batch_size != REFERENCE_BATCH:
+    overridden.append("batch_size")
   if lr_scaling == "linear":
     base_lr = base_lr * batch_size / REFERENCE_BATCH
   return Plan(

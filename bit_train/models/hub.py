@@ -17,6 +17,8 @@ from tensorflow.python.util import tf_inspect  # pylint: disable=g-direct-tensor
 
 from bit_train.errors import UserError
 from bit_train.errors import first_line
+from bit_train.models import registry
+from bit_train.models import weights
 
 HUB_HOST = "https://tfhub.dev/"
 
@@ -33,7 +35,10 @@ def resolve_handle(handle):
 def load_module(handle):
   """`hub.load(handle)`; any failure is the user's path or network -> UserError."""
   import tensorflow_hub as hub  # pylint: disable=g-import-not-at-top
-  location = resolve_handle(handle)
+  if handle.startswith(registry.BUNDLED_HANDLE):
+    location = weights.bundled_hub_module(handle)
+  else:
+    location = resolve_handle(handle)
   try:
     module = hub.load(location)
   except Exception as e:  # pylint: disable=broad-except

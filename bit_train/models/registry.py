@@ -1,7 +1,15 @@
-"""Friendly BiT model names -> architecture, TF Hub handles and .npz weight URL."""
+"""Friendly BiT model names -> architecture, TF Hub handles and .npz weight URL.
+
+Besides the published BiT models, the registry names the miniature BiT this project
+pre-trains itself (`experiments/miniature/pretrain.py`) and ships inside the
+package, so a machine without network can run the whole flow. Its TF Hub modules
+are not stored: their handles (`bundled:<name>/<kind>`) are made from the bundled
+.npz on first use (`weights.bundled_hub_module`).
+"""
 
 import dataclasses
 import difflib
+import os
 
 from bit_train.errors import UserError
 
@@ -14,6 +22,8 @@ ARCHS = {
 HUB_ARCHS = ("R50x1", "R50x3", "R101x1", "R101x3", "R152x4")  # no R152x2 modules
 HUB_ROOT = "https://tfhub.dev/google/bit"
 NPZ_ROOT = "https://storage.googleapis.com/bit_models"
+PRETRAINED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained")
+BUNDLED_HANDLE = "bundled:"  # + "<name>/feature_vector" or "<name>/classification"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +41,7 @@ class ModelSpec:
   # on ILSVRC-2012 (1000-class head), for head=keep.
   classifier21k_handle: str | None = None
   npz_ilsvrc2012_url: str | None = None
+  bundled: bool = False  # weights ship inside the package (no download)
 
 
 def _spec(family, arch):
@@ -48,8 +59,21 @@ def _spec(family, arch):
           f"{NPZ_ROOT}/BiT-M-{arch}-ILSVRC2012.npz") or None)
 
 
+def _bundled(name, num_units, width, upstream_classes):
+  handle = f"{BUNDLED_HANDLE}{name}"
+  return ModelSpec(
+      name=name, family=name.split("-")[1], arch=name.split("-")[2],
+      num_units=num_units, width=width, feature_handle=f"{handle}/feature_vector",
+      classifier_handle=f"{handle}/classification",
+      npz_url=os.path.join(PRETRAINED_DIR, f"{name}.npz"),
+      upstream_classes=upstream_classes, bundled=True)
+
+
 MODELS = {spec.name: spec for spec in
           (_spec(family, arch) for family in ("S", "M") for arch in ARCHS)}
+# The miniature BiT: pre-trained by this project on 4,500 real MNIST digits (see
+# experiments/miniature/pretrain.py and the .json beside the weights).
+MODELS["BiT-MNIST-R14x0.25"] = _bundled("BiT-MNIST-R14x0.25", (1, 1, 1, 1), 0.25, 10)
 
 
 def location(spec, source, head, num_classes=None):
@@ -75,5 +99,7 @@ def lookup(name):
     return by_lower[name.lower()]
   close = difflib.get_close_matches(name, list(MODELS), n=3)
   hint = f" Did you mean {', '.join(close)}?" if close else ""
+  bundled = ", ".join(n for n, spec in MODELS.items() if spec.bundled)
   raise UserError(f"unknown model {name!r}: use a BiT name such as BiT-M-R50x1 "
-                  f"(BiT-{{S,M}}-{{{','.join(ARCHS)}}}) or set model_path.{hint}")
+                  f"(BiT-{{S,M}}-{{{','.join(ARCHS)}}}), the bundled {bundled}, or set "
+                  f"model_path.{hint}")

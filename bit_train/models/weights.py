@@ -21,10 +21,15 @@ import tensorflow as tf
 
 from bit_train.errors import UserError
 from bit_train.errors import first_line
+from bit_train.models import registry
 from bit_train.models import resnetv2
 
-# sha256 of official files, by file name. Files not listed are used unverified.
-CHECKSUMS = {}
+# sha256 of weight files, by file name: checked when downloaded, and for local
+# files of that name. Files not listed are used unverified.
+CHECKSUMS = {
+    # experiments/miniature/pretrain.py; bundled in bit_train/models/pretrained/
+    "BiT-MNIST-R14x0.25.npz": "82d85cab684a000e89a3a446eb8e9a28bf7a2dfb50a382f74727884d7fecb0b7",
+}
 _SUFFIX = re.compile(r"standardized_conv2d_\d+")
 _UNIT_CONV = re.compile(r"resnet/block(\d)/unit(\d+)/a/standardized_conv2d/kernel")
 
@@ -42,9 +47,19 @@ def sha256(path):
   return digest.hexdigest()
 
 
+def _check_sum(path, name, what, fix):
+  """UserError when the file `name` has a known sha256 and `path` does not match."""
+  expected = CHECKSUMS.get(name)
+  if expected and sha256(path) != expected:
+    raise UserError(f"{what} is corrupt: its sha256 is not the known {expected}. {fix}")
+
+
 def fetch(location, cache=None):
   """A local path for `location` (a path, or an http(s)/gs/file URL, cached once)."""
   if "://" not in location:
+    if os.path.isfile(location):
+      _check_sum(location, os.path.basename(location), f"model file {location}",
+                 "Restore it (git checkout, or reinstall bit-train).")
     return location
   name = os.path.basename(location.split("?")[0])
   target = os.path.join(cache_dir(cache), name)
@@ -62,11 +77,12 @@ def fetch(location, cache=None):
     _remove(partial)
     raise UserError(f"cannot download {location} ({first_line(e)}): download it by "
                     "hand and set model_path to the local file.") from None
-  expected = CHECKSUMS.get(name)
-  if expected and sha256(partial) != expected:
+  try:
+    _check_sum(partial, name, f"download of {location}",
+               "Try again, or download it by hand.")
+  except UserError:
     _remove(partial)
-    raise UserError(f"download of {location} is corrupt: its sha256 is not the "
-                    f"known {expected}. Try again, or download it by hand.")
+    raise
   os.replace(partial, target)
   return target
 
@@ -158,6 +174,14 @@ def load_npz_model(location, num_classes, head="new", arch=None, *, cache=None,
                            compute_dtype=compute_dtype)
 
 
+def save_npz(model, path):
+  """Writes a native `ResNetV2`'s variables as an official-layout .npz file."""
+  tmp = f"{path}.partial-{os.getpid()}.npz"  # np.savez adds .npz to other names
+  np.savez(tmp, **{key: var.numpy() for key, var in model.params.items()})
+  os.replace(tmp, path)
+  return path
+
+
 def _hub_root(model, kind):
   """The reusable-SavedModel interface around a model's logits or pre-logits."""
   head = {v.ref() for v in model.head_variables}
@@ -196,6 +220,27 @@ def export_hub_module(model, path, kind="classification"):
     raise ValueError(f"kind={kind!r}: use classification or feature_vector")
   tf.saved_model.save(_hub_root(model, kind), path)
   return path
+
+
+def bundled_hub_module(handle, cache=None):
+  """The local folder of a `bundled:<name>/<kind>` TF Hub handle.
+
+  The module is exported from the bundled .npz the first time it is asked for,
+  into the cache directory, under the file's sha256 (a changed file gets a new
+  module); it is written whole before it is moved into place.
+  """
+  name, _, kind = handle[len(registry.BUNDLED_HANDLE):].partition("/")
+  spec = registry.lookup(name)
+  npz = fetch(spec.npz_url)
+  folder = os.path.join(cache_dir(cache), "hub", f"{spec.name}-{sha256(npz)[:12]}", kind)
+  if not os.path.isdir(folder):
+    partial = f"{folder}.partial-{os.getpid()}"
+    export_hub_module(load_npz_model(npz, None, "keep"), partial, kind)
+    try:
+      os.rename(partial, folder)
+    except OSError:  # another process exported it first
+      shutil.rmtree(partial, ignore_errors=True)
+  return folder
 
 
 def _squeezed(shape):

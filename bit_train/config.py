@@ -50,6 +50,7 @@ def base_config():
   c.precrop = config_dict.placeholder(int)
   c.crop = config_dict.placeholder(int)
   c.mixup_alpha = config_dict.placeholder(float)
+  c.flip = config_dict.placeholder(bool)  # None: the rule's random left-right flip
   c.supports = config_dict.placeholder(tuple)  # (warmup, *decays, total) steps
   # Run.
   c.strategy = "auto"  # auto | cpu | mirrored | multi_worker | tpu

@@ -86,6 +86,7 @@ class Plan:
   resolution_rule: str
   lr_scaling: str
   overridden: tuple  # plan fields the user set instead of the rule
+  flip: bool = True  # random left-right flips (False for orientation-bound data)
 
   @property
   def warmup_steps(self):
@@ -130,7 +131,7 @@ class Plan:
     rule = {"resolution": f"{rule_precrop}/{rule_crop}",
             "mixup_alpha": get_mixup(self.num_examples),
             "supports": list(get_schedule(self.num_examples)),
-            "batch_size": REFERENCE_BATCH,
+            "batch_size": REFERENCE_BATCH, "flip": "random left-right flips",
             "base_lr": f"{REFERENCE_LR:g} at batch {REFERENCE_BATCH}"}
 
     def mark(*fields):
@@ -145,6 +146,7 @@ class Plan:
         f"  image size       {h}x{w}",
         f"  resolution       resize to {self.precrop}, random crop {self.crop}"
         f" (rule: {self.resolution_rule}){mark('resolution', 'precrop', 'crop')}",
+        f"  flip             {'random left-right' if self.flip else 'none'}{mark('flip')}",
         f"  mixup_alpha      {self.mixup_alpha}{mark('mixup_alpha')}",
         f"  supports         {list(self.supports)}: warmup {self.warmup_steps}, "
         f"decays at {list(self.decay_points)}, {self.total_steps:,} steps "
@@ -160,7 +162,7 @@ class Plan:
 def plan(num_examples, image_size, *, dataset="", batch_size=REFERENCE_BATCH,
          batch_split=1, base_lr=REFERENCE_LR, resolution_rule="code",
          lr_scaling="linear", precrop=None, crop=None, mixup_alpha=None,
-         supports=None):
+         supports=None, flip=None):
   """Applies the HyperRule to one dataset; any field given here overrides it.
 
   `base_lr` is the learning rate at the reference batch of 512. With
@@ -206,6 +208,10 @@ def plan(num_examples, image_size, *, dataset="", batch_size=REFERENCE_BATCH,
     overridden.append("base_lr")
   if batch_size != REFERENCE_BATCH:
     overridden.append("batch_size")
+  if flip is None:
+    flip = True
+  else:
+    overridden.append("flip")
   if lr_scaling == "linear":
     base_lr = base_lr * batch_size / REFERENCE_BATCH
   return Plan(
@@ -214,7 +220,7 @@ def plan(num_examples, image_size, *, dataset="", batch_size=REFERENCE_BATCH,
       crop=int(crop), mixup_alpha=float(mixup_alpha), supports=tuple(supports),
       base_lr=float(base_lr), batch_size=int(batch_size),
       batch_split=int(batch_split), resolution_rule=resolution_rule,
-      lr_scaling=lr_scaling, overridden=tuple(overridden))
+      lr_scaling=lr_scaling, overridden=tuple(overridden), flip=bool(flip))
 
 
 def plan_from_config(config, num_examples, image_size, dataset=""):
@@ -224,4 +230,4 @@ def plan_from_config(config, num_examples, image_size, dataset=""):
       batch_split=config.batch_split, base_lr=config.base_lr,
       resolution_rule=config.resolution_rule, lr_scaling=config.lr_scaling,
       precrop=config.precrop, crop=config.crop, mixup_alpha=config.mixup_alpha,
-      supports=config.supports)
+      supports=config.supports, flip=config.get("flip"))

@@ -43,20 +43,24 @@ def small_plan(num_examples, batch_size=8, batch_split=1, precrop=40, crop=32):
                         batch_split=batch_split, precrop=precrop, crop=crop)
 
 
-def many_views(image, count, precrop, crop, seed=0):
+def many_views(image, count, precrop, crop, seed=0, flip=True):
   """`count` training views of one image, as numpy [count, crop, crop, 3]."""
   encoded = tf.constant(encode(image))
   views = tf.data.Dataset.range(count).map(lambda i: preprocess.train_image(
-      encoded, tf.stack([tf.constant(seed, tf.int64), i]), precrop, crop))
+      encoded, tf.stack([tf.constant(seed, tf.int64), i]), precrop, crop, flip))
   return np.stack(list(views.as_numpy_iterator()))
 
 
-def test_flip_happens_about_half_the_time():
+@pytest.mark.parametrize("flip", [True, False])
+def test_flip_happens_about_half_the_time_or_never_when_off(flip):
   pixels = np.zeros((40, 40, 3), np.uint8)
   pixels[:, 20:] = 255  # dark left half, bright right half
-  views = many_views(Image.fromarray(pixels), 400, 40, 32)
+  views = many_views(Image.fromarray(pixels), 400, 40, 32, flip=flip)
   flipped = views[:, :, :4].mean(axis=(1, 2, 3)) > views[:, :, -4:].mean(axis=(1, 2, 3))
-  assert 0.4 < flipped.mean() < 0.6
+  if flip:
+    assert 0.4 < flipped.mean() < 0.6
+  else:
+    assert not flipped.any()
 
 
 def test_crop_positions_cover_every_offset_uniformly():

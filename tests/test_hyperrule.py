@@ -92,7 +92,18 @@ def test_plan_records_overrides_and_uses_them():
   assert plan.supports == (10, 20, 30)
   assert set(plan.overridden) == {"precrop", "crop", "mixup_alpha", "supports"}
   assert plan.lr(21) == pytest.approx(0.0003)
-  assert "(set by you)" in plan.describe()
+  assert "(set by you" in plan.describe()
+
+
+def test_flip_is_on_by_the_rule_and_off_only_when_asked():
+  assert hyperrule.plan(1000, (32, 32)).flip is True
+  plan = hyperrule.plan(1000, (32, 32), flip=False, batch_size=64)
+  assert plan.flip is False and {"flip", "batch_size"} <= set(plan.overridden)
+  assert "flip             none  (set by you; the HyperRule: random left-right flips)" in (
+      plan.describe())
+  assert hyperrule.Plan.from_dict(plan.to_dict()) == plan
+  old = {k: v for k, v in plan.to_dict().items() if k != "flip"}  # plan.json before flip
+  assert hyperrule.Plan.from_dict(old).flip is True
 
 
 def test_plan_is_immutable_and_round_trips_through_json():

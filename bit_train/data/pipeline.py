@@ -164,7 +164,8 @@ def train_dataset(source, plan, input_context=None, seed=0, cache_bytes=None, sk
     position, encoded, label = fetch(*element)
     # A distinct seed for every example of every pipeline.
     image_seed = tf.stack([tf.cast(seed, tf.int64), position * pipelines + pipeline_id])
-    return preprocess.train_image(encoded, image_seed, plan.precrop, plan.crop), label
+    return preprocess.train_image(encoded, image_seed, plan.precrop, plan.crop,
+                                  plan.flip), label
   ds = ds.map(example, num_parallel_calls=tf.data.AUTOTUNE)
   return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 

@@ -28,7 +28,7 @@ def _to_unit_range(image):
   return image * (1 / 255.0)
 
 
-def train_image(encoded, seed, precrop, crop):
+def train_image(encoded, seed, precrop, crop, flip=True):
   """Training view: resize to precrop, random crop to crop, random left-right flip.
 
   Every op here runs once per image, and on small images the per-op cost is most
@@ -43,6 +43,7 @@ def train_image(encoded, seed, precrop, crop):
     seed: int tensor of shape [2], the stateless seed of this example.
     precrop: size the image is resized to before cropping.
     crop: size of the random square crop.
+    flip: False leaves every image unmirrored (the plan's `flip`).
   Returns:
     float32 [crop, crop, 3] in [0, 1].
   """
@@ -50,7 +51,8 @@ def train_image(encoded, seed, precrop, crop):
   # Draws in [0, 2 * offsets): halving gives a uniform offset, parity a fair flip.
   draw = tf.random.stateless_uniform([3], seed, 0, 2 * offsets, tf.int32)
   image = decode(encoded)
-  image = tf.reverse(image, tf.range(1, 1 + draw[2] % 2))  # axis [1] or none
+  if flip:
+    image = tf.reverse(image, tf.range(1, 1 + draw[2] % 2))  # axis [1] or none
   image = tf.image.resize(image, [precrop, precrop])
   top_left = draw // 2 * [1, 1, 0]  # (top, left, channel 0)
   image = tf.slice(image, top_left, [crop, crop, 3])

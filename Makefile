@@ -1,5 +1,6 @@
-# Two commands set up everything on a fresh machine (Python 3.11 needed):
-#   make demo   creates .venv, installs bit-train, runs the quickstart
+# Two commands set up everything on a fresh machine:
+#   make demo   creates .venv, installs bit-train, runs the offline quickstart: a real
+#               BiT transfer in miniature (experiments/miniature/demo.py)
 #   make test   creates .venv, installs bit-train with test extras, runs the tests
 PYTHON ?= python3
 VENV := .venv
@@ -10,11 +11,11 @@ PY := $(VENV)/bin/python
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test,experiments]"
 	touch $@
 
 demo: $(VENV)/.installed
-	$(PY) -m bit_train.train --config configs/quickstart.py --workdir workdirs/quickstart --dry_run
+	$(PY) experiments/miniature/demo.py
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q tests

@@ -2,8 +2,9 @@
 
   python -m bit_train.eval --config configs/imagenet_eval.py:model=BiT-S-R101x3 --workdir W
 
-The story of a run: config -> strategy -> datasets -> resolution -> model (its own
-head) -> class order check -> one evaluation per dataset -> files. Every example is
+The story of a run: config -> strategy -> datasets -> a trainer export's facts (when
+model_path is one) -> resolution -> model (its own head) -> class order check -> one
+evaluation per dataset -> files. Every example is
 counted (the final partial batch included). Writes W/eval/metrics.json and one
 per-class accuracy file per single-label dataset.
 """

@@ -160,6 +160,7 @@ def _read(root):
       run = files.read_json(plan)
       record["crop"] = run.get("plan", {}).get("crop")
       record["model"] = models.model_name(ml_collections.ConfigDict(run["config"]))
+      origin = f"{origin} and {plan}"
   return ExportFacts(
       root=root, serving=serving if os.path.isdir(serving) else None,
       hub_module=hub_module if os.path.isdir(hub_module) else None,

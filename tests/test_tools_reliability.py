@@ -150,15 +150,24 @@ def test_a_folder_without_images_is_one_line_naming_it(run, tmp_path):
   assert lines[0].startswith(f"error: no image files in {tmp_path / 'empty'}")
 
 
-def test_an_npz_without_a_head_is_one_line_true_for_bit_predict(run, tmp_path):
+@pytest.mark.parametrize("tool", ["bit-predict", "bit-eval"])
+def test_an_npz_without_a_head_is_one_line_true_for_each_tool(run, tmp_path, tool):
+  """bit-train's fix (head=new) is no fix for the tools that need a classifier."""
   folder = run[0]
   write_tiny_npz(str(tmp_path / "full.npz"), num_classes=3)
+  features = str(tmp_path / "features.npz")
   with np.load(tmp_path / "full.npz") as data:
-    np.savez(tmp_path / "features.npz",
+    np.savez(features,
              **{k: data[k] for k in data.files if not k.startswith("resnet/head/")})
-  result = run_module("bit_train.predict", "--model", str(tmp_path / "features.npz"),
-                      "--crop", CROP, folder)
+  if tool == "bit-predict":
+    result = run_module("bit_train.predict", "--model", features, "--crop", CROP,
+                        folder)
+  else:
+    result = run_module("bit_train.eval", "--config", "configs/imagenet_eval.py:"
+                        f"dataset=image_folder,data_dir={folder},model_source=npz,"
+                        f"model=mine,model_path={features},crop={CROP},strategy=cpu",
+                        "--workdir", str(tmp_path / "e"))
   assert result.returncode == 2, result.stderr[-3000:]
   lines = error_lines(result.stderr)
   assert len(lines) == 1 and "has no head" in lines[0], result.stderr[-3000:]
-  assert "head=new" not in lines[0] and "bit-predict" in lines[0]
+  assert "head=new" not in lines[0] and f"{tool} " in lines[0]

@@ -128,7 +128,7 @@ def load_predictor(name, crop=None):
   if facts is not None:
     return _export_predictor(facts, crop)
   crop = crop or DEFAULT_CROP
-  if name.endswith(".npz"):
+  if name.endswith(".npz") and ("://" in name or os.path.isfile(name)):
     try:
       model = weights.load_npz_model(name, None, "keep")
     except weights.NoHead as e:
@@ -138,12 +138,21 @@ def load_predictor(name, crop=None):
   if os.path.isdir(name):
     model = hub.HubModel(_load_saved_model(name), None, "keep", name)
   else:
-    try:
-      handle = registry.lookup(name).classifier_handle or name
-    except UserError:
-      handle = name  # not a BiT name: a handle or URL
-    model = hub.hub_model(handle, None, "keep")
+    model = hub.hub_model(_hub_handle(name), None, "keep")
   return Predictor(_logits_fn(model, crop), model.num_classes, name, crop)
+
+
+def _hub_handle(name):
+  """A BiT name's ILSVRC-2012 classifier on TF Hub, or a URL or TF Hub handle as is;
+  anything else is a --model that is not there."""
+  try:
+    return registry.lookup(name).classifier_handle or name
+  except UserError:
+    if "://" in name or name.startswith("google/"):
+      return name
+    raise UserError(f"--model {name!r} is no file or folder, TF Hub handle or BiT name:"
+                    " give an export dir, TF Hub module, .npz file or BiT name (such as "
+                    f"BiT-M-R50x1).{registry.did_you_mean(name)}") from None
 
 
 def image_paths(args):

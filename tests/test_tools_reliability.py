@@ -138,6 +138,16 @@ def test_a_crop_below_one_is_one_line(run, crop):
   assert error_lines(result.stderr) == [f"error: --crop={crop} must be at least 1."]
 
 
+def test_a_model_that_is_not_there_is_one_line_naming_the_flag(run):
+  """Not bit-train's `model_path`: bit-predict's --model."""
+  result = run_module("bit_train.predict", "--model", "BiT-S-R50x", run[0])
+  assert result.returncode == 2, result.stderr[-3000:]
+  assert error_lines(result.stderr) == [
+      "error: --model 'BiT-S-R50x' is no file or folder, TF Hub handle or BiT name: "
+      "give an export dir, TF Hub module, .npz file or BiT name (such as BiT-M-R50x1)."
+      " Did you mean BiT-S-R50x3, BiT-S-R50x1, BiT-M-R50x3?"]
+
+
 def test_a_folder_without_images_is_one_line_naming_it(run, tmp_path):
   _, workdir, _ = run
   (tmp_path / "empty" / "sub").mkdir(parents=True)

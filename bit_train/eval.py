@@ -4,9 +4,9 @@
 
 The story of a run: config -> strategy -> datasets -> a trainer export's facts (when
 model_path is one) -> resolution -> model (its own head) -> class order check -> one
-evaluation per dataset -> files. Every example is
-counted (the final partial batch included). Writes W/eval/metrics.json and one
-per-class accuracy file per single-label dataset.
+evaluation per dataset -> files. Every example is counted (the final partial batch
+included). Writes W/eval/metrics.json and one per-class accuracy file per
+single-label dataset.
 """
 
 import os
@@ -164,7 +164,7 @@ def main(argv):
   config = classifier_config(config, sets[0].num_classes)
   with strategy.scope():
     model = create_classifier(config)
-  name = facts.model if facts else models.model_name(config, getattr(model, "arch", None))
+  name = facts.model if facts else models.model_name(config, model)
   logging.info("Evaluating %s (%d classes) at %dx%d (from %s), batch %d, on %s.", name,
                model.num_classes, crop, crop, crop_from, batch,
                ", ".join(s.name for s in sets))

@@ -119,12 +119,13 @@ def find(path):
   """The facts of the trainer export `path` names, else None.
 
   `path` may be W/export, W/export/serving or W/export/hub_module (or a serving
-  SavedModel copied on its own: its assets keep the class names). A training
-  workdir W is a UserError naming W/export.
+  SavedModel copied on its own: its assets keep the class names), on any file
+  system the trainer writes to (gs:// too). A training workdir W is a UserError
+  naming W/export.
   """
-  if not path or "://" in path:
-    return None
-  folder = os.path.normpath(path)
+  if not path or path.startswith(("http://", "https://")):
+    return None  # a TF Hub or .npz URL
+  folder = path.rstrip("/") if "://" in path else os.path.normpath(path)
   if (os.path.basename(folder) in (SERVING, HUB_MODULE)
       and _is_export(os.path.dirname(folder))):
     folder = os.path.dirname(folder)
@@ -134,7 +135,7 @@ def find(path):
     raise UserError(f"{path} is a training workdir, not a model: use "
                     f"{os.path.join(path, 'export')}.")
   names = os.path.join(folder, "assets", CLASS_NAMES)
-  if os.path.isfile(names):
+  if tf.io.gfile.exists(names):
     return ExportFacts(root=folder, serving=folder, hub_module=None,
                        model=f"the serving model {folder}",
                        class_names=labels.read_names(names), crop=None, origin=names)
@@ -142,7 +143,7 @@ def find(path):
 
 
 def _is_export(folder):
-  return any(os.path.isfile(os.path.join(folder, f)) for f in (FACTS, CLASS_NAMES))
+  return any(tf.io.gfile.exists(os.path.join(folder, f)) for f in (FACTS, CLASS_NAMES))
 
 
 def _read(root):
@@ -150,19 +151,19 @@ def _read(root):
   their run's crop and config in W/plan.json."""
   serving, hub_module = (os.path.join(root, d) for d in (SERVING, HUB_MODULE))
   facts = os.path.join(root, FACTS)
-  if os.path.isfile(facts):
+  if tf.io.gfile.exists(facts):
     record, origin = files.read_json(facts), facts
   else:
     origin = os.path.join(root, CLASS_NAMES)
     record = {"class_names": labels.read_names(origin)}
     plan = os.path.join(os.path.dirname(root), "plan.json")
-    if os.path.isfile(plan):
+    if tf.io.gfile.exists(plan):
       run = files.read_json(plan)
       record["crop"] = run.get("plan", {}).get("crop")
       record["model"] = models.model_name(ml_collections.ConfigDict(run["config"]))
       origin = f"{origin} and {plan}"
   return ExportFacts(
-      root=root, serving=serving if os.path.isdir(serving) else None,
-      hub_module=hub_module if os.path.isdir(hub_module) else None,
+      root=root, serving=serving if tf.io.gfile.isdir(serving) else None,
+      hub_module=hub_module if tf.io.gfile.isdir(hub_module) else None,
       model=record.get("model") or f"the trainer export {root}",
       class_names=record.get("class_names"), crop=record.get("crop"), origin=origin)

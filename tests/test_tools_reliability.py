@@ -12,6 +12,7 @@ import shutil
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from bit_train import export
 from bit_train import models
@@ -69,7 +70,7 @@ def test_model_name_follows_overrides_and_npz_files(tmp_path):
                        model_path=str(tmp_path / "mine.npz"))
   assert models.model_name(config) == "ResNet-v2 R14x0.25 (units 1/1/1/1, width 0.25)"
   built = resnetv2.ResNetV2((1, 1, 2, 1), 0.25, 3)
-  assert models.model_name(config, built.arch) == (
+  assert models.model_name(config, built) == (
       "ResNet-v2 R17x0.25 (units 1/1/2/1, width 0.25)")
 
 
@@ -94,6 +95,18 @@ def test_an_export_without_export_json_falls_back_to_plan_and_class_names(run,
   os.remove(tmp_path / "export" / "export.json")
   facts = export.find(str(tmp_path / "export" / "serving"))
   assert (facts.model, facts.crop, facts.class_names) == (BUILT, CROP, list(CLASSES))
+
+
+def test_an_export_on_another_file_system_is_found(run):
+  """gs:// workdirs (TPU runs): here TensorFlow's in-memory file system."""
+  _, workdir, _ = run
+  root = "ram://tools_reliability/w/export"
+  tf.io.gfile.makedirs(f"{root}/hub_module")
+  tf.io.gfile.copy(os.path.join(workdir, "export", "export.json"), f"{root}/export.json")
+  facts = export.find(f"{root}/hub_module/")
+  assert (facts.model, facts.crop, facts.hub_module) == (BUILT, CROP, f"{root}/hub_module")
+  with pytest.raises(UserError, match="training workdir"):
+    export.find(os.path.dirname(root))
 
 
 def eval_export(folder, model_path, workdir):

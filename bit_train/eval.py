@@ -2,10 +2,11 @@
 
   python -m bit_train.eval --config configs/imagenet_eval.py:model=BiT-S-R101x3 --workdir W
 
-The story of a run: config -> strategy -> datasets -> resolution -> model (its own
-head) -> class order check -> one evaluation per dataset -> files. Every example is
-counted (the final partial batch included). Writes W/eval/metrics.json and one
-per-class accuracy file per single-label dataset.
+The story of a run: config -> strategy -> datasets -> a trainer export's facts (when
+model_path is one) -> resolution -> model (its own head) -> class order check -> one
+evaluation per dataset -> files. Every example is counted (the final partial batch
+included). Writes W/eval/metrics.json and one per-class accuracy file per
+single-label dataset.
 """
 
 import os
@@ -20,6 +21,7 @@ import tensorflow as tf
 from bit_train import cli
 from bit_train import distribute
 from bit_train import evaluation
+from bit_train import export
 from bit_train import files
 from bit_train import hyperrule
 from bit_train import labels
@@ -28,6 +30,7 @@ from bit_train.data import eval_sets
 from bit_train.data import pipeline
 from bit_train.errors import UserError
 from bit_train.models import registry
+from bit_train.models import weights
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file and arguments, e.g. "
@@ -36,25 +39,55 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for metrics.json and 
                                "per-class accuracy files (under W/eval/).")
 
 
-def eval_plan(config, image_size):
-  """The HyperRule's plan for the dataset's image size (crop overridable).
-
-  Only its resolution matters here (eval images are resized straight to the
-  crop), so the number of examples is a stand-in.
-  """
+def eval_crop(config, image_size, facts):
+  """(crop, where it came from): `crop`, else a trainer export's (the run's), else
+  the HyperRule's for the dataset's image size. Eval images are resized straight
+  to it."""
+  if config.crop:
+    return config.crop, "crop"
+  if facts is not None and facts.crop:
+    return facts.crop, facts.origin
   if image_size is None:
     raise UserError("the image size of the dataset is unknown: set image_size=HxW "
                     "or crop=<pixels>.")
-  return hyperrule.plan_from_config(config, 1, image_size)
+  return (hyperrule.get_resolution(image_size, config.resolution_rule)[1],
+          f"the HyperRule for {image_size[0]}x{image_size[1]} images")
 
 
-def model_class_names(config):
+def model_class_names(config, facts):
   """(names of the model's outputs in order, where they came from), or (None, None).
 
-  From config.class_map, else the class_names.txt a trainer export keeps.
+  From config.class_map, else a trainer export's class names.
   """
-  path = config.class_map or labels.export_names_path(config.model_path)
-  return (labels.read_names(path), path) if path else (None, None)
+  if config.class_map:
+    return labels.read_names(config.class_map), config.class_map
+  if facts is not None and facts.class_names:
+    return facts.class_names, facts.origin
+  return None, None
+
+
+def export_config(config, facts):
+  """For a trainer export (W/export, its serving or hub_module folder): the config
+  with model_path at its hub module, which bit-eval measures."""
+  if facts.hub_module is None:
+    raise UserError(f"model_path={config.model_path} is a serving SavedModel, which "
+                    "bit-eval cannot measure: set model_path to the hub_module folder "
+                    "of its export (W/export/hub_module).")
+  if config.model_source != "hub":
+    raise UserError(f"model_path={config.model_path} is a trainer export, a TF Hub "
+                    "module: set model_source=hub.")
+  config = config.copy_and_resolve_references()
+  config.model_path = facts.hub_module
+  return config
+
+
+def create_classifier(config):
+  """The model with its own head; an .npz without one is bit-eval's one line."""
+  try:
+    return models.create_model(config, None)
+  except weights.NoHead as e:
+    raise UserError(f"{e.problem}: bit-eval measures a classifier with its own "
+                    "head; give a file that has one (e.g. BiT-S-R50x1.npz).") from None
 
 
 def classifier_config(config, num_classes):
@@ -120,22 +153,29 @@ def main(argv):
   # happen before TensorFlow runs anything.
   strategy = distribute.create_strategy(config)
   sets = [eval_sets.main_set(config)] + eval_sets.extra_sets(config)
-  plan = eval_plan(config, sets[0].image_size)
-  crop = plan.crop
+  facts = export.find(config.model_path)
+  if facts is not None:
+    config = export_config(config, facts)
+  crop, crop_from = eval_crop(config, sets[0].image_size, facts)
+  # Only the crop matters for evaluation; the rest of the plan is a stand-in.
+  plan = hyperrule.plan(1, (crop, crop), precrop=crop, crop=crop)
   batch = evaluation.eval_batch_size(config, strategy)
-  model_names, names_origin = model_class_names(config)
+  model_names, names_origin = model_class_names(config, facts)
   config = classifier_config(config, sets[0].num_classes)
   with strategy.scope():
-    model = models.create_model(config, None)
-  logging.info("Evaluating %s (%d classes) at %dx%d, batch %d, on %s.", config.model,
-               model.num_classes, crop, crop, batch, ", ".join(s.name for s in sets))
+    model = create_classifier(config)
+  name = facts.model if facts else models.model_name(config, model)
+  logging.info("Evaluating %s (%d classes) at %dx%d (from %s), batch %d, on %s.", name,
+               model.num_classes, crop, crop, crop_from, batch,
+               ", ".join(s.name for s in sets))
   chief = distribute.is_chief(strategy)
   out = os.path.join(_WORKDIR.value, "eval")
   if chief:
     tf.io.gfile.makedirs(out)
-  record = {"model": config.model, "model_source": config.model_source,
-            "model_path": config.model_path, "crop": crop, "batch": batch,
-            "class_names_from": names_origin or "the dataset's order", "results": {}}
+  record = {"model": name, "model_source": config.model_source,
+            "model_path": config.model_path, "crop": crop, "crop_from": crop_from,
+            "batch": batch, "class_names_from": names_origin or "the dataset's order",
+            "results": {}}
   for evaluated in sets:
     metrics, order = run_one(evaluated, model, strategy, plan, batch, model_names,
                              names_origin)

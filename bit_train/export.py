@@ -6,17 +6,30 @@
                          assets/class_names.txt
   W/export/hub_module/   a reusable TF Hub SavedModel (images in [0, 1] -> logits)
   W/export/class_names.txt
+  W/export/export.json   what the export is: the model's name, its classes, the
+                         run's crop, and the run it came from
+
+`find(path)` reads those facts back for bit-eval and bit-predict, so both tools
+agree on what an export is.
 """
 
+import dataclasses
 import os
 import shutil
 import tempfile
 
+import ml_collections
 import tensorflow as tf
 
 from bit_train import files
+from bit_train import labels
+from bit_train import models
 from bit_train.data import preprocess
+from bit_train.errors import UserError
 from bit_train.models import weights
+
+SERVING, HUB_MODULE = "serving", "hub_module"
+CLASS_NAMES, FACTS = "class_names.txt", "export.json"
 
 
 class ServingModule(tf.Module):
@@ -68,16 +81,89 @@ def export_serving(model, crop, class_names, path, chief=True):
     shutil.rmtree(target, ignore_errors=True)
 
 
-def export_all(model, plan, class_names, workdir, strategy, chief=True):
-  """Both exports and the class names, written by the chief."""
+def export_all(model, plan, class_names, workdir, strategy, chief=True, about=None):
+  """Both exports, the class names and export.json, written by the chief.
+
+  about: the run's final record (model name, dataset, step, metrics), kept in
+  export.json.
+  """
   del strategy  # saving reads the variables' primary copies
   root = os.path.join(workdir, "export")
   tf.io.gfile.makedirs(root)
-  export_serving(model, plan.crop, class_names, os.path.join(root, "serving"), chief)
-  hub_target = _target(os.path.join(root, "hub_module"), chief)
+  export_serving(model, plan.crop, class_names, os.path.join(root, SERVING), chief)
+  hub_target = _target(os.path.join(root, HUB_MODULE), chief)
   weights.export_hub_module(model, hub_target)
-  if chief:
-    files.write_text_atomic(os.path.join(root, "class_names.txt"),
-                            "\n".join(class_names) + "\n")
-  else:
+  if not chief:
     shutil.rmtree(hub_target, ignore_errors=True)
+    return
+  files.write_text_atomic(os.path.join(root, CLASS_NAMES), "\n".join(class_names) + "\n")
+  about = dict(about or {})
+  files.write_json_atomic(os.path.join(root, FACTS), {
+      "model": about.pop("model", None), "crop": plan.crop,
+      "class_names": list(class_names), "run": dict(about, workdir=workdir)})
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportFacts:
+  """What a trainer export is, as bit-eval and bit-predict both see it."""
+  root: str  # W/export (or a serving SavedModel copied on its own)
+  serving: str | None  # the serving SavedModel, when there
+  hub_module: str | None  # the reusable TF Hub module, when there
+  model: str  # the name of the architecture the run built
+  class_names: list | None  # output i's class
+  crop: int | None  # the run's resolution; None when unknown
+  origin: str  # the file the facts were read from
+
+
+def find(path):
+  """The facts of the trainer export `path` names, else None.
+
+  `path` may be W/export, W/export/serving or W/export/hub_module (or a serving
+  SavedModel copied on its own: its assets keep the class names), on any file
+  system the trainer writes to (gs:// too). A training workdir W is a UserError
+  naming W/export.
+  """
+  if not path or path.startswith(("http://", "https://")):
+    return None  # a TF Hub or .npz URL
+  folder = path.rstrip("/") if "://" in path else os.path.normpath(path)
+  if (os.path.basename(folder) in (SERVING, HUB_MODULE)
+      and _is_export(os.path.dirname(folder))):
+    folder = os.path.dirname(folder)
+  if _is_export(folder):
+    return _read(folder)
+  if _is_export(os.path.join(folder, "export")):
+    raise UserError(f"{path} is a training workdir, not a model: use "
+                    f"{os.path.join(path, 'export')}.")
+  names = os.path.join(folder, "assets", CLASS_NAMES)
+  if tf.io.gfile.exists(names):
+    return ExportFacts(root=folder, serving=folder, hub_module=None,
+                       model=f"the serving model {folder}",
+                       class_names=labels.read_names(names), crop=None, origin=names)
+  return None
+
+
+def _is_export(folder):
+  return any(tf.io.gfile.exists(os.path.join(folder, f)) for f in (FACTS, CLASS_NAMES))
+
+
+def _read(root):
+  """export.json; exports written before it have class_names.txt beside them and
+  their run's crop and config in W/plan.json."""
+  serving, hub_module = (os.path.join(root, d) for d in (SERVING, HUB_MODULE))
+  facts = os.path.join(root, FACTS)
+  if tf.io.gfile.exists(facts):
+    record, origin = files.read_json(facts), facts
+  else:
+    origin = os.path.join(root, CLASS_NAMES)
+    record = {"class_names": labels.read_names(origin)}
+    plan = os.path.join(os.path.dirname(root), "plan.json")
+    if tf.io.gfile.exists(plan):
+      run = files.read_json(plan)
+      record["crop"] = run.get("plan", {}).get("crop")
+      record["model"] = models.model_name(ml_collections.ConfigDict(run["config"]))
+      origin = f"{origin} and {plan}"
+  return ExportFacts(
+      root=root, serving=serving if tf.io.gfile.isdir(serving) else None,
+      hub_module=hub_module if tf.io.gfile.isdir(hub_module) else None,
+      model=record.get("model") or f"the trainer export {root}",
+      class_names=record.get("class_names"), crop=record.get("crop"), origin=origin)

@@ -6,13 +6,9 @@ A label file lists one class per line, line i naming output i: a trainer export'
 classifiers use, is the sorted WordNet ids: the order of TFDS `imagenet2012` labels.
 """
 
-import os
-
 import tensorflow as tf
 
 from bit_train.errors import UserError
-
-EXPORT_NAMES = "class_names.txt"  # written by bit_train.export beside the exports
 
 
 def read_names(path):
@@ -29,23 +25,6 @@ def read_names(path):
     raise UserError(f"the label file {path!r} is empty: it needs one class name per "
                     "line, line i naming the model's output i.")
   return names
-
-
-def export_names_path(model_path):
-  """The export's class_names.txt for a model inside a trainer export, or None.
-
-  `W/export/hub_module` and `W/export/serving` have theirs at `W/export/`; the
-  serving SavedModel also keeps a copy in its assets.
-  """
-  if not model_path or "://" in model_path:
-    return None
-  folder = os.path.normpath(model_path)
-  for candidate in (os.path.join(folder, "assets", EXPORT_NAMES),
-                    os.path.join(folder, EXPORT_NAMES),
-                    os.path.join(os.path.dirname(folder), EXPORT_NAMES)):
-    if os.path.isfile(candidate):
-      return candidate
-  return None
 
 
 def class_order(model_names, dataset_names, where):

@@ -3,14 +3,15 @@
   bit-predict --model W/export --images a.jpg photos/ --top 5 --batch_size 64
   bit-predict --model BiT-S-R50x1.npz --labels ilsvrc2012_wordnet_lemmas.txt cat.jpg --json
 
---model is a trainer export (W/export, or W/export/serving: images are resized
-as the model was evaluated), a TF Hub classification module (a handle, URL or
-folder, e.g. W/export/hub_module), an official .npz file with its head, or a BiT
-name (its ILSVRC-2012 classifier on TF Hub). Class names come from --labels (one
-per line, line i naming output i), else from the export's class_names.txt, else
-`class_<i>`. Folders are searched recursively for image files. A file that cannot
-be read is reported on stderr and skipped; the exit code is 0 when at least one
-image was classified and 2 when none could be.
+--model is a trainer export (W/export, W/export/serving or W/export/hub_module:
+its model name, classes and crop come from W/export/export.json), a TF Hub
+classification module (a handle, URL or folder), an official .npz file with its
+head, or a BiT name (its ILSVRC-2012 classifier on TF Hub). Images are resized to
+--crop, else an export's crop (the run's), else 480. Class names come from --labels
+(one per line, line i naming output i), else from the export, else `class_<i>`.
+Folders are searched recursively for image files. A file that cannot be read is
+reported on stderr and skipped; the exit code is 0 when at least one image was
+classified and 2 when none could be.
 """
 
 import json
@@ -22,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from bit_train import cli
-from bit_train import files
+from bit_train import export
 from bit_train import hyperrule
 from bit_train import labels
 from bit_train.data import catalog
@@ -40,28 +41,38 @@ _IMAGES = flags.DEFINE_list("images", [], "Image files or folders (comma-separat
 _TOP = flags.DEFINE_integer("top", 5, "How many classes to print per image.")
 _LABELS = flags.DEFINE_string("labels", None, "Label file: line i names output i "
                               "(e.g. the ILSVRC-2012 or ImageNet-21k lemma list).")
-_CROP = flags.DEFINE_integer("crop", None, "Resolution for hub/npz models; default the "
-                             "run's crop for W/export/hub_module, else 480 (the "
+_CROP = flags.DEFINE_integer("crop", None, "Resolution images are resized to; default "
+                             "a trainer export's (its run's crop), else 480 (the "
                              "HyperRule's for ILSVRC-2012).")
 _JSON = flags.DEFINE_bool("json", False, "Print one JSON object instead of text.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Images classified per model "
                                    "call.")
+# The HyperRule's resolution for ILSVRC-2012, the official classifiers' dataset.
+DEFAULT_CROP = hyperrule.get_resolution(catalog.KNOWN["imagenet2012"].image_size)[1]
 
 
 class Predictor:
-  """Encoded images -> probabilities over the model's classes, one row per image."""
+  """Encoded images -> probabilities over the model's classes, one row per image.
 
-  def __init__(self, fn, num_classes, names_path=None):
-    self.fn, self.num_classes, self.names_path = fn, num_classes, names_path
+  name: the model's name; crop: the resolution its images are resized to;
+  class_names, names_origin: the names of its outputs and their file, or None.
+  """
+
+  def __init__(self, fn, num_classes, name, crop, class_names=None, names_origin=None):
+    self.fn, self.num_classes, self.name, self.crop = fn, num_classes, name, crop
+    self.class_names, self.names_origin = class_names, names_origin
 
   def __call__(self, encoded_images):
     return np.asarray(self.fn(encoded_images))
 
+  def describe(self):
+    return {"name": self.name, "crop": self.crop, "num_classes": self.num_classes,
+            "class_names_from": self.names_origin}
 
-def _serving_predictor(path, loaded):
+
+def _serving_fn(loaded):
   """A trainer's serving export: uint8 images of any size in, probabilities out."""
   serve = loaded.signatures["serving_default"]
-  classes = int(serve.structured_outputs["probabilities"].shape[-1])
 
   def predict(encoded_images):
     # The export resizes inside, so one call takes images of one size: a call per
@@ -76,50 +87,72 @@ def _serving_predictor(path, loaded):
       for i, row in zip(indices, serve(images=batch)["probabilities"].numpy()):
         rows[i] = row
     return np.stack(rows)
-  return Predictor(predict, classes, labels.export_names_path(path))
+  return predict, int(serve.structured_outputs["probabilities"].shape[-1])
 
 
-def _run_crop(path):
-  """The crop of the run that wrote W/export/hub_module (from W/plan.json), or None."""
-  plan = os.path.join(os.path.dirname(os.path.dirname(os.path.normpath(path))),
-                      "plan.json")
-  if not os.path.isfile(plan):
-    return None
-  return files.read_json(plan).get("plan", {}).get("crop")
-
-
-def _logits_predictor(model, crop, names_path=None):
+def _logits_fn(model, crop):
   def predict(encoded_images):
     images = tf.stack([preprocess.eval_image(e, crop) for e in encoded_images])
     return tf.nn.softmax(tf.cast(model(images, training=False), tf.float32))
-  return Predictor(predict, model.num_classes, names_path)
+  return predict
+
+
+def _load_saved_model(path):
+  try:
+    return tf.saved_model.load(path)
+  except (OSError, ValueError, tf.errors.OpError) as e:
+    raise UserError(f"cannot load the model {path!r}: "
+                    f"{' '.join(str(e).split())[:200]}") from None
+
+
+def _export_predictor(facts, crop):
+  """A trainer export: its serving model (which resizes to the run's crop), or its
+  hub module when --crop asks for another resolution."""
+  names = dict(class_names=facts.class_names, names_origin=facts.origin)
+  if facts.serving and crop in (None, facts.crop):
+    fn, classes = _serving_fn(_load_saved_model(facts.serving))
+    return Predictor(fn, classes, facts.model, facts.crop, **names)
+  if facts.hub_module is None:
+    raise UserError(f"{facts.serving} resizes images to its run's resolution: leave "
+                    "out --crop, or give the export's hub_module with --crop.")
+  crop = crop or facts.crop or DEFAULT_CROP
+  model = hub.HubModel(_load_saved_model(facts.hub_module), None, "keep",
+                       facts.hub_module)
+  return Predictor(_logits_fn(model, crop), model.num_classes, facts.model, crop,
+                   **names)
 
 
 def load_predictor(name, crop=None):
   """The Predictor for --model (see the module docstring for what it accepts)."""
-  default_crop = hyperrule.get_resolution(catalog.KNOWN["imagenet2012"].image_size)[1]
-  if os.path.isdir(os.path.join(name, "serving")):
-    name = os.path.join(name, "serving")  # W/export
-  if name.endswith(".npz"):
-    model = weights.load_npz_model(name, None, "keep")
-    return _logits_predictor(model, crop or default_crop)
-  if os.path.isdir(name):
+  facts = export.find(name)
+  if facts is not None:
+    return _export_predictor(facts, crop)
+  crop = crop or DEFAULT_CROP
+  if name.endswith(".npz") and ("://" in name or os.path.isfile(name)):
     try:
-      loaded = tf.saved_model.load(name)
-    except (OSError, ValueError, tf.errors.OpError) as e:
-      raise UserError(f"cannot load the model {name!r}: "
-                      f"{' '.join(str(e).split())[:200]}") from None
-    serve = getattr(loaded, "signatures", {}).get("serving_default")
-    if serve is not None and "probabilities" in serve.structured_outputs:
-      return _serving_predictor(name, loaded)
-    crop = crop or _run_crop(name) or default_crop
-    model = hub.HubModel(loaded, None, "keep", name)
-    return _logits_predictor(model, crop, labels.export_names_path(name))
+      model = weights.load_npz_model(name, None, "keep")
+    except weights.NoHead as e:
+      raise UserError(f"{e.problem}: bit-predict needs a classifier; give an .npz "
+                      "that has its head (e.g. BiT-S-R50x1.npz).") from None
+    return Predictor(_logits_fn(model, crop), model.num_classes, name, crop)
+  if os.path.isdir(name):
+    model = hub.HubModel(_load_saved_model(name), None, "keep", name)
+  else:
+    model = hub.hub_model(_hub_handle(name), None, "keep")
+  return Predictor(_logits_fn(model, crop), model.num_classes, name, crop)
+
+
+def _hub_handle(name):
+  """A BiT name's ILSVRC-2012 classifier on TF Hub, or a URL or TF Hub handle as is;
+  anything else is a --model that is not there."""
   try:
-    name = registry.lookup(name).classifier_handle or name
+    return registry.lookup(name).classifier_handle or name
   except UserError:
-    pass  # not a BiT name: a handle or URL
-  return _logits_predictor(hub.hub_model(name, None, "keep"), crop or default_crop)
+    if "://" in name or name.startswith("google/"):
+      return name
+    raise UserError(f"--model {name!r} is no file or folder, TF Hub handle or BiT name:"
+                    " give an export dir, TF Hub module, .npz file or BiT name (such as "
+                    f"BiT-M-R50x1).{registry.did_you_mean(name)}") from None
 
 
 def image_paths(args):
@@ -156,13 +189,15 @@ def read_image(path):
 
 
 def class_names(predictor, labels_path):
-  path = labels_path or predictor.names_path
-  if not path:
-    return [f"class_{i}" for i in range(predictor.num_classes)]
-  names = labels.read_names(path)
+  """--labels, else the export's names, else class_<i>."""
+  if not labels_path:
+    return predictor.class_names or [f"class_{i}" for i in range(predictor.num_classes)]
+  names = labels.read_names(labels_path)
   if len(names) != predictor.num_classes:
-    raise UserError(f"the label file {path} lists {len(names)} classes but the model "
-                    f"outputs {predictor.num_classes}: give this model's label file.")
+    raise UserError(f"the label file {labels_path} lists {len(names)} classes but the "
+                    f"model outputs {predictor.num_classes}: give this model's label "
+                    "file.")
+  predictor.names_origin = labels_path
   return names
 
 
@@ -176,16 +211,22 @@ def main(argv):
   if not _MODEL.value:
     raise UserError("--model is required: an export dir, TF Hub module, .npz file or "
                     "BiT name.")
-  if _TOP.value < 1:
-    raise UserError(f"--top={_TOP.value} must be at least 1.")
-  if _BATCH_SIZE.value < 1:
-    raise UserError(f"--batch_size={_BATCH_SIZE.value} must be at least 1.")
-  paths = image_paths(list(_IMAGES.value) + list(argv[1:]))
-  if not paths:
+  for flag in (_TOP, _BATCH_SIZE, _CROP):
+    if flag.value is not None and flag.value < 1:
+      raise UserError(f"--{flag.name}={flag.value} must be at least 1.")
+  given = list(_IMAGES.value) + list(argv[1:])
+  if not given:
     raise UserError("no images given: name files or folders with --images or as "
                     "arguments.")
+  paths = image_paths(given)
+  if not paths:  # only folders were named, and none holds an image file
+    raise UserError(f"no image files in {', '.join(given)}: folders are searched "
+                    f"recursively for {', '.join(folders.IMAGE_EXTENSIONS)} files.")
   predictor = load_predictor(_MODEL.value, _CROP.value)
   names = class_names(predictor, _LABELS.value)
+  size = f"{predictor.crop} px" if predictor.crop else "the crop of the export's run"
+  print(f"{predictor.name}: {predictor.num_classes} classes, images resized to {size}",
+        file=sys.stderr)
   results, skipped, pending = [], [], []  # pending: (path, encoded) to classify
 
   def classify_pending():
@@ -210,7 +251,8 @@ def main(argv):
   if pending:
     classify_pending()
   if _JSON.value:
-    print(json.dumps({"predictions": results, "skipped": skipped}, indent=2))
+    print(json.dumps({"model": predictor.describe(), "predictions": results,
+                      "skipped": skipped}, indent=2))
   if not results:
     raise UserError(f"none of the {len(paths)} files could be read as an image.")
 

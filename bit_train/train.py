@@ -16,6 +16,7 @@ from bit_train import cli
 from bit_train import distribute
 from bit_train import files
 from bit_train import hyperrule
+from bit_train import models
 from bit_train import trainer
 from bit_train.data import catalog
 from bit_train.data import sources
@@ -33,9 +34,10 @@ _FORCE = flags.DEFINE_bool("force", False, "Resume a workdir even though its sav
 
 
 def describe_model(config, num_classes):
-  """Where the model's weights come from, as the config names them."""
+  """The architecture the config builds and where its weights come from."""
+  name = models.model_name(config)
   if config.model_path:
-    return {"name": config.model, "source": config.model_source,
+    return {"name": name, "source": config.model_source,
             "location": config.model_path}
   spec = registry.lookup(config.model)
   if config.model_source == "native":
@@ -45,7 +47,7 @@ def describe_model(config, num_classes):
   if location is None:
     raise UserError(f"{spec.name} has no {config.model_source} weights for head="
                     f"{config.head}: set model_source or model_path.")
-  return {"name": spec.name, "source": config.model_source, "location": location}
+  return {"name": name, "source": config.model_source, "location": location}
 
 
 def write_dry_run(workdir, config, facts, model, plan):

@@ -196,9 +196,10 @@ def train(config, plan, source, workdir, strategy, force=False):
   final_step = int(trainer.step.numpy())
   metrics = run_eval(final_step)
   record = dict(metrics.to_dict(), step=final_step, eval_split=source.facts.eval_split,
-                dataset=source.facts.name, model=config.model)
+                dataset=source.facts.name, model=models.model_name(config, trainer.model))
   if chief:
     files.write_json_atomic(wd.path(workdir, "metrics.json"), record)
     wd.plot_curves(history, wd.path(workdir, "curves.png"))
-  export.export_all(trainer.model, plan, source.class_names, workdir, strategy, chief)
+  export.export_all(trainer.model, plan, source.class_names, workdir, strategy, chief,
+                    about=record)
   return record

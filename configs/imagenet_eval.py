@@ -4,9 +4,10 @@
   bit-eval --config "configs/imagenet_eval.py:model=BiT-M-R50x1,extra_evals=imagenet2012_real;imagenet_v2" --workdir W
 
 The model keeps its own head (the ILSVRC-2012 classifier of the named model, or
-model_path: a TF Hub classification module, an .npz file with its head, a trainer's
-W/export/hub_module). The resolution is the HyperRule's for imagenet2012 (480, or
-384 with resolution_rule=paper) unless crop is set.
+model_path: a TF Hub classification module, an .npz file with its head, a trainer
+export W/export). The resolution is crop when set, else a trainer export's, else
+the HyperRule's for the dataset (imagenet2012: 480, or 384 with
+resolution_rule=paper).
 """
 
 from bit_train import config as bit_config

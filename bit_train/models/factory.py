@@ -34,6 +34,30 @@ def native_arch(config, spec=None):
   return tuple(units), float(width)
 
 
+def model_name(config, model=None):
+  """The architecture a config builds, named for logs, metrics.json and exports.
+
+  The registry name (BiT-M-R50x1) unless num_units/width, or the .npz file at
+  model_path, give another one: then `ResNet-v2 R14x0.5 (units 1/1/1/1, width 0.5)`.
+  `model`, when built, tells its own architecture. A TF Hub module keeps the
+  config's name: its architecture is not read.
+  """
+  spec = _spec(config, required=False)
+  if config.model_source == "hub":
+    return spec.name if spec else config.model
+  arch = getattr(model, "arch", None)
+  if arch is None:
+    arch = native_arch(config, spec)
+  if arch is None and config.model_path:
+    arch = weights.file_arch(config.model_path)
+  if arch is None:
+    return config.model
+  if spec is not None and (tuple(arch[0]), float(arch[1])) == (spec.num_units,
+                                                               float(spec.width)):
+    return spec.name
+  return f"ResNet-v2 {weights.describe_arch(*arch)}"
+
+
 def _spec(config, required):
   """The registry entry for config.model; optional when model_path says where."""
   try:

@@ -97,9 +97,13 @@ def lookup(name):
   by_lower = {key.lower(): spec for key, spec in MODELS.items()}
   if name.lower() in by_lower:
     return by_lower[name.lower()]
-  close = difflib.get_close_matches(name, list(MODELS), n=3)
-  hint = f" Did you mean {', '.join(close)}?" if close else ""
   bundled = ", ".join(n for n, spec in MODELS.items() if spec.bundled)
   raise UserError(f"unknown model {name!r}: use a BiT name such as BiT-M-R50x1 "
                   f"(BiT-{{S,M}}-{{{','.join(ARCHS)}}}), the bundled {bundled}, or set "
-                  f"model_path.{hint}")
+                  f"model_path.{did_you_mean(name)}")
+
+
+def did_you_mean(name):
+  """' Did you mean BiT-S-R50x1?' for a name close to BiT names, else ''."""
+  close = difflib.get_close_matches(name, list(MODELS), n=3)
+  return f" Did you mean {', '.join(close)}?" if close else ""

@@ -141,6 +141,11 @@ class ResNetV2(tf.Module):
                                      name=key)
 
   @property
+  def arch(self):
+    """(num_units, width): the architecture as the config's num_units/width say it."""
+    return self.num_units, float(self.width)
+
+  @property
   def head_variables(self):
     return self.params[HEAD_KERNEL], self.params[HEAD_BIAS]
 

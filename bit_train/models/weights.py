@@ -125,11 +125,35 @@ def describe_arch(num_units, width):
   return f"R{depth}x{width} (units {'/'.join(map(str, num_units))}, width {width})"
 
 
+def file_arch(path):
+  """(num_units, width) of a local .npz file, reading only its keys and root kernel
+  (official files are up to 4 GB); None when it is not a local file yet."""
+  if "://" in path or not os.path.isfile(path):
+    return None
+  try:
+    with np.load(path, allow_pickle=False) as data:
+      keys = {_SUFFIX.sub("standardized_conv2d", key): key for key in data.files}
+      stored = dict.fromkeys(keys)
+      if resnetv2.ROOT in keys:
+        stored[resnetv2.ROOT] = data[keys[resnetv2.ROOT]]
+  except (OSError, ValueError, EOFError, TypeError, zipfile.BadZipFile):
+    return None  # not an .npz: loading it says so
+  return arch_of(stored, path)
+
+
+class NoHead(UserError):
+  """An .npz without the classifier head the caller needs. `problem` is the message
+  without its fix, for tools whose fix is another than head=new."""
+
+  def __init__(self, path):
+    self.problem = f"model file {path} has no head ({resnetv2.HEAD_KERNEL})"
+    super().__init__(f"{self.problem}: use head=new.")
+
+
 def head_classes(weights, path):
   kernel = weights.get(resnetv2.HEAD_KERNEL)
   if kernel is None:
-    raise UserError(f"model file {path} has no head ({resnetv2.HEAD_KERNEL}): use "
-                    "head=new.")
+    raise NoHead(path)
   return kernel.shape[-1]
 
 

@@ -10,7 +10,7 @@ For k = 1, 5, 10 examples per class and the full training split of the digit sca
              (model_source=native)
   probe      a linear classifier (logistic regression) on the frozen pre-logits of
              the bundled model, fitted on the same k examples
-Every number is top-1 on the same held-out 10 % of every class (180 scans). Seed s
+Every number is top-1 on the same held-out 10 % of every class (179 scans). Seed s
 picks the few-shot examples (few_shot_seed=s) and the run's seed (seed=s). Writes
 transfer.md (the table, the command, the run time) and transfer.json (every run).
 This is a measurement, not a test: it takes minutes.
@@ -112,7 +112,7 @@ def main():
     lines.append(f"| {k} | " + " | ".join(
         mean_std([r[c] for r in rows]) for c in ("transfer", "scratch", "probe")) + " |")
   text = "\n".join(lines + [
-      "", f"Top-1 % on the 180 held-out scans, mean ± standard deviation over "
+      "", f"Top-1 % on the 179 held-out scans, mean ± standard deviation over "
       f"{args.seeds} seeds. `{command.strip()}`: {minutes:.0f} min on "
       f"{os.cpu_count()} CPU cores."])
   os.makedirs(args.out, exist_ok=True)

@@ -132,7 +132,7 @@ def main(argv):
   chief = distribute.is_chief(strategy)
   out = os.path.join(_WORKDIR.value, "eval")
   if chief:
-    tf.io.gfile.makedirs(out)
+    files.make_dirs(out)
   record = {"model": config.model, "model_source": config.model_source,
             "model_path": config.model_path, "crop": crop, "batch": batch,
             "class_names_from": names_origin or "the dataset's order", "results": {}}

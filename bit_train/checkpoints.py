@@ -103,6 +103,8 @@ def save(manager, step):
 
 def remove_partial(directory):
   """Removes what an interrupted save leaves (TensorFlow's temporary names only)."""
+  if not tf.io.gfile.isdir(directory):
+    return
   for name in tf.io.gfile.listdir(directory):
     if _PARTIAL.match(name):
       files.remove_quietly(os.path.join(directory, name))

@@ -180,6 +180,7 @@ def train(config, plan, source, workdir, strategy, force=False):
   manager = tf.train.CheckpointManager(
       checkpoint, wd.path(wd.own_dir(workdir, strategy), "checkpoints"),
       max_to_keep=config.keep_checkpoints)
+  checkpoints.remove_partial(manager.directory)  # a killed run's unfinished save
   try:
     return _run(trainer, manager, workdir, chief)
   except KeyboardInterrupt:

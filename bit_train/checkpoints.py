@@ -90,15 +90,24 @@ def restore_newest(checkpoint, directory, check=None):
   return None
 
 
-def save(manager, step):
-  """manager.save at `step`; a failure (full disk, Ctrl-C) leaves no partial files."""
-  try:
-    with files.writing(os.path.join(manager.directory, f"{NAME}-{step}"),
-                       fix="the earlier checkpoints are intact"):
-      manager.save(checkpoint_number=step)
-  except BaseException:
-    remove_partial(manager.directory)
-    raise
+class Saver:
+  """Saves through a CheckpointManager and knows the newest checkpoint of this run's
+  state (which, after a damaged one was skipped, is not the manager's latest)."""
+
+  def __init__(self, manager, resumed):
+    self.manager, self.latest = manager, resumed
+    remove_partial(manager.directory)  # what a killed run's unfinished save left
+
+  def save(self, step):
+    """Saves at `step`; a failure (full disk, Ctrl-C) leaves no partial files."""
+    prefix = os.path.join(self.manager.directory, f"{NAME}-{step}")
+    then = "run the same command to resume from the last checkpoint"
+    try:
+      with files.writing(prefix, then):
+        self.latest = self.manager.save(checkpoint_number=step)
+    except BaseException:
+      remove_partial(self.manager.directory)
+      raise
 
 
 def remove_partial(directory):

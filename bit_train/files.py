@@ -31,23 +31,25 @@ def os_reason(error):
   return None
 
 
-def os_error_line(path, error, fix):
-  """The one-line message for an OS refusal on `path`; a full disk gets its own fix."""
+_FULL = (os.strerror(errno.ENOSPC), os.strerror(errno.EDQUOT))
+
+
+def os_error_line(path, error, then):
+  """The one-line message for an OS refusal to write `path`."""
   reason = os_reason(error)
-  if reason == os.strerror(errno.ENOSPC) or reason == os.strerror(errno.EDQUOT):
-    fix = "free some space, then run the same command again (it resumes)"
-  return f"cannot write {path}: {reason}: {fix}."
+  todo = "free some space" if reason in _FULL else "make it writable or choose another path"
+  return f"cannot write {path}: {reason}: {todo}, then {then}."
 
 
 @contextlib.contextmanager
-def writing(path, fix="check the path and its file system"):
+def writing(path, then="run the same command again"):
   """Inside: an OS refusal while writing `path` becomes one UserError line."""
   try:
     yield
   except (OSError, tf.errors.OpError) as e:
     if os_reason(e) is None:
       raise  # not the OS refusing: a bug, keep its traceback
-    raise UserError(os_error_line(path, e, fix)) from None
+    raise UserError(os_error_line(path, e, then)) from None
 
 
 def make_dirs(path, what="directory"):

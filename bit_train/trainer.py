@@ -177,21 +177,20 @@ def train(config, plan, source, workdir, strategy, force=False):
     logging.info("Resumed from %s at step %d.", resumed, int(trainer.step.numpy()))
   if chief:
     wd.save_run(workdir, config, plan)
-  manager = tf.train.CheckpointManager(
+  saver = checkpoints.Saver(tf.train.CheckpointManager(
       checkpoint, wd.path(wd.own_dir(workdir, strategy), "checkpoints"),
-      max_to_keep=config.keep_checkpoints)
-  checkpoints.remove_partial(manager.directory)  # a killed run's unfinished save
+      max_to_keep=config.keep_checkpoints), resumed)
   try:
-    return _run(trainer, manager, workdir, chief)
+    return _run(trainer, saver, workdir, chief)
   except KeyboardInterrupt:
-    latest = manager.latest_checkpoint
+    latest = saver.latest
     raise Interrupted(
         f"interrupted at step {int(trainer.step.numpy())} (last checkpoint: "
         f"{f'step {checkpoints.step_of(latest)}' if latest else 'none'}): run the same "
         "command to resume.") from None
 
 
-def _run(trainer, manager, workdir, chief):
+def _run(trainer, saver, workdir, chief):
   """The loop from the restored step to the end, the final evaluation and the export."""
   config, plan, source, strategy = (trainer.config, trainer.plan, trainer.source,
                                     trainer.strategy)
@@ -227,7 +226,7 @@ def _run(trainer, manager, workdir, chief):
     loss = float(loss)
     if not np.isfinite(loss) or (float(finite) < 1 and config.precision != "mixed_float16"):
       raise _diverged("loss" if not np.isfinite(loss) else "gradient", done,
-                      manager.latest_checkpoint)
+                      saver.latest)
     if done % config.log_every == 0 or done == plan.total_steps:
       elapsed = time.time() - tick
       rate = (done - tick_step) * plan.batch_size / max(elapsed, 1e-9)
@@ -238,8 +237,8 @@ def _run(trainer, manager, workdir, chief):
       tick, tick_step = time.time(), done
     if done % config.checkpoint_every == 0 or done == plan.total_steps:
       if trainer.non_finite_state():
-        raise _diverged("weights", done, manager.latest_checkpoint)
-      checkpoints.save(manager, done)
+        raise _diverged("weights", done, saver.latest)
+      saver.save(done)
     if config.eval_every and done % config.eval_every == 0 and done < plan.total_steps:
       run_eval(done)
 

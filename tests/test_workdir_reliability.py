@@ -271,7 +271,7 @@ def test_full_disk_is_one_line_and_leaves_no_temporary_files(tmp_path, folder):
   lines = error_lines(result.stderr)
   assert lines == [f"error: cannot write {disk / 'w' / 'checkpoints' / 'ckpt-4'}:"
                    " No space left on device: free some space, then run the same "
-                   "command again (it resumes)."], result.stderr[-3000:]
+                   "command to resume from the last checkpoint."], result.stderr[-3000:]
   assert "exit 2" in result.stdout and "Traceback" not in result.stderr
   assert temporaries(kept) == []
   assert all_finite(tf.train.latest_checkpoint(str(kept / "checkpoints")))
@@ -302,9 +302,8 @@ def test_second_run_is_refused_kill_9_frees_the_lock_and_ctrl_c_is_one_line(
     tmp_path, folder):
   workdir, arg = tmp_path / "w", "supports=2/500/1000"  # long: always stopped
   first = _start(workdir, folder, arg, tmp_path / "first.log")
-  lock = workdir / ".lock"
-  _wait_for(lambda: lock.exists() and lock.read_text().strip() == str(first.pid),
-            first, "lock")
+  # plan.json is written after the restore, so the lock is held by then.
+  _wait_for(lambda: (workdir / "plan.json").exists(), first, "plan.json")
   second = subprocess.run(command(workdir, folder, arg), cwd=ROOT, capture_output=True,
                           text=True, timeout=600)
   assert second.returncode == 2, second.stderr[-3000:]
@@ -350,14 +349,14 @@ def test_divergence_never_saves_non_finite_weights_and_names_the_last_good_check
   diverging = ("base_lr=1e39,supports=1/2/3,checkpoint_every=1,log_every=5,"
                "mixup_alpha=0.0")
   error = train_here(workdir, folder, diverging)
+  for prefix in tf.train.get_checkpoint_state(str(workdir / "checkpoints")) \
+      .all_model_checkpoint_paths:
+    assert all_finite(prefix), prefix
   assert error == (
       "non-finite weights at step 2: the run stopped without saving it; the newest "
       f"checkpoint, {workdir / 'checkpoints' / 'ckpt-1'} (step 1), is finite but may "
       "already hold diverging weights: lower base_lr and use a new --workdir (--force "
       "resumes from that checkpoint).")
-  for prefix in tf.train.get_checkpoint_state(str(workdir / "checkpoints")) \
-      .all_model_checkpoint_paths:
-    assert all_finite(prefix)
   # The advice holds: --force with a lower lr resumes from ckpt-1 and finishes.
   lower = diverging.replace("base_lr=1e39", "base_lr=0.01")
   assert train_here(workdir, folder, lower, "--force") is None

@@ -16,6 +16,7 @@ from bit_train.errors import UserError
 _OS_REASONS = tuple(os.strerror(code) for code in (
     errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR,
     errno.EISDIR, errno.EEXIST, errno.ENOENT, errno.EIO, errno.EFBIG, errno.ENAMETOOLONG))
+_FULL = (os.strerror(errno.ENOSPC), os.strerror(errno.EDQUOT))
 
 
 def is_local(path):
@@ -31,25 +32,17 @@ def os_reason(error):
   return None
 
 
-_FULL = (os.strerror(errno.ENOSPC), os.strerror(errno.EDQUOT))
-
-
-def os_error_line(path, error, then):
-  """The one-line message for an OS refusal to write `path`."""
-  reason = os_reason(error)
-  todo = "free some space" if reason in _FULL else "make it writable or choose another path"
-  return f"cannot write {path}: {reason}: {todo}, then {then}."
-
-
 @contextlib.contextmanager
 def writing(path, then="run the same command again"):
   """Inside: an OS refusal while writing `path` becomes one UserError line."""
   try:
     yield
   except (OSError, tf.errors.OpError) as e:
-    if os_reason(e) is None:
+    reason = os_reason(e)
+    if reason is None:
       raise  # not the OS refusing: a bug, keep its traceback
-    raise UserError(os_error_line(path, e, then)) from None
+    todo = "free some space" if reason in _FULL else "make it writable or choose another path"
+    raise UserError(f"cannot write {path}: {reason}: {todo}, then {then}.") from None
 
 
 def make_dirs(path, what="directory"):

@@ -6,6 +6,11 @@ Fast by design: one tiny run trains a workdir once (module fixture) and each cas
 damages a copy of it. Cases that end before or soon after the restore run bit-train's
 main in this process (no TensorFlow start-up per case); what needs a real process (a
 lock, signals, a real read-only or full file system) runs as a user runs it.
+
+Read-only and full file systems are real: a tmpfs (read-only, or 20 MB) mounted in a
+private mount namespace (`unshare -m`) that only the test's shell sees. That needs
+root, where chmod cannot stand in (root writes through it); elsewhere those two
+tests are skipped.
 """
 
 import json

@@ -1,7 +1,10 @@
 """What every entry point shares: flag parsing, config loading, one-line errors.
 
 User mistakes end as `error: <what is wrong and what to do>` on stderr with exit
-code 2, never as a traceback. Everything else (our bugs) keeps its traceback.
+code 2, never as a traceback; so does an OS error on a path (the OS refused a file
+the user named or a directory we write: that is the user's to fix, not our bug).
+Ctrl-C ends as one such line with exit code 130. Everything else (our bugs) keeps
+its traceback.
 """
 
 import sys
@@ -11,19 +14,20 @@ from absl import flags
 
 from bit_train import config as bit_config
 from bit_train import console
-from bit_train.errors import UserError
+from bit_train.errors import Interrupted, UserError
 
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
 _VERBOSE = flags.DEFINE_bool(console.VERBOSE_FLAG, False,
                              "Also show TensorFlow's own log lines (hidden by default).")
 
 
-def fail(message):
-  """Prints one line naming the problem and exits with code 2."""
+def fail(message, code=EXIT_USER_ERROR):
+  """Prints one line naming the problem and exits with `code`."""
   text = " ".join(str(message).split())
   print(f"error: {text}", file=sys.stderr)
-  sys.exit(EXIT_USER_ERROR)
+  sys.exit(code)
 
 
 def _parse_flags(argv):
@@ -48,6 +52,14 @@ def run(main):
       return main(argv)
     except UserError as e:
       fail(e)
+    except OSError as e:
+      if e.filename is None:
+        raise
+      fail(f"{e.filename}: {e.strerror}: check the path.")
+    except Interrupted as e:
+      fail(e, EXIT_INTERRUPTED)
+    except KeyboardInterrupt:
+      fail("interrupted: run the same command again.", EXIT_INTERRUPTED)
   app.run(guarded_main, flags_parser=_parse_flags)
 
 

@@ -1,4 +1,5 @@
-"""The one exception type for mistakes a user can make (and fix)."""
+"""The exception types whose message is for the user: mistakes they can fix, and an
+interrupted run."""
 
 
 class UserError(Exception):
@@ -7,6 +8,10 @@ class UserError(Exception):
   The message is written for the user: it names the problem and what to do.
   Entry points turn it into one line on stderr and exit code 2.
   """
+
+
+class Interrupted(Exception):
+  """Ctrl-C: the message says where the run stopped and how to go on (exit 130)."""
 
 
 def first_line(error):

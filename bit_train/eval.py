@@ -171,7 +171,7 @@ def main(argv):
   chief = distribute.is_chief(strategy)
   out = os.path.join(_WORKDIR.value, "eval")
   if chief:
-    tf.io.gfile.makedirs(out)
+    files.make_dirs(out)
   record = {"model": name, "model_source": config.model_source,
             "model_path": config.model_path, "crop": crop, "crop_from": crop_from,
             "batch": batch, "class_names_from": names_origin or "the dataset's order",

@@ -63,20 +63,29 @@ def _target(path, chief):
   return path if chief else tempfile.mkdtemp(prefix="bit_train_export_")
 
 
+def _write_whole(target, write):
+  """`write(folder)` into target.tmp, then a rename: a SavedModel is never seen
+  half-written, and a failure (a full disk, Ctrl-C) leaves no temporary folder."""
+  tmp = f"{target}.tmp"
+  files.remove_quietly(tmp)
+  with files.removed_on_failure(tmp), files.writing(target):
+    write(tmp)
+    if tf.io.gfile.exists(target):
+      tf.io.gfile.rmtree(target)
+    tf.io.gfile.rename(tmp, target)
+
+
 def export_serving(model, crop, class_names, path, chief=True):
   target = _target(path, chief)
   module = ServingModule(model, crop, class_names)
-  tmp = f"{target}.tmp"
-  if tf.io.gfile.exists(tmp):
-    tf.io.gfile.rmtree(tmp)
-  tf.saved_model.save(module, tmp, signatures={
-      "serving_default": module.serve_uint8, "serve_float": module.serve_float})
-  tf.io.gfile.makedirs(os.path.join(tmp, "assets"))
-  files.write_text_atomic(os.path.join(tmp, "assets", "class_names.txt"),
-                          "\n".join(class_names) + "\n")
-  if tf.io.gfile.exists(target):
-    tf.io.gfile.rmtree(target)
-  tf.io.gfile.rename(tmp, target)
+
+  def write(folder):
+    tf.saved_model.save(module, folder, signatures={
+        "serving_default": module.serve_uint8, "serve_float": module.serve_float})
+    tf.io.gfile.makedirs(os.path.join(folder, "assets"))
+    files.write_text_atomic(os.path.join(folder, "assets", "class_names.txt"),
+                            "\n".join(class_names) + "\n")
+  _write_whole(target, write)
   if not chief:
     shutil.rmtree(target, ignore_errors=True)
 
@@ -89,10 +98,11 @@ def export_all(model, plan, class_names, workdir, strategy, chief=True, about=No
   """
   del strategy  # saving reads the variables' primary copies
   root = os.path.join(workdir, "export")
-  tf.io.gfile.makedirs(root)
+  with files.writing(root):
+    tf.io.gfile.makedirs(root)
   export_serving(model, plan.crop, class_names, os.path.join(root, SERVING), chief)
   hub_target = _target(os.path.join(root, HUB_MODULE), chief)
-  weights.export_hub_module(model, hub_target)
+  _write_whole(hub_target, lambda folder: weights.export_hub_module(model, folder))
   if not chief:
     shutil.rmtree(hub_target, ignore_errors=True)
     return

@@ -18,6 +18,7 @@ from bit_train import files
 from bit_train import hyperrule
 from bit_train import models
 from bit_train import trainer
+from bit_train import workdir as wd
 from bit_train.data import catalog
 from bit_train.data import sources
 from bit_train.errors import UserError
@@ -58,7 +59,6 @@ def write_dry_run(workdir, config, facts, model, plan):
       "sources": facts.sources}, "model": model, "plan": plan.to_dict()}
   text = "\n".join([facts.describe(), f"Model {model['name']} from {model['source']}: "
                     f"{model['location']}", plan.describe()])
-  os.makedirs(workdir, exist_ok=True)
   files.write_json_atomic(os.path.join(workdir, "plan.json"), record)
   files.write_text_atomic(os.path.join(workdir, "plan.txt"), text + "\n")
   return text, record
@@ -77,20 +77,23 @@ def main(argv):
     model = describe_model(config, facts.num_classes)
     plan = hyperrule.plan_from_config(config, facts.num_examples, facts.image_size,
                                       dataset=facts.name)
-    text, record = write_dry_run(_WORKDIR.value, config, facts, model, plan)
+    with wd.claim(_WORKDIR.value):
+      text, record = write_dry_run(_WORKDIR.value, config, facts, model, plan)
     print(text)
     print(files.json_text(record["plan"]))
     return
   # The strategy comes first: multi-worker set-up and CPU device splitting must
   # happen before TensorFlow runs anything.
   strategy = distribute.create_strategy(config)
-  source = sources.from_config(config)
-  plan = hyperrule.plan_from_config(config, source.facts.num_examples,
-                                    source.facts.image_size, dataset=source.facts.name)
-  model = describe_model(config, source.facts.num_classes)
-  logging.info("%s\nModel %s from %s: %s\n%s", source.facts.describe(), model["name"],
-               model["source"], model["location"], plan.describe())
-  record = trainer.train(config, plan, source, _WORKDIR.value, strategy, _FORCE.value)
+  # Held to the end: a second bit-train on this workdir is refused at once.
+  with wd.claim(_WORKDIR.value, strategy):
+    source = sources.from_config(config)
+    plan = hyperrule.plan_from_config(config, source.facts.num_examples,
+                                      source.facts.image_size, dataset=source.facts.name)
+    model = describe_model(config, source.facts.num_classes)
+    logging.info("%s\nModel %s from %s: %s\n%s", source.facts.describe(), model["name"],
+                 model["source"], model["location"], plan.describe())
+    record = trainer.train(config, plan, source, _WORKDIR.value, strategy, _FORCE.value)
   print(files.json_text(record))
 
 

@@ -9,6 +9,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from bit_train import checkpoints
 from bit_train import distribute
 from bit_train import evaluation
 from bit_train import export
@@ -17,7 +18,7 @@ from bit_train import models
 from bit_train import workdir as wd
 from bit_train.data import mixup
 from bit_train.data import pipeline
-from bit_train.errors import UserError
+from bit_train.errors import Interrupted, UserError
 from bit_train.optimizer import GradientAccumulator, LossScale, Momentum
 
 
@@ -55,6 +56,22 @@ class Trainer:
   def checkpoint(self):
     return tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
                                step=self.step, loss_scale=self.loss_scale)
+
+  @tf.function
+  def _state_is_finite(self):
+    return tf.reduce_all([tf.reduce_all(tf.math.is_finite(v))
+                          for v in list(self.model.variables) + self.optimizer.slots])
+
+  def non_finite_state(self):
+    """Why the weights or optimizer state cannot be saved or resumed, or None.
+
+    The loop never applies an update computed from a non-finite loss or gradient,
+    but a finite update can still overflow (lr x momentum), so this is checked
+    before every save and after every restore.
+    """
+    if bool(self._state_is_finite()):
+      return None
+    return "it holds non-finite weights or optimizer state"
 
   def start_data(self):
     """The train stream, positioned after the examples of the steps already done.
@@ -130,21 +147,53 @@ def _eta(seconds):
   return f"{hours}:{minutes:02d}:{seconds:02d}"
 
 
+def _diverged(what, step, latest):
+  """The advice after a divergence: what the checkpoints hold, and what to do."""
+  if latest is None:
+    saved = "no checkpoint was written: lower base_lr or check the data."
+  else:
+    saved = (f"the newest checkpoint, {latest} (step {checkpoints.step_of(latest)}), "
+             "is finite but may already hold diverging weights: lower base_lr and use a "
+             "new --workdir (--force resumes from that checkpoint).")
+  return TrainingDiverged(f"non-finite {what} at step {step}: the run stopped without "
+                          f"saving it; {saved}")
+
+
 def train(config, plan, source, workdir, strategy, force=False):
-  """Fine-tunes to the end of the plan, resuming from W's latest checkpoint."""
+  """Fine-tunes to the end of the plan, resuming from W's newest good checkpoint.
+
+  The workdir must be held (workdir.claim). Nothing in it is written before the
+  checkpoint to resume from has restored into this config's model.
+  """
   chief = distribute.is_chief(strategy)
-  if chief:
-    wd.check_same_run(workdir, config, plan, force)
+  if chief and not force:
+    wd.check_same_run(workdir, config, plan)
   tf.random.set_seed(config.seed)
   trainer = Trainer(config, plan, source, strategy)
-  manager = tf.train.CheckpointManager(
-      trainer.checkpoint(), wd.path(workdir, "checkpoints") if chief else
-      wd.path(workdir, "workers", f"{strategy.cluster_resolver.task_id}", "checkpoints"),
-      max_to_keep=config.keep_checkpoints)
-  latest = tf.train.latest_checkpoint(wd.path(workdir, "checkpoints"))
-  if latest:
-    trainer.checkpoint().restore(latest).assert_existing_objects_matched()
-    logging.info("Resumed from %s at step %d.", latest, int(trainer.step.numpy()))
+  checkpoint = trainer.checkpoint()
+  resumed = checkpoints.restore_newest(checkpoint, wd.path(workdir, "checkpoints"),
+                                       trainer.non_finite_state)
+  if resumed:
+    logging.info("Resumed from %s at step %d.", resumed, int(trainer.step.numpy()))
+  if chief:
+    wd.save_run(workdir, config, plan)
+  saver = checkpoints.Saver(tf.train.CheckpointManager(
+      checkpoint, wd.path(wd.own_dir(workdir, strategy), "checkpoints"),
+      max_to_keep=config.keep_checkpoints), resumed)
+  try:
+    return _run(trainer, saver, workdir, chief)
+  except KeyboardInterrupt:
+    latest = saver.latest
+    raise Interrupted(
+        f"interrupted at step {int(trainer.step.numpy())} (last checkpoint: "
+        f"{f'step {checkpoints.step_of(latest)}' if latest else 'none'}): run the same "
+        "command to resume.") from None
+
+
+def _run(trainer, saver, workdir, chief):
+  """The loop from the restored step to the end, the final evaluation and the export."""
+  config, plan, source, strategy = (trainer.config, trainer.plan, trainer.source,
+                                    trainer.strategy)
   start = int(trainer.step.numpy())
   trainer.start_data()
   history = wd.History(workdir, start, enabled=chief)
@@ -176,10 +225,8 @@ def train(config, plan, source, workdir, strategy, force=False):
     done = step + 1
     loss = float(loss)
     if not np.isfinite(loss) or (float(finite) < 1 and config.precision != "mixed_float16"):
-      raise TrainingDiverged(
-          f"non-finite {'loss' if not np.isfinite(loss) else 'gradient'} at step {done}: "
-          f"the run stopped and the last checkpoint ({manager.latest_checkpoint}) is "
-          "untouched; lower base_lr or check the data.")
+      raise _diverged("loss" if not np.isfinite(loss) else "gradient", done,
+                      saver.latest)
     if done % config.log_every == 0 or done == plan.total_steps:
       elapsed = time.time() - tick
       rate = (done - tick_step) * plan.batch_size / max(elapsed, 1e-9)
@@ -189,7 +236,9 @@ def train(config, plan, source, workdir, strategy, force=False):
       summary("train", done, loss=loss, lr=lr, images_per_second=rate)
       tick, tick_step = time.time(), done
     if done % config.checkpoint_every == 0 or done == plan.total_steps:
-      manager.save(checkpoint_number=done)
+      if trainer.non_finite_state():
+        raise _diverged("weights", done, saver.latest)
+      saver.save(done)
     if config.eval_every and done % config.eval_every == 0 and done < plan.total_steps:
       run_eval(done)
 

@@ -1,31 +1,89 @@
-"""What a run keeps in its workdir, and the check that a resumed run is the same run.
+"""What a run keeps in its workdir, who may use it, and the check that a resumed run is
+the same run.
 
-  W/config.json, W/plan.json   what was asked and what the HyperRule decided
-  W/checkpoints/               tf.train.CheckpointManager (model, optimizer, step, iterator)
+  W/.lock                      held by the bit-train using W (see `claim`)
+  W/plan.json, W/plan.txt      what was asked and what the HyperRule decided
+  W/checkpoints/               tf.train.CheckpointManager (model, optimizer, step)
   W/history.jsonl              one line per logged step and evaluation (for the curves)
   W/tensorboard/{train,eval}   summaries
   W/metrics.json               final evaluation
   W/curves.png                 loss and accuracy curves
   W/export/                    serving SavedModel and reusable Hub module
+  W/workers/<i>/               a multi-worker run's non-chief copies
 """
 
+import contextlib
+import fcntl
 import json
 import os
 
+from absl import logging
 import tensorflow as tf
 
+from bit_train import checkpoints
+from bit_train import distribute
 from bit_train import files
-from bit_train.errors import UserError
+from bit_train.errors import UserError, first_line
 
 # Config fields that may change between a run and its resumption without changing
 # what is computed.
 RESUMABLE_CHANGES = frozenset({
     "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "data_dir",
     "manual_dir", "model_path", "strategy", "cpu_devices", "tpu", "jit_compile"})
+LOCK = ".lock"
 
 
 def path(workdir, *parts):
   return os.path.join(workdir, *parts)
+
+
+def own_dir(workdir, strategy=None):
+  """Where this process writes: W for the chief, W/workers/<i> for the other workers."""
+  if strategy is None or distribute.is_chief(strategy):
+    return workdir
+  return path(workdir, "workers", str(strategy.cluster_resolver.task_id))
+
+
+@contextlib.contextmanager
+def claim(workdir, strategy=None):
+  """Creates this process's directory (see own_dir) and holds its lock while inside.
+
+  The lock is an flock on W/.lock: the OS releases it when the process ends in any
+  way (kill -9 included), so it never goes stale; a second bit-train on the same
+  directory is refused. gs:// and other remote workdirs cannot be locked: running
+  two there at once is the user's to avoid.
+  """
+  own = own_dir(workdir, strategy)
+  files.make_dirs(own, "workdir")
+  if not files.is_local(own):
+    logging.info("%s is not on a local file system: it is not locked against a "
+                 "second bit-train.", own)
+    yield
+    return
+  lock_file = path(own, LOCK)
+  try:
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+  except OSError as e:
+    raise UserError(f"cannot use --workdir {workdir}: {lock_file}: {e.strerror}: choose "
+                    "a directory you can write to.") from None
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+      raise UserError(
+          f"workdir {own} is in use by another bit-train"
+          f"{f' (pid {holder})' if holder.isdigit() else ''}: wait for it to end, or "
+          "use another --workdir.") from None
+    except OSError as e:  # e.g. a network file system without locks
+      logging.warning("Cannot lock %s (%s): a second bit-train on it would not be "
+                      "noticed.", lock_file, e.strerror)
+    else:
+      os.ftruncate(fd, 0)
+      os.write(fd, f"{os.getpid()}\n".encode())
+    yield
+  finally:
+    os.close(fd)  # releases the lock
 
 
 def _differences(old, new, ignore=()):
@@ -34,48 +92,95 @@ def _differences(old, new, ignore=()):
           if k not in ignore and old.get(k) != new.get(k)]
 
 
-def check_same_run(workdir, config, plan, force=False):
+def _records(config, plan):
+  return {"config": json.loads(json.dumps(config.to_dict())),  # tuples -> lists
+          "plan": plan.to_dict()}
+
+
+def _saved_run(workdir):
+  """plan.json's config and plan, or a UserError naming the file and the fix."""
+  file = path(workdir, "plan.json")
+  try:
+    saved = files.read_json(file)
+    if not (isinstance(saved, dict) and isinstance(saved.get("config"), dict) and
+            isinstance(saved.get("plan"), dict)):
+      raise ValueError("it is not a config and a plan")
+  except (ValueError, UnicodeDecodeError) as e:  # json.JSONDecodeError is a ValueError
+    raise UserError(f"{file} is damaged ({first_line(e)}): pass --force to resume "
+                    "with this command's config (the checkpoints are still checked "
+                    "against the model), or use a new --workdir.") from None
+  return saved
+
+
+def check_same_run(workdir, config, plan):
   """Raises UserError when W holds checkpoints of a run with another config or plan.
 
-  Writes config.json and plan.json (atomically) when the run is new or forced.
+  Only reads: plan.json is written by save_run once the checkpoint has restored.
   """
-  has_checkpoint = tf.train.latest_checkpoint(path(workdir, "checkpoints")) is not None
-  config_record = json.loads(json.dumps(config.to_dict()))  # tuples -> lists
-  plan_record = plan.to_dict()
-  if has_checkpoint and not force and tf.io.gfile.exists(path(workdir, "plan.json")):
-    saved = files.read_json(path(workdir, "plan.json"))
-    changes = (_differences(saved.get("plan", {}), plan_record) +
-               _differences(saved.get("config", {}), config_record, RESUMABLE_CHANGES))
-    if changes:
-      raise UserError(f"workdir {workdir} holds a run with a different config or plan "
-                      f"({'; '.join(changes[:3])}): use a new --workdir, or pass "
-                      "--force to resume it with the new settings.")
-  tf.io.gfile.makedirs(workdir)
-  files.write_json_atomic(path(workdir, "plan.json"),
-                          {"config": config_record, "plan": plan_record})
-  return has_checkpoint
+  if not (checkpoints.candidates(path(workdir, "checkpoints")) and
+          tf.io.gfile.exists(path(workdir, "plan.json"))):
+    return
+  saved, new = _saved_run(workdir), _records(config, plan)
+  changes = (_differences(saved["plan"], new["plan"]) +
+             _differences(saved["config"], new["config"], RESUMABLE_CHANGES))
+  if changes:
+    raise UserError(f"workdir {workdir} holds a run with a different config or plan "
+                    f"({'; '.join(changes[:3])}): use a new --workdir, or pass "
+                    "--force to resume it with the new settings.")
+
+
+def save_run(workdir, config, plan):
+  files.write_json_atomic(path(workdir, "plan.json"), _records(config, plan))
+
+
+def _parse(lines):
+  """(records, numbers of the lines that are not a record)."""
+  records, broken = [], []
+  for number, line in enumerate(lines, 1):
+    if not line.strip():
+      continue
+    try:
+      record = json.loads(line)
+      if isinstance(record, dict) and isinstance(record.get("step"), int):
+        records.append(record)
+        continue
+    except ValueError:
+      pass
+    broken.append(number)
+  return records, broken
 
 
 class History:
-  """Appends one JSON line per record; on resume, forgets records after the step."""
+  """Appends one JSON line per record; on resume, forgets records after the step.
+
+  A line that is not a record (a kill while appending cuts the last one off) is
+  dropped with a warning when the run resumes.
+  """
 
   def __init__(self, workdir, resumed_step, enabled=True):
     self.file = path(workdir, "history.jsonl")
     self.enabled = enabled
     if enabled:
-      kept = [r for r in self.read() if r["step"] <= resumed_step]
+      records, broken = self._read()
+      if broken:
+        logging.warning("%s: dropped %d unreadable line(s) (line %s), as a run killed "
+                        "while writing leaves.", self.file, len(broken),
+                        ", ".join(map(str, broken)))
+      kept = [r for r in records if r["step"] <= resumed_step]
       files.write_text_atomic(self.file, "".join(json.dumps(r) + "\n" for r in kept))
 
-  def read(self):
+  def _read(self):
     if not tf.io.gfile.exists(self.file):
-      return []
+      return [], []
     with tf.io.gfile.GFile(self.file) as f:
-      return [json.loads(line) for line in f if line.strip()]
+      return _parse(f.read().splitlines())
+
+  def read(self):
+    return self._read()[0]
 
   def add(self, **record):
     if self.enabled:
-      with tf.io.gfile.GFile(self.file, "a") as f:
-        f.write(json.dumps(record) + "\n")
+      files.append_text(self.file, json.dumps(record) + "\n")
 
 
 def plot_curves(history, png_path):
@@ -95,6 +200,9 @@ def plot_curves(history, png_path):
   ax_acc.legend()
   fig.tight_layout()
   tmp = png_path + ".tmp.png"
-  fig.savefig(tmp, dpi=80)
-  plt.close(fig)
-  tf.io.gfile.rename(tmp, png_path, overwrite=True)
+  try:
+    with files.removed_on_failure(tmp), files.writing(png_path):
+      fig.savefig(tmp, dpi=80)
+      tf.io.gfile.rename(tmp, png_path, overwrite=True)
+  finally:
+    plt.close(fig)

@@ -1,0 +1,119 @@
+"""The checkpoints in W/checkpoints/: resume from the newest one that restores, and save
+without leaving half-written files behind.
+
+A checkpoint is ckpt-<step>.index plus ckpt-<step>.data-*; TensorFlow writes it in
+ckpt-<step>_temp/ first and lists it in the `checkpoint` file last. Resuming looks at
+every checkpoint on disk, newest first, not only at the listed latest one: a damaged
+one is skipped with a warning that says why, and an earlier one is used.
+"""
+
+import os
+import re
+
+from absl import logging
+import tensorflow as tf
+
+from bit_train import files
+from bit_train.errors import UserError, first_line
+
+NAME = "ckpt"  # tf.train.CheckpointManager's default prefix
+_FILE = re.compile(rf"^{NAME}-(\d+)(\.index|\.data-\d+-of-\d+)$")
+_PARTIAL = re.compile(rf"^{NAME}-(\d+)(_temp|\..*\.tempstate\d+)$|^checkpoint\.tmp")
+# What restoring raises for a checkpoint of another model (shapes, missing variables)
+# and for damaged files (missing, truncated: the reader raises IndexError).
+_RESTORE_ERRORS = (AssertionError, ValueError, IndexError, tf.errors.OpError)
+
+
+def step_of(prefix):
+  return int(prefix.rsplit("-", 1)[1])
+
+
+def candidates(directory):
+  """Prefixes of the checkpoints that have any file in `directory`, newest first."""
+  if not tf.io.gfile.isdir(directory):
+    return []
+  steps = {int(m.group(1)) for m in map(_FILE.match, tf.io.gfile.listdir(directory)) if m}
+  return [os.path.join(directory, f"{NAME}-{step}") for step in sorted(steps, reverse=True)]
+
+
+def _unreadable(prefix):
+  """Why the checkpoint's files cannot be read in full, or None when they can."""
+  if not tf.io.gfile.exists(prefix + ".index"):
+    return "its .index file is missing"
+  try:
+    reader = tf.train.load_checkpoint(prefix)
+    for name in reader.get_variable_to_shape_map():
+      reader.get_tensor(name)  # reads (and checksums) every value
+  except Exception as e:  # pylint: disable=broad-except
+    # The reader reports damage as OpErrors, IndexError and more; any of them
+    # means this file cannot be resumed from.
+    return f"it cannot be read ({first_line(e)})"
+  return None
+
+
+def _short(text, limit=160):
+  return text if len(text) <= limit else text[:limit] + "..."
+
+
+def restore_newest(checkpoint, directory, check=None):
+  """Restores the newest checkpoint in `directory` that restores; returns its prefix.
+
+  Returns None when the directory holds no checkpoint at all. A damaged checkpoint
+  (or one `check()` rejects after restoring, with a reason) is skipped with a warning;
+  when none restores, or one is readable but belongs to another model, raises
+  UserError. Nothing is written or deleted.
+  """
+  found = candidates(directory)
+  skipped = []
+  for prefix in found:
+    try:
+      checkpoint.restore(prefix).assert_existing_objects_matched()
+    except _RESTORE_ERRORS as e:
+      problem = _unreadable(prefix)
+      if problem is None and isinstance(e, (AssertionError, ValueError)):
+        raise UserError(
+            f"the checkpoints in {directory} hold another model than this config "
+            f"builds ({os.path.basename(prefix)}: {_short(first_line(e))}): a changed "
+            "architecture or class count cannot resume; use a new --workdir.") from None
+      if problem is None:
+        raise
+    else:
+      problem = check() if check else None
+      if problem is None:
+        return prefix
+    skipped.append(f"{os.path.basename(prefix)} ({problem})")
+    logging.warning("Skipped checkpoint %s: %s.", prefix, problem)
+  if found:
+    raise UserError(f"no checkpoint in {directory} can be resumed from: "
+                    f"{'; '.join(skipped)}. Nothing was changed: move the folder away "
+                    "to start again from step 0, or use a new --workdir.")
+  return None
+
+
+class Saver:
+  """Saves through a CheckpointManager and knows the newest checkpoint of this run's
+  state (which, after a damaged one was skipped, is not the manager's latest)."""
+
+  def __init__(self, manager, resumed):
+    self.manager, self.latest = manager, resumed
+    remove_partial(manager.directory)  # what a killed run's unfinished save left
+
+  def save(self, step):
+    """Saves at `step`; a failure (full disk, Ctrl-C) leaves no partial files."""
+    prefix = os.path.join(self.manager.directory, f"{NAME}-{step}")
+    then = "run the same command to resume from the last checkpoint"
+    try:
+      with files.writing(prefix, then):
+        self.latest = self.manager.save(checkpoint_number=step)
+    except BaseException:
+      remove_partial(self.manager.directory)
+      raise
+
+
+def remove_partial(directory):
+  """Removes what an interrupted save leaves (TensorFlow's temporary names only)."""
+  if not tf.io.gfile.isdir(directory):
+    return
+  for name in tf.io.gfile.listdir(directory):
+    if _PARTIAL.match(name):
+      files.remove_quietly(os.path.join(directory, name))

@@ -1,0 +1,368 @@
+"""Issue 11, checkpoints and the workdir: damaged checkpoints, plan and history, two
+runs at once, --force across models, unusable workdirs, a full disk, Ctrl-C and
+divergence.
+
+Fast by design: one tiny run trains a workdir once (module fixture) and each case
+damages a copy of it. Cases that end before or soon after the restore run bit-train's
+main in this process (no TensorFlow start-up per case); what needs a real process (a
+lock, signals, a real read-only or full file system) runs as a user runs it.
+
+Read-only and full file systems are real: a tmpfs (read-only, or 20 MB) mounted in a
+private mount namespace (`unshare -m`) that only the test's shell sees. That needs
+root, where chmod cannot stand in (root writes through it); elsewhere those two
+tests are skipped.
+"""
+
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+from absl import flags
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import ROOT, error_lines
+from pattern_images import write_pattern_folder
+from test_trainer import TINY
+
+from bit_train import train as bit_train  # defines bit-train's flags in this process
+from bit_train.errors import UserError
+
+TEMPORARY = ("_temp", ".tmp", ".tempstate")
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+  return write_pattern_folder(tmp_path_factory.mktemp("patterns"), per_class=12)
+
+
+def config_arg(folder, arg=""):
+  config = f"{ROOT}/configs/transfer.py:dataset=image_folder,data_dir={folder},{TINY}"
+  return config + ("," + arg if arg else "")
+
+
+def train_here(workdir, folder, arg="", *extra):
+  """bit-train's main in this process: None when it succeeds, else its error line."""
+  argv = ["bit-train", "--config", config_arg(folder, arg), "--workdir", str(workdir),
+          *extra]
+  flags.FLAGS.unparse_flags()
+  flags.FLAGS(argv)
+  try:
+    bit_train.main(argv[:1])
+  except UserError as e:
+    return " ".join(str(e).split())
+  finally:
+    flags.FLAGS.unparse_flags()
+  return None
+
+
+def command(workdir, folder, arg=""):
+  return [sys.executable, "-m", "bit_train.train", "--config", config_arg(folder, arg),
+          "--workdir", str(workdir)]
+
+
+def snapshot(workdir):
+  """Every file under W (but the lock) with its size and mtime."""
+  found = {}
+  for root, _, names in os.walk(workdir):
+    for name in names:
+      if name != ".lock":
+        stat = os.stat(os.path.join(root, name))
+        found[os.path.relpath(os.path.join(root, name), workdir)] = (
+            stat.st_size, stat.st_mtime_ns)
+  return found
+
+
+def temporaries(workdir):
+  return [os.path.join(root, name) for root, dirs, names in os.walk(workdir)
+          for name in dirs + names if any(t in name for t in TEMPORARY)]
+
+
+def history_steps(workdir):
+  with open(os.path.join(workdir, "history.jsonl")) as f:
+    return [json.loads(line)["step"] for line in f if "top1" not in line]
+
+
+def all_finite(checkpoint_prefix):
+  reader = tf.train.load_checkpoint(checkpoint_prefix)
+  return all(np.isfinite(reader.get_tensor(name)).all()
+             for name, dtype in reader.get_variable_to_dtype_map().items()
+             if dtype.is_floating)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, folder):
+  """A finished tiny run: checkpoints at steps 2, 4 and 6."""
+  workdir = tmp_path_factory.mktemp("trained") / "w"
+  assert train_here(workdir, folder) is None
+  return workdir
+
+
+@pytest.fixture
+def copy(trained, tmp_path):
+  target = tmp_path / "w"
+  shutil.copytree(trained, target)
+  return target
+
+
+def checkpoint_file(workdir, step, kind):
+  name = f"ckpt-{step}.index" if kind == "index" else f"ckpt-{step}.data-00000-of-00001"
+  return workdir / "checkpoints" / name
+
+
+# --- damaged checkpoints and history -------------------------------------------------
+
+@pytest.fixture(scope="module")
+def resumed_after_damage(trained, folder, tmp_path_factory):
+  """The newest checkpoint without its .index, the one before truncated, and the
+  history's last line cut off, as kills and crashes leave them; then resumed."""
+  workdir = tmp_path_factory.mktemp("damaged") / "w"
+  shutil.copytree(trained, workdir)
+  os.remove(checkpoint_file(workdir, 6, "index"))
+  os.truncate(checkpoint_file(workdir, 4, "data"), 1000)
+  with open(workdir / "history.jsonl", "a") as f:
+    f.write('{"step": 7, "lo')
+  handler, logger = _Collect(), logging.getLogger("absl")
+  logger.addHandler(handler)
+  try:
+    error = train_here(workdir, folder, "", "--verbosity=0")  # INFO: "Resumed from"
+  finally:
+    logger.removeHandler(handler)
+  return workdir, error, handler.messages
+
+
+class _Collect(logging.Handler):
+  def __init__(self):
+    super().__init__(logging.INFO)
+    self.messages = []
+
+  def emit(self, record):
+    self.messages.append(record.getMessage())
+
+
+def test_damaged_newest_checkpoints_are_skipped_with_the_reason(resumed_after_damage):
+  workdir, error, messages = resumed_after_damage
+  assert error is None
+  skipped = [m for m in messages if m.startswith("Skipped checkpoint")]
+  assert len(skipped) == 2
+  assert "ckpt-6" in skipped[0] and ".index file is missing" in skipped[0]
+  assert "ckpt-4" in skipped[1] and "cannot be read" in skipped[1]
+  assert any(m.startswith(f"Resumed from {workdir / 'checkpoints' / 'ckpt-2'} at step 2")
+             for m in messages)
+  latest = tf.train.latest_checkpoint(str(workdir / "checkpoints"))
+  assert latest.endswith("ckpt-6") and all_finite(latest)
+  assert json.load(open(workdir / "metrics.json"))["step"] == 6
+
+
+def test_cut_off_history_line_is_dropped_with_a_warning(resumed_after_damage):
+  workdir, error, messages = resumed_after_damage
+  assert error is None
+  assert any("history.jsonl: dropped 1 unreadable line(s) (line 8)" in m
+             for m in messages)
+  assert history_steps(workdir) == [1, 2, 3, 4, 5, 6]  # each once, resumed after 2
+
+
+def test_no_checkpoint_restores_is_one_line_and_nothing_changes(copy, folder):
+  os.remove(checkpoint_file(copy, 6, "index"))
+  os.truncate(checkpoint_file(copy, 4, "data"), 1000)
+  os.truncate(checkpoint_file(copy, 2, "data"), 1000)
+  before = snapshot(copy)
+  error = train_here(copy, folder)
+  assert error.startswith(f"no checkpoint in {copy / 'checkpoints'} can be resumed from")
+  assert all(f"ckpt-{step}" in error for step in (6, 4, 2))
+  assert snapshot(copy) == before
+
+
+@pytest.mark.parametrize("damage", ["truncated", "another shape"])
+def test_damaged_plan_json_is_one_line_naming_it_and_the_fix(copy, folder, damage):
+  plan = copy / "plan.json"
+  if damage == "truncated":
+    plan.write_text(plan.read_text()[:40])
+  else:
+    plan.write_text("[1, 2, 3]\n")
+  before = snapshot(copy)
+  error = train_here(copy, folder)
+  assert error.startswith(f"{plan} is damaged") and "--force" in error
+  assert snapshot(copy) == before
+
+
+# --- --force across models -----------------------------------------------------------
+
+@pytest.mark.parametrize("change", ["architecture", "class count"])
+def test_force_to_another_model_is_one_line_and_writes_nothing(copy, folder, change,
+                                                               tmp_path):
+  before = snapshot(copy)
+  if change == "architecture":
+    forced = train_here(copy, folder, "width=0.25", "--force")
+  else:
+    two = write_pattern_folder(tmp_path / "two", per_class=12,
+                               classes=("checker", "vertical"))
+    forced = train_here(copy, two, "", "--force")
+  assert forced.startswith(f"the checkpoints in {copy / 'checkpoints'} hold another "
+                           "model") and "use a new --workdir" in forced
+  # Nothing written: plan.json is the original run's, so its command still resumes.
+  assert snapshot(copy) == before
+
+
+# --- unusable workdirs ---------------------------------------------------------------
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["train", "dry_run"])
+@pytest.mark.parametrize("kind", ["a file", "under a file"])
+def test_workdir_that_is_or_sits_under_a_file_is_one_line(tmp_path, folder, kind,
+                                                          dry_run):
+  (tmp_path / "f").write_text("not a directory\n")
+  workdir = tmp_path / "f" if kind == "a file" else tmp_path / "f" / "w"
+  error = train_here(workdir, folder, "", *(["--dry_run"] if dry_run else []))
+  assert error is not None and str(workdir) in error
+  assert ("is a file, not a directory" if kind == "a file" else "Not a directory") in error
+  assert (tmp_path / "f").read_text() == "not a directory\n"
+
+
+def _namespace_mount_works():
+  """Tests that need a real read-only or full file system mount a tmpfs in a private
+  mount namespace (`unshare -m`, root only): nothing outside the test sees it."""
+  if os.geteuid() != 0 or shutil.which("unshare") is None:
+    return False
+  return subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs none /mnt"],
+                        capture_output=True).returncode == 0
+
+
+needs_mounts = pytest.mark.skipif(not _namespace_mount_works(),
+                                  reason="needs root and `unshare -m` for a tmpfs")
+
+
+def in_private_tmpfs(mount_point, options, script, timeout=600):
+  """Runs `script` (sh) with a fresh tmpfs mounted at mount_point, seen by it alone."""
+  os.makedirs(mount_point, exist_ok=True)
+  return subprocess.run(
+      ["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o {options} none {mount_point} "
+       f"&& {script}"], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+      env=dict(os.environ, PYTHONPATH=ROOT))
+
+
+@needs_mounts
+def test_read_only_workdir_is_one_line_in_train_dry_run_and_eval(tmp_path, trained,
+                                                                 folder):
+  # A real read-only file system: a tmpfs holding an empty W, remounted read-only.
+  ro = tmp_path / "ro"
+  workdir = ro / "w"
+  train = " ".join(command(workdir, folder))
+  evaluate = (f"{sys.executable} -m bit_train.eval --config {ROOT}/configs/imagenet_eval"
+              f".py:dataset=image_folder,data_dir={folder},model_path="
+              f"{trained}/export/hub_module,crop=32 --workdir {workdir}")
+  result = in_private_tmpfs(ro, "size=1m", (
+      f"mkdir {workdir} && mount -o remount,ro {ro} && "
+      f"{train}; echo exit $?; {train} --dry_run; echo exit $?; {evaluate}; echo exit $?"))
+  lines = error_lines(result.stderr)
+  assert len(lines) == 3, result.stderr[-3000:]
+  assert all(str(workdir) in line and "Read-only file system" in line for line in lines)
+  assert result.stdout.count("exit 2") == 3 and "Traceback" not in result.stderr
+
+
+# --- a full disk ---------------------------------------------------------------------
+
+@needs_mounts
+def test_full_disk_is_one_line_and_leaves_no_temporary_files(tmp_path, folder):
+  # 20 MB hold the plan, the logs and one tiny checkpoint (16 MB), not a second.
+  disk, kept = tmp_path / "disk", tmp_path / "kept"
+  result = in_private_tmpfs(disk, "size=20m", (
+      f"{' '.join(command(disk / 'w', folder))}; echo exit $?; cp -a {disk}/w {kept}"))
+  lines = error_lines(result.stderr)
+  assert lines == [f"error: cannot write {disk / 'w' / 'checkpoints' / 'ckpt-4'}:"
+                   " No space left on device: free some space, then run the same "
+                   "command to resume from the last checkpoint."], result.stderr[-3000:]
+  assert "exit 2" in result.stdout and "Traceback" not in result.stderr
+  assert temporaries(kept) == []
+  assert all_finite(tf.train.latest_checkpoint(str(kept / "checkpoints")))
+  assert tf.train.latest_checkpoint(str(kept / "checkpoints")).endswith("ckpt-2")
+
+
+# --- two runs at once, kill -9 and Ctrl-C -------------------------------------------
+
+def _start(workdir, folder, arg, log):
+  return subprocess.Popen(command(workdir, folder, arg), cwd=ROOT,
+                          stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+
+
+def _wait_for(condition, proc, what, timeout=300):
+  deadline = time.time() + timeout
+  while not condition():
+    assert proc.poll() is None, f"exited before {what}"
+    assert time.time() < deadline, f"no {what} in {timeout} s"
+    time.sleep(0.05)
+
+
+def _newest_step(workdir):
+  latest = tf.train.latest_checkpoint(str(workdir / "checkpoints"))
+  return int(latest.rsplit("-", 1)[1]) if latest else 0
+
+
+def test_second_run_is_refused_kill_9_frees_the_lock_and_ctrl_c_is_one_line(
+    tmp_path, folder):
+  workdir, arg = tmp_path / "w", "supports=2/500/1000"  # long: always stopped
+  first = _start(workdir, folder, arg, tmp_path / "first.log")
+  # plan.json is written after the restore, so the lock is held by then.
+  _wait_for(lambda: (workdir / "plan.json").exists(), first, "plan.json")
+  second = subprocess.run(command(workdir, folder, arg), cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+  assert second.returncode == 2, second.stderr[-3000:]
+  assert error_lines(second.stderr) == [
+      f"error: workdir {workdir} is in use by another bit-train (pid {first.pid}): wait "
+      "for it to end, or use another --workdir."]
+  assert first.poll() is None
+
+  _wait_for(lambda: _newest_step(workdir) >= 2, first, "checkpoint")
+  first.kill()  # SIGKILL: the OS drops the lock, the file stays
+  first.wait()
+  killed_at = _newest_step(workdir)
+
+  third = _start(workdir, folder, arg, tmp_path / "third.log")
+  _wait_for(lambda: _newest_step(workdir) > killed_at, third, "new checkpoint")
+  third.send_signal(signal.SIGINT)
+  third.wait(timeout=120)
+  log = (tmp_path / "third.log").read_text()
+  assert f"Resumed from {workdir / 'checkpoints' / f'ckpt-{killed_at}'}" in log
+  assert third.returncode == 130, log[-3000:]
+  [line] = error_lines(log)
+  saved = _newest_step(workdir)
+  assert line.startswith("error: interrupted at step ") and line.endswith(
+      f"(last checkpoint: step {saved}): run the same command to resume.")
+  assert "Traceback" not in log
+  assert temporaries(workdir) == []
+
+  fourth = _start(workdir, folder, arg, tmp_path / "fourth.log")
+  _wait_for(lambda: f"ckpt-{saved} at step {saved}" in
+            (tmp_path / "fourth.log").read_text(), fourth, "resume")
+  fourth.kill()
+  fourth.wait()
+
+
+# --- divergence ----------------------------------------------------------------------
+
+def test_divergence_never_saves_non_finite_weights_and_names_the_last_good_checkpoint(
+    folder, tmp_path):
+  # lr 1e39 is inf in float32: the second update (inf x zero momentum) turns weights
+  # into NaN while that step's loss, computed before the update, is still finite;
+  # the old loop saved them. (log_every=5: no lr summary of 1e39 at step 2.)
+  workdir = tmp_path / "diverged"
+  diverging = ("base_lr=1e39,supports=1/2/3,checkpoint_every=1,log_every=5,"
+               "mixup_alpha=0.0")
+  error = train_here(workdir, folder, diverging)
+  for prefix in tf.train.get_checkpoint_state(str(workdir / "checkpoints")) \
+      .all_model_checkpoint_paths:
+    assert all_finite(prefix), prefix
+  assert error == (
+      "non-finite weights at step 2: the run stopped without saving it; the newest "
+      f"checkpoint, {workdir / 'checkpoints' / 'ckpt-1'} (step 1), is finite but may "
+      "already hold diverging weights: lower base_lr and use a new --workdir (--force "
+      "resumes from that checkpoint).")
+  # The advice holds: --force with a lower lr resumes from ckpt-1 and finishes.
+  lower = diverging.replace("base_lr=1e39", "base_lr=0.01")
+  assert train_here(workdir, folder, lower, "--force") is None
+  assert json.load(open(workdir / "metrics.json"))["step"] == 3

@@ -1,4 +1,4 @@
-# Two commands set up everything on a fresh machine (Python 3.11 needed):
+# Two commands set up everything on a fresh machine (Python 3.10 to 3.13):
 #   make demo   creates .venv, installs bit-train, runs the quickstart
 #   make test   creates .venv, installs bit-train with test extras, runs the tests
 PYTHON ?= python3

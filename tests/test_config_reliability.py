@@ -18,6 +18,7 @@ from bit_train.errors import UserError
 from bit_train.models import factory
 from bit_train.models import registry
 from conftest import error_lines
+from test_trainer import _free_ports as free_ports
 
 TRANSFER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                         "configs", "transfer.py")
@@ -76,16 +77,6 @@ def test_tf_config_task_outside_the_cluster_is_one_error(monkeypatch, task, mess
   config.strategy = "multi_worker"
   with pytest.raises(UserError, match=message):
     distribute.create_strategy(config)
-
-
-def free_ports(n):
-  sockets = [socket.socket() for _ in range(n)]
-  for s in sockets:
-    s.bind(("127.0.0.1", 0))
-  ports = [s.getsockname()[1] for s in sockets]
-  for s in sockets:
-    s.close()
-  return ports
 
 
 def test_wait_for_tasks_names_the_missing_tasks_and_returns_when_all_answer():

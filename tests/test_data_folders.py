@@ -8,24 +8,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bit_train import config as bit_config
 from bit_train.data import catalog
 from bit_train.data import folders
 from bit_train.data import preprocess
 from bit_train.data import sources
 from bit_train.errors import UserError
 from conftest import error_lines
-from data_images import encode, random_image, write_folder
+from data_images import encode, folder_config, random_image, write_folder
 
 COUNTS = {"zebra": 12, "ant": 7, "Moth": 5}
-
-
-def folder_config(root, **fields):
-  config = bit_config.base_config()
-  config.dataset = "image_folder"
-  config.data_dir = str(root)
-  config.update(fields)
-  return config
 
 
 def labels_of(dataset):

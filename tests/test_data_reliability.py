@@ -13,15 +13,7 @@ from bit_train.data import eval_sets
 from bit_train.data import preprocess
 from bit_train.data import sources
 from bit_train.errors import UserError
-from data_images import encode, random_image, write_folder
-
-
-def folder_config(root, **fields):
-  config = bit_config.base_config()
-  config.dataset = "image_folder"
-  config.data_dir = str(root)
-  config.update(fields)
-  return config
+from data_images import encode, folder_config, random_image, write_folder
 
 
 def png_with_bad_crc():

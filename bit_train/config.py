@@ -164,11 +164,10 @@ def validate(config):
             "num_examples", "num_classes", "precrop", "crop", "clip_grad_norm",
             "eval_batch_size", "cpu_devices", "width", "startup_timeout")
   _not_negative(config, eval_every="0: evaluate only at the end",
-                mixup_alpha="0: no MixUp", seed="a seed", few_shot_seed="a seed",
-                holdout_fraction="0: hold nothing out")
-  if config.holdout_fraction >= 1:
+                mixup_alpha="0: no MixUp", seed="a seed", few_shot_seed="a seed")
+  if not 0 <= config.holdout_fraction < 1:
     raise UserError(f"config field holdout_fraction={config.holdout_fraction} must be "
-                    "below 1: it is the share of every class held out for evaluation.")
+                    "in [0, 1): the share of every class held out for evaluation.")
   if config.num_units is not None and (
       len(config.num_units) != 4 or min(config.num_units) <= 0):
     raise UserError(f"config field num_units={config.num_units} must be four positive "

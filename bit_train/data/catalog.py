@@ -94,9 +94,14 @@ def tfds_builder(config):
 
 
 def is_tfds_name(name):
-  """Whether `name` (optionally `name/config:version`) is a dataset TFDS knows."""
+  """Whether `name` (`name/config:version` too) may be a TFDS dataset: a registered
+  name, or one in a community namespace (`huggingface:mnist`), which TFDS resolves."""
   import tensorflow_datasets as tfds
-  return name.split("/")[0].split(":")[0] in tfds.list_builders()
+  try:
+    parsed, _ = tfds.core.naming.parse_builder_name_kwargs(name)
+  except ValueError:  # e.g. a path
+    return False
+  return parsed.namespace is not None or parsed.name in tfds.list_builders()
 
 
 def did_you_mean(name):

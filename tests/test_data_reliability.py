@@ -37,6 +37,9 @@ def test_a_file_the_streams_cannot_decode_is_skipped_by_the_scan(tmp_path, caplo
     for encoded, _ in examples.as_numpy_iterator():
       preprocess.decode(encoded)
   assert source.facts.num_examples + len(list(source.eval_examples())) == 6
+  # bit-eval reads folders through the same scan.
+  evaluated = eval_sets.folder_set(str(tmp_path))
+  assert len(list(evaluated.source.eval_examples())) == 6
 
 
 def test_one_class_is_an_error(tmp_path):

@@ -51,6 +51,10 @@ def _find_tpu():
     return None
 
 
+# The jobs whose tasks MultiWorkerMirroredStrategy trains with (and waits for).
+SYNCED_JOBS = ("chief", "worker")
+
+
 def _tasks(addresses):
   """{index: "host:port"} of one job of a TF_CONFIG cluster (a list, or a dict by index)."""
   if isinstance(addresses, list):
@@ -134,7 +138,7 @@ def wait_for_tasks(cluster, me, timeout):
   here first: each listens on its own port until it has seen all the others
   answer (on that port, or on TensorFlow's server that replaces the listener).
   """
-  others = {(job, i): address for job, tasks in cluster.items()
+  others = {(job, i): address for job, tasks in cluster.items() if job in SYNCED_JOBS
             for i, address in tasks.items() if (job, i) != me}
   deadline = time.monotonic() + timeout
   with _listen(cluster[me[0]][me[1]]) as listener:

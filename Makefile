@@ -1,4 +1,4 @@
-# Two commands set up everything on a fresh machine:
+# Two commands set up everything on a fresh machine (Python 3.10 to 3.13):
 #   make demo   creates .venv, installs bit-train, runs the offline quickstart: a real
 #               BiT transfer in miniature (experiments/miniature/demo.py)
 #   make test   creates .venv, installs bit-train with test extras, runs the tests

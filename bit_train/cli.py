@@ -8,6 +8,8 @@ its traceback.
 """
 
 import sys
+import traceback
+import types
 
 from absl import app
 from absl import flags
@@ -37,7 +39,15 @@ def _parse_flags(argv):
     fail(e)
   except flags.Error as e:
     fail(f"bad command line: {e}")
+  except SyntaxError as e:  # in a config file: Python's file, line and caret only
+    print("".join(traceback.format_exception_only(e)).rstrip(), file=sys.stderr)
+    fail(f"syntax error in {e.filename}, line {e.lineno} (shown above), while "
+         "loading the config: fix it.")
   except AttributeError as e:  # ml_collections: --config.<unknown field>
+    if e.name == "get_config" and isinstance(e.obj, types.ModuleType):
+      fail(f"the config file {getattr(e.obj, '__file__', e.obj.__name__)} has no "
+           "get_config(arg=None) returning a ConfigDict: define it (see "
+           "configs/transfer.py).")
     text = str(e).replace("\\n", " ").replace("\\'", "").strip("'\" ")
     fail(f"unknown config field on the command line: {text}")
   except (KeyError, TypeError, ValueError) as e:

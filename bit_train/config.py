@@ -60,6 +60,7 @@ def base_config():
   c.eval_batch_size = config_dict.placeholder(int)  # None: the micro-batch size
   c.cpu_devices = 1  # split the CPU into this many logical devices (testing mirrored)
   c.tpu = ""  # TPU name or address for strategy=tpu; "" on a Cloud TPU VM
+  c.startup_timeout = 600.0  # multi_worker: seconds to wait for every worker to start
   c.seed = 0
   c.deterministic = False  # TF op determinism: same seed, same weights (slower)
   c.log_every = 10
@@ -96,12 +97,18 @@ def apply_arg(config, arg):
   Tuples are written with x or / between numbers (`image_size=300x400`,
   `supports=100/200/300`), since commas separate fields. A bare `flag` sets True.
   """
+  previous = None  # the last key=value, whose value a stray comma may have split
   for item in filter(None, (arg or "").split(",")):
-    key, _, text = item.partition("=")
+    key, has_value, text = item.partition("=")
     key = key.strip()
     if key not in config:
-      raise UserError(f"unknown config field {key!r} in {arg!r}{_did_you_mean(key, config)}.")
-    config[key] = _convert(key, text.strip(), _field(config, key)) if _ else True
+      hint = _did_you_mean(key, config)
+      if previous and not has_value:
+        hint += (f" (commas separate fields: for a value holding a comma use "
+                 f"--config.{previous}=...)")
+      raise UserError(f"unknown config field {key!r} in {arg!r}{hint}.")
+    config[key] = _convert(key, text.strip(), _field(config, key)) if has_value else True
+    previous = key if has_value else None
   return config
 
 
@@ -131,6 +138,13 @@ def _positive(config, *keys):
       raise UserError(f"config field {key}={config[key]} must be positive.")
 
 
+def _not_negative(config, **notes):
+  """Fields where 0 means something (the note says what) but below 0 nothing does."""
+  for key, note in notes.items():
+    if config[key] is not None and config[key] < 0:
+      raise UserError(f"config field {key}={config[key]} must be >= 0 ({note}).")
+
+
 def _normalise_tuples(config):
   """--config.image_size=300x400 arrives as ('300x400',): parse it like `:image_size=`."""
   for key in ("image_size", "supports", "num_units"):
@@ -149,10 +163,16 @@ def validate(config):
   _positive(config, "batch_size", "batch_split", "base_lr", "log_every",
             "checkpoint_every", "keep_checkpoints", "examples_per_class",
             "num_examples", "num_classes", "precrop", "crop", "clip_grad_norm",
-            "eval_batch_size", "cpu_devices")
-  if config.eval_every < 0:
-    raise UserError(f"config field eval_every={config.eval_every} must be >= 0 "
-                    "(0: evaluate only at the end).")
+            "eval_batch_size", "cpu_devices", "width", "startup_timeout")
+  _not_negative(config, eval_every="0: evaluate only at the end",
+                mixup_alpha="0: no MixUp", seed="a seed", few_shot_seed="a seed")
+  if not 0 <= config.holdout_fraction < 1:
+    raise UserError(f"config field holdout_fraction={config.holdout_fraction} must be "
+                    "in [0, 1): the share of every class held out for evaluation.")
+  if config.num_units is not None and (
+      len(config.num_units) != 4 or min(config.num_units) <= 0):
+    raise UserError(f"config field num_units={config.num_units} must be four positive "
+                    "numbers (units per block), e.g. num_units=3/4/6/3.")
   if config.batch_size % config.batch_split:
     raise UserError(
         f"batch_size={config.batch_size} is not divisible by batch_split="

@@ -44,7 +44,9 @@ class Metrics:
 def eval_batch_size(config, strategy):
   """The global eval batch: eval_batch_size, else the training micro-batch; it must
   split evenly over the replicas."""
-  batch = config.eval_batch_size or config.batch_size // config.batch_split
+  batch = config.eval_batch_size
+  if batch is None:
+    batch = config.batch_size // config.batch_split
   replicas = strategy.num_replicas_in_sync
   if batch % replicas:
     raise UserError(f"eval_batch_size={batch} cannot be shared by {replicas} "

@@ -6,6 +6,8 @@ import os
 import numpy as np
 from PIL import Image
 
+from bit_train import config as bit_config
+
 
 def random_image(rng, height=40, width=48, mode="RGB"):
   pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
@@ -26,3 +28,12 @@ def write_folder(root, counts, size=(40, 48), fmt="JPEG", ext="jpg", seed=0):
     for i in range(count):
       random_image(rng, *size).save(os.path.join(root, name, f"{i}.{ext}"), fmt)
   return str(root)
+
+
+def folder_config(root, **fields):
+  """A base config reading the image folder at root, with `fields` set."""
+  config = bit_config.base_config()
+  config.dataset = "image_folder"
+  config.data_dir = str(root)
+  config.update(fields)
+  return config

@@ -8,24 +8,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bit_train import config as bit_config
 from bit_train.data import catalog
 from bit_train.data import folders
 from bit_train.data import preprocess
 from bit_train.data import sources
 from bit_train.errors import UserError
 from conftest import error_lines
-from data_images import encode, random_image, write_folder
+from data_images import encode, folder_config, random_image, write_folder
 
 COUNTS = {"zebra": 12, "ant": 7, "Moth": 5}
-
-
-def folder_config(root, **fields):
-  config = bit_config.base_config()
-  config.dataset = "image_folder"
-  config.data_dir = str(root)
-  config.update(fields)
-  return config
 
 
 def labels_of(dataset):
@@ -90,9 +81,9 @@ def test_few_shot_gives_exactly_k_per_class_the_same_for_the_same_seed(tmp_path)
 
 def test_few_shot_indices_exact_and_deterministic():
   labels = np.random.default_rng(0).integers(0, 5, 300)
-  chosen = sources.few_shot_indices(labels, 4, seed=3, num_classes=5)
+  chosen = sources.few_shot_indices(labels, 4, seed=3, class_names=tuple("abcde"))
   assert np.bincount(labels[chosen]).tolist() == [4] * 5
-  assert chosen == sources.few_shot_indices(labels, 4, seed=3, num_classes=5)
+  assert chosen == sources.few_shot_indices(labels, 4, seed=3, class_names=tuple("abcde"))
 
 
 @pytest.mark.parametrize("mode,fmt,ext", [
@@ -100,12 +91,14 @@ def test_few_shot_indices_exact_and_deterministic():
     ("P", "GIF", "gif"), ("RGB", "BMP", "bmp"), ("RGBA", "WEBP", "webp")])
 def test_every_image_kind_becomes_rgb(tmp_path, mode, fmt, ext):
   image = random_image(np.random.default_rng(0), 33, 45, mode)
-  os.makedirs(tmp_path / "only")
-  image.save(tmp_path / "only" / f"x.{ext.upper()}", fmt)
+  for name in ("one", "two"):  # a classifier needs two classes
+    os.makedirs(tmp_path / name)
+    image.save(tmp_path / name / f"x.{ext.upper()}", fmt)
   source = sources.from_config(folder_config(tmp_path, holdout_fraction=0.5))
-  (encoded, label), = source.train_examples().as_numpy_iterator()
-  assert label == 0 and source.facts.image_size == (33, 45)
-  decoded = preprocess.eval_image(encoded, 32)
+  examples = list(source.train_examples().as_numpy_iterator())
+  assert [label for _, label in examples] == [0, 1]
+  assert source.facts.image_size == (33, 45)
+  decoded = preprocess.eval_image(examples[0][0], 32)
   assert decoded.shape == (32, 32, 3) and decoded.dtype == tf.float32
 
 

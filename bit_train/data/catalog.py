@@ -87,12 +87,28 @@ def tfds_builder(config):
   import tensorflow_datasets as tfds
   try:
     return tfds.builder(config.dataset, data_dir=config.data_dir)
-  except tfds.core.registered.DatasetNotFoundError:
-    close = difflib.get_close_matches(config.dataset,
-                                      tfds.list_builders() + [IMAGE_FOLDER], n=3)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
+  except (tfds.core.registered.DatasetNotFoundError, ValueError):  # not a name TFDS knows
     raise UserError(f"unknown dataset {config.dataset!r}: give a TFDS name or "
-                    f"dataset={IMAGE_FOLDER} with data_dir=<folder>.{hint}") from None
+                    f"dataset={IMAGE_FOLDER} with data_dir=<folder>."
+                    f"{did_you_mean(config.dataset)}") from None
+
+
+def is_tfds_name(name):
+  """Whether `name` (`name/config:version` too) may be a TFDS dataset: a registered
+  name, or one in a community namespace (`huggingface:mnist`), which TFDS resolves."""
+  import tensorflow_datasets as tfds
+  try:
+    parsed, _ = tfds.core.naming.parse_builder_name_kwargs(name)
+  except ValueError:  # e.g. a path
+    return False
+  return parsed.namespace is not None or parsed.name in tfds.list_builders()
+
+
+def did_you_mean(name):
+  """' Did you mean a, b?' naming close TFDS datasets, or ''."""
+  import tensorflow_datasets as tfds
+  close = difflib.get_close_matches(name, tfds.list_builders() + [IMAGE_FOLDER], n=3)
+  return f" Did you mean {', '.join(close)}?" if close else ""
 
 
 def _on_disk_facts(builder):
@@ -170,6 +186,11 @@ def resolve(config, *, num_examples, num_classes, image_size, train_split,
   if config.image_size is not None:
     image_size = tuple(config.image_size)
     sources["image_size"] = "config (image_size)"
+  if num_classes is not None and num_classes < 2:
+    named = f": {', '.join(map(repr, class_names))}" if class_names else ""
+    raise UserError(
+        f"{name!r} has {num_classes} class ({sources.get('num_classes', 'config')}"
+        f"{named}): a classifier needs at least two classes: add another class.")
   if image_size is None:
     raise UserError(f"the image size of {name!r} is unknown: set image_size=HxW "
                     "(it is measured from the images once the data is on disk).")

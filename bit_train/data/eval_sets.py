@@ -11,7 +11,7 @@ pipeline.eval_dataset like the trainer's eval split. Sets come from
   * an image folder: its eval split folder, or every image when it has none.
 
 `extra_evals` separates entries with `;`; an entry naming an existing folder is
-an image folder, anything else a TFDS name.
+an image folder, else it must be a TFDS name.
 """
 
 import dataclasses
@@ -141,5 +141,9 @@ def extra_sets(config):
       found.append(folder_set(entry))
       continue
     name, _, split = entry.partition("@")
+    if not catalog.is_tfds_name(name.strip()):
+      raise UserError(f"extra_evals entry {entry!r} is neither an existing folder nor "
+                      f"a TFDS name: check the path or the name."
+                      f"{catalog.did_you_mean(name.strip())}")
     found.append(tfds_set(config, name.strip(), split.strip() or None)[0])
   return found

@@ -9,6 +9,7 @@ them, so the train stream can cache the small encoded bytes rather than pixels.
 import dataclasses
 import io
 import statistics
+import urllib.parse
 
 import numpy as np
 import tensorflow as tf
@@ -19,6 +20,7 @@ from bit_train.errors import UserError
 from bit_train.errors import first_line
 
 SIZE_SAMPLE = 64  # images read to measure a TFDS dataset's typical size
+DOWNLOAD_PROBE_SECONDS = 10  # to connect to a download host before TFDS tries
 
 
 class Source:
@@ -64,22 +66,25 @@ def from_config(config):
   return _tfds_source(config)
 
 
-def few_shot_indices(labels, k, seed, num_classes):
+def few_shot_indices(labels, k, seed, class_names):
   """Indices of exactly k examples of every class, drawn with `seed`, sorted.
 
   The same seed gives the same examples, and a smaller k a subset of a larger k's.
-  A class with fewer than k examples is a UserError.
+  A class with fewer than k examples is a UserError naming it and the largest k
+  that every class allows.
   """
   labels = np.asarray(labels, int)
-  chosen, short = [], []
-  for c in range(num_classes):
-    members = np.flatnonzero(labels == c)
-    if len(members) < k:
-      short.append(f"{c} ({len(members)})")
-    chosen += np.random.default_rng([seed, c]).permutation(members)[:k].tolist()
+  counts = np.bincount(labels, minlength=len(class_names))
+  short = [f"{name} ({count})" for name, count in zip(class_names, counts) if count < k]
   if short:
-    raise UserError(f"examples_per_class={k}: classes with fewer training examples: "
-                    f"{', '.join(short[:10])}{' ...' if len(short) > 10 else ''}.")
+    raise UserError(
+        f"examples_per_class={k}, but some classes have fewer training examples: "
+        f"{', '.join(short[:10])}{' ...' if len(short) > 10 else ''}; the largest "
+        f"examples_per_class every class allows is {counts.min()}.")
+  chosen = []
+  for c in range(len(class_names)):
+    members = np.flatnonzero(labels == c)
+    chosen += np.random.default_rng([seed, c]).permutation(members)[:k].tolist()
   return sorted(chosen)
 
 
@@ -115,7 +120,7 @@ def _folder_source(config):
   train = folder.train
   if config.examples_per_class is not None:
     train = train.take(few_shot_indices(train.labels, config.examples_per_class,
-                                        config.few_shot_seed, len(folder.class_names)))
+                                        config.few_shot_seed, folder.class_names))
   origin = f"the class folders in {folder.root}"
   facts = catalog.resolve(
       config, num_examples=len(train.paths), num_classes=len(folder.class_names),
@@ -156,6 +161,29 @@ def _feature_keys(builder):
           find("label", tfds.features.ClassLabel))
 
 
+def _check_downloads_can_start(builder, where):
+  """A UserError when a host the dataset downloads from does not answer.
+
+  TFDS retries every failed connection with back-off (minutes when offline), so
+  each host of the dataset's known URLs is asked once first, through the same
+  proxies (requests reads them from the environment).
+  """
+  import requests
+  first_url = {}
+  for url in sorted(builder.url_infos or ()):
+    if url.startswith(("http://", "https://")):
+      first_url.setdefault(urllib.parse.urlsplit(url).netloc, url)
+  for host, url in first_url.items():
+    try:
+      requests.head(url, timeout=DOWNLOAD_PROBE_SECONDS).close()
+    except requests.RequestException as e:
+      raise UserError(
+          f"{builder.name} is not prepared in {where} and cannot be downloaded: {host} "
+          f"does not answer ({type(e).__name__}). Prepare it on a machine with "
+          f"network access (`tfds build {builder.name} --data_dir=DIR`), copy DIR "
+          "here and set data_dir to it.") from None
+
+
 def _prepare(builder, config):
   """Prepares a TFDS dataset that is not on disk yet; mistakes become UserErrors."""
   import tensorflow_datasets as tfds
@@ -169,6 +197,8 @@ def _prepare(builder, config):
                       f"holding them (see `tfds build {builder.name}`).")
     if not tf.io.gfile.isdir(config.manual_dir):
       raise UserError(f"manual_dir={config.manual_dir!r} is not a folder.")
+  else:
+    _check_downloads_can_start(builder, where)
   try:
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
         manual_dir=config.manual_dir))
@@ -248,8 +278,8 @@ def _tfds_source(config):
   if config.examples_per_class is not None:
     labels = np.concatenate([l for _, l in read_train().batch(4096).as_numpy_iterator()])
     chosen = np.zeros(len(labels), bool)
-    chosen[few_shot_indices(labels, config.examples_per_class,
-                            config.few_shot_seed, facts.num_classes)] = True
+    chosen[few_shot_indices(labels, config.examples_per_class, config.few_shot_seed,
+                            facts.class_names or range(facts.num_classes))] = True
     chosen = tf.constant(chosen)
     full_train = read_train
 

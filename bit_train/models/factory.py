@@ -23,9 +23,9 @@ def native_arch(config, spec=None):
   """(num_units, width) from num_units/width, else from the named model; None if
   neither is known (then an .npz file's own architecture is used)."""
   units, width = config.get("num_units"), config.get("width")
-  if spec is not None:
-    units = units or spec.num_units
-    width = width or spec.width
+  if spec is not None:  # only unset (None) fields come from the named model
+    units = spec.num_units if units is None else units
+    width = spec.width if width is None else width
   if units is None and width is None:
     return None
   if units is None or width is None:

@@ -56,11 +56,12 @@ def _pump(source, target):
     os.write(target, pending)
 
 
-def quiet_native_logs():
+def quiet_native_logs(script=False):
   """Called when the package is imported, before TensorFlow is. In a run of an
-  entry point, stderr goes through a filter that drops TensorFlow's C++ log lines
-  and passes everything else on; at exit the filter is drained."""
-  if not _running_an_entry_point(sys.argv) or verbose_requested():
+  entry point (or a `script` of ours that asks for it), stderr goes through a
+  filter that drops TensorFlow's C++ log lines and passes everything else on; at
+  exit the filter is drained."""
+  if not (script or _running_an_entry_point(sys.argv)) or verbose_requested():
     return
   original = os.dup(2)
   read_end, write_end = os.pipe()

@@ -80,17 +80,21 @@ def test_native_run_writes_metrics_checkpoints_curves_and_exports(tmp_path, fold
 
 
 # The learning run: its data, its config, and what it learned. benchmarks/test_spread.py
-# runs exactly this with other seeds to measure the spread of what the test bounds.
-LEARNING_DATA = dict(per_class=40, seed=1)
-LEARNING = ("batch_size=16,supports=3/40/60,base_lr=0.05,mixup_alpha=0.0,eval_every=30,"
-            "log_every=5,checkpoint_every=60")
+# runs exactly this with other seeds to measure the spread of what the test bounds
+# (README, "Tests and CI"). A 60-image holdout (20 per class) so that top-1 moves in
+# steps of 1/60, not 1/12; precrop=crop=32 so that training sees the stripes at the
+# scale evaluation does (resized 32 -> 36 they generalise far worse: top-1 ~0.75).
+LEARNING_DATA = dict(per_class=100, seed=1)
+LEARNING = ("batch_size=16,supports=3/40/60,base_lr=0.05,mixup_alpha=0.0,precrop=32,"
+            "holdout_fraction=0.2,eval_every=30,log_every=1,checkpoint_every=60")
 
 
 def learning_signal(workdir):
   """The quantities the learning test bounds."""
   losses = [r["loss"] for r in history(workdir) if "loss" in r and "top1" not in r]
   metrics = json.load(open(os.path.join(workdir, "metrics.json")))
-  return dict(loss_ratio=float(np.mean(losses[-3:]) / np.mean(losses[:2])),
+  # The last 10 steps' loss against the first 3 (ln 3 from the zero head).
+  return dict(loss_ratio=float(np.mean(losses[-10:]) / np.mean(losses[:3])),
               top1=metrics["top1"], eval_loss=metrics["loss"], eval_count=metrics["count"])
 
 
@@ -99,12 +103,18 @@ def test_loss_goes_down_and_accuracy_beats_chance(tmp_path, tmp_path_factory):
   result = train(tmp_path, data, LEARNING)
   assert result.returncode == 0, result.stderr[-3000:]
   learned = learning_signal(tmp_path)
-  assert learned["loss_ratio"] < 0.7
-  assert learned["top1"] >= 0.7  # chance is 1/3
+  # Measured over 19 runs (seeds, data seeds, op determinism on and off): loss
+  # ratio at most 0.19, top-1 at least 0.917 (55/60), chance being 1/3. With
+  # learning all but off (base_lr=1e-9) the ratio is 1.0 and this fails; top-1
+  # alone would not catch that (0.77-0.80: the head's first nudge already points
+  # the right way on these stripes), so the loss check is the learning check.
+  assert learned["loss_ratio"] < 0.5
+  assert learned["top1"] >= 0.8
 
 
-# (rtol, atol) of the weight comparisons; benchmarks/test_spread.py `pairs` measures
-# how much of each the two runs use, and what a 1% lr error (a small real bug) gives.
+# (rtol, atol) of the weight comparisons. Measured with benchmarks/test_spread.py
+# pairs (README, "Tests and CI"): split and mirrored runs use at most 1% of it; a
+# base_lr 1% off, a small real bug, uses 121 times it.
 SPLIT_TOLERANCE = (1e-5, 1e-6)
 MIRRORED_TOLERANCE = (1e-5, 1e-6)
 
@@ -162,7 +172,8 @@ def test_multi_worker_two_local_workers_end_with_identical_weights(tmp_path, fol
 # Deterministic ops and a gentle lr: a resumed run computes what the straight run
 # did. Last-bit float differences remain possible on a busy CPU, so losses and
 # weights are compared with tolerances far below what a resume that lost or
-# repeated data or optimizer state produces (checked: >100x larger).
+# repeated data or optimizer state produces (checked: >100x larger). Measured: the
+# resumed weights use at most 0.24% of RESUME_TOLERANCE, losses differ by 1.1e-6.
 RESUME = "supports=2/10/14,checkpoint_every=3,log_every=1,deterministic=True"
 RESUME_TOLERANCE = (1e-4, 1e-5)
 RESUME_LOSS_RTOL = 1e-4

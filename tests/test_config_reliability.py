@@ -5,6 +5,7 @@ each one clear error."""
 import json
 import os
 import socket
+import sys
 import time
 
 from absl import flags
@@ -110,6 +111,10 @@ def test_a_worker_whose_peer_never_starts_stops_after_the_startup_timeout(
 
 def parse_config_flag(argument, capsys):
   """bit-train's flag parsing of `--config argument`: (exit code, stderr)."""
+  # ml_collections loads every config file as the module "config_config" and
+  # re-executes a later file into the same module object, so a get_config left by
+  # a config another test loaded in this process would hide a missing one.
+  sys.modules.pop("config_config", None)
   try:
     with pytest.raises(SystemExit) as exit_info:
       bit_cli._parse_flags(["bit-train", "--config", argument])

@@ -18,7 +18,7 @@ demo: $(VENV)/.installed
 	$(PY) experiments/miniature/demo.py
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 --dist loadfile tests
 
 # Measurements on this machine, not tests: each prints its figures (see README).
 benchmarks: $(VENV)/.installed

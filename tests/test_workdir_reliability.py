@@ -285,9 +285,17 @@ def test_full_disk_is_one_line_and_leaves_no_temporary_files(tmp_path, folder):
 
 # --- two runs at once, kill -9 and Ctrl-C -------------------------------------------
 
+def _default_sigint():
+  # A suite started in the background of a non-interactive shell inherits SIGINT
+  # ignored, and Python then never raises KeyboardInterrupt: give the run the
+  # Ctrl-C a user's terminal gives it.
+  signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(workdir, folder, arg, log):
   return subprocess.Popen(command(workdir, folder, arg), cwd=ROOT,
-                          stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+                          stdout=subprocess.DEVNULL, stderr=open(log, "w"),
+                          preexec_fn=_default_sigint)
 
 
 def _wait_for(condition, proc, what, timeout=300):

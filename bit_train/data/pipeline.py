@@ -97,13 +97,16 @@ def _streamed_examples(source, input_context, seed, skip):
   if not per_epoch:
     raise UserError(NO_EXAMPLES)
   first_epoch, offset = divmod(skip, per_epoch)
+  # Decided here, in Python: inside `epoch`, which tf.data traces with AutoGraph,
+  # the builtin min was seen converted to a graph op that fails on a Python bool.
+  buffer = min(per_epoch, SHUFFLE_BUFFER)
 
   def epoch(number):
     epoch_seed = tf.random.stateless_uniform(
         [], tf.stack([tf.cast(seed, tf.int64), number * pipelines + pipeline_id]),
         minval=None, maxval=None, dtype=tf.int64)
     return _shard(source.train_examples(), input_context).shuffle(
-        min(per_epoch, SHUFFLE_BUFFER), seed=epoch_seed, reshuffle_each_iteration=False)
+        buffer, seed=epoch_seed, reshuffle_each_iteration=False)
   ds = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch).skip(offset)
   return ds.enumerate(start=skip), lambda position, example: (position, *example)
 

@@ -14,7 +14,7 @@ from absl import logging
 import tensorflow as tf
 
 from bit_train import files
-from bit_train.errors import UserError, first_line
+from bit_train.errors import UserError, quote
 
 NAME = "ckpt"  # tf.train.CheckpointManager's default prefix
 _FILE = re.compile(rf"^{NAME}-(\d+)(\.index|\.data-\d+-of-\d+)$")
@@ -47,7 +47,7 @@ def _unreadable(prefix):
   except Exception as e:  # pylint: disable=broad-except
     # The reader reports damage as OpErrors, IndexError and more; any of them
     # means this file cannot be resumed from.
-    return f"it cannot be read ({first_line(e)})"
+    return f"it cannot be read ({quote(e)})"
   return None
 
 
@@ -73,7 +73,7 @@ def restore_newest(checkpoint, directory, check=None):
       if problem is None and isinstance(e, (AssertionError, ValueError)):
         raise UserError(
             f"the checkpoints in {directory} hold another model than this config "
-            f"builds ({os.path.basename(prefix)}: {_short(first_line(e))}): a changed "
+            f"builds ({os.path.basename(prefix)}: {_short(quote(e))}): a changed "
             "architecture or class count cannot resume; use a new --workdir.") from None
       if problem is None:
         raise

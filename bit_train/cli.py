@@ -3,8 +3,9 @@
 User mistakes end as `error: <what is wrong and what to do>` on stderr with exit
 code 2, never as a traceback; so does an OS error on a path (the OS refused a file
 the user named or a directory we write: that is the user's to fix, not our bug).
-Ctrl-C ends as one such line with exit code 130. Everything else (our bugs) keeps
-its traceback.
+Ctrl-C ends as one such line with exit code 130. Everything else keeps its
+traceback: our bugs, and bugs in a config file's code (an error raised while the
+config file runs is the file's, not a mistake on the command line).
 """
 
 import sys
@@ -16,7 +17,7 @@ from absl import flags
 
 from bit_train import config as bit_config
 from bit_train import console
-from bit_train.errors import Interrupted, UserError
+from bit_train.errors import Interrupted, UserError, quote
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
@@ -27,9 +28,27 @@ _VERBOSE = flags.DEFINE_bool(console.VERBOSE_FLAG, False,
 
 def fail(message, code=EXIT_USER_ERROR):
   """Prints one line naming the problem and exits with `code`."""
-  text = " ".join(str(message).split())
-  print(f"error: {text}", file=sys.stderr)
+  print(f"error: {quote(message, 'all')}", file=sys.stderr)
   sys.exit(code)
+
+
+# config_flags loads the file given to --config as a module of this name.
+CONFIG_MODULE = "config_config"
+
+
+def _raised_by_config_file(error):
+  """The error, or the one it wraps, when it was raised while the config file's own
+  code ran (its get_config or its top level), else None.
+
+  config_flags re-raises a TypeError or ValueError of the file as a new error with
+  the traceback as text, and absl wraps that again: the original is the context.
+  """
+  while error is not None:
+    if any(frame.f_globals.get("__name__") == CONFIG_MODULE
+           for frame, _ in traceback.walk_tb(error.__traceback__)):
+      return error
+    error = error.__cause__ or error.__context__
+  return None
 
 
 def _parse_flags(argv):
@@ -37,21 +56,29 @@ def _parse_flags(argv):
     return flags.FLAGS(argv)
   except UserError as e:
     fail(e)
-  except flags.Error as e:
-    fail(f"bad command line: {e}")
   except SyntaxError as e:  # in a config file: Python's file, line and caret only
     print("".join(traceback.format_exception_only(e)).rstrip(), file=sys.stderr)
     fail(f"syntax error in {e.filename}, line {e.lineno} (shown above), while "
          "loading the config: fix it.")
-  except AttributeError as e:  # ml_collections: --config.<unknown field>
+  except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
+    original = _raised_by_config_file(e)
+    if original is not None:  # a bug in the config file: its traceback
+      raise original from None
+    fail(_command_line_mistake(e))
+
+
+def _command_line_mistake(e):
+  """The one line for a flag or a --config.<field> the command line got wrong."""
+  if isinstance(e, flags.Error):
+    return f"bad command line: {e}"
+  if isinstance(e, AttributeError):  # ml_collections: --config.<unknown field>
     if e.name == "get_config" and isinstance(e.obj, types.ModuleType):
-      fail(f"the config file {getattr(e.obj, '__file__', e.obj.__name__)} has no "
-           "get_config(arg=None) returning a ConfigDict: define it (see "
-           "configs/transfer.py).")
+      return (f"the config file {getattr(e.obj, '__file__', e.obj.__name__)} has no "
+              "get_config(arg=None) returning a ConfigDict: define it (see "
+              "configs/transfer.py).")
     text = str(e).replace("\\n", " ").replace("\\'", "").strip("'\" ")
-    fail(f"unknown config field on the command line: {text}")
-  except (KeyError, TypeError, ValueError) as e:
-    fail(f"bad config value on the command line: {str(e).splitlines()[-1]}")
+    return f"unknown config field on the command line: {text}"
+  return f"bad config value on the command line: {quote(e, 'last')}"
 
 
 def run(main):
@@ -89,6 +116,6 @@ def load_config(holder, flag_name="config"):
   try:
     config.keys()
   except OSError as e:  # config_flags defers "file not found" to first access
-    raise UserError(f"cannot load the config file: {str(e).splitlines()[-1].strip()}"
+    raise UserError(f"cannot load the config file: {quote(e, 'last')}"
                     " (check the path given to --config)") from None
   return bit_config.validate(config)

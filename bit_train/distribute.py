@@ -11,7 +11,7 @@ import time
 from absl import logging
 import tensorflow as tf
 
-from bit_train.errors import UserError
+from bit_train.errors import UserError, quote
 
 
 def split_cpu(num_devices):
@@ -36,7 +36,7 @@ def _tpu_strategy(tpu_name):
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
   except (ValueError, tf.errors.OpError, RuntimeError) as e:
-    raise UserError(f"strategy=tpu, but no TPU was found ({' '.join(str(e).split())}): "
+    raise UserError(f"strategy=tpu, but no TPU was found ({quote(e)}): "
                     "run on a Cloud TPU VM or choose strategy=auto.") from None
   return tf.distribute.TPUStrategy(resolver)
 

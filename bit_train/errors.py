@@ -1,5 +1,5 @@
 """The exception types whose message is for the user: mistakes they can fix, and an
-interrupted run."""
+interrupted run; and the one way to quote another library's error inside them."""
 
 
 class UserError(Exception):
@@ -14,7 +14,15 @@ class Interrupted(Exception):
   """Ctrl-C: the message says where the run stopped and how to go on (exit 130)."""
 
 
-def first_line(error):
-  """The first line of an exception's message (its type name if it has none), for
-  quoting a library's error inside a UserError."""
-  return (str(error).strip().splitlines() or [type(error).__name__])[0]
+def quote(error, part="first"):
+  """An error's message as one line, runs of spaces and line breaks collapsed.
+
+  part="first": its first line, where libraries (TensorFlow, TFDS, TF Hub) put the
+  gist; "last": its last line, for wrappers that put the cause there (ml_collections'
+  "Failed loading config file ... [Errno 2] ..."); "all": the whole message. An
+  empty message is quoted as the error's type name.
+  """
+  lines = [" ".join(line.split()) for line in str(error).splitlines() if line.strip()]
+  if not lines:
+    return type(error).__name__
+  return {"first": lines[0], "last": lines[-1], "all": " ".join(lines)}[part]

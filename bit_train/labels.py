@@ -8,7 +8,7 @@ classifiers use, is the sorted WordNet ids: the order of TFDS `imagenet2012` lab
 
 import tensorflow as tf
 
-from bit_train.errors import UserError
+from bit_train.errors import UserError, quote
 
 
 def read_names(path):
@@ -18,7 +18,7 @@ def read_names(path):
       names = [line.strip() for line in f.read().splitlines()]
   except (tf.errors.OpError, UnicodeDecodeError) as e:
     raise UserError(f"cannot read the label file {path!r}: "
-                    f"{' '.join(str(e).split()) or type(e).__name__}.") from None
+                    f"{quote(e)}.") from None
   while names and not names[-1]:
     names.pop()
   if not names:

@@ -29,7 +29,7 @@ from bit_train import labels
 from bit_train.data import catalog
 from bit_train.data import folders
 from bit_train.data import preprocess
-from bit_train.errors import UserError
+from bit_train.errors import UserError, quote
 from bit_train.models import hub
 from bit_train.models import registry
 from bit_train.models import weights
@@ -102,7 +102,7 @@ def _load_saved_model(path):
     return tf.saved_model.load(path)
   except (OSError, ValueError, tf.errors.OpError) as e:
     raise UserError(f"cannot load the model {path!r}: "
-                    f"{' '.join(str(e).split())[:200]}") from None
+                    f"{quote(e)}") from None
 
 
 def _export_predictor(facts, crop):
@@ -178,7 +178,7 @@ def read_image(path):
   except tf.errors.NotFoundError:
     return None, "no such file"
   except tf.errors.OpError as e:
-    return None, " ".join(str(e).split())
+    return None, quote(e)
   if not encoded:
     return None, "empty file"
   try:

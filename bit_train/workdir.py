@@ -23,7 +23,7 @@ import tensorflow as tf
 from bit_train import checkpoints
 from bit_train import distribute
 from bit_train import files
-from bit_train.errors import UserError, first_line
+from bit_train.errors import UserError, quote
 
 # Config fields that may change between a run and its resumption without changing
 # what is computed.
@@ -106,7 +106,7 @@ def _saved_run(workdir):
             isinstance(saved.get("plan"), dict)):
       raise ValueError("it is not a config and a plan")
   except (ValueError, UnicodeDecodeError) as e:  # json.JSONDecodeError is a ValueError
-    raise UserError(f"{file} is damaged ({first_line(e)}): pass --force to resume "
+    raise UserError(f"{file} is damaged ({quote(e)}): pass --force to resume "
                     "with this command's config (the checkpoints are still checked "
                     "against the model), or use a new --workdir.") from None
   return saved

@@ -150,3 +150,30 @@ def test_comma_inside_a_value_hints_at_the_config_flag(capsys):
   assert code == 2
   line, = error_lines(stderr)
   assert "unknown config field 'b'" in line and "--config.data_dir=" in line
+
+
+@pytest.mark.parametrize("bug, error", [
+    ("config.no_such_field", "AttributeError"),  # ml_collections' own error type
+    ("{}['x']", "KeyError"),
+    ("int('abc')", "ValueError"),  # config_flags wraps it twice: the original shows
+])
+def test_a_bug_in_a_config_file_shows_its_traceback(tmp_path, cli, bug, error):
+  path = tmp_path / "buggy.py"
+  path.write_text("from bit_train import config as bit_config\n\n\n"
+                  "def get_config(arg=None):\n"
+                  "  config = bit_config.base_config()\n"
+                  f"  return {bug}\n")
+  result = cli("bit_train.train", "--config", path, "--workdir", tmp_path / "w",
+               "--dry_run")
+  assert result.returncode == 1, result.stderr[-2000:]
+  assert "Traceback" in result.stderr and not error_lines(result.stderr)
+  assert f'File "{path}", line 6, in get_config' in result.stderr
+  assert result.stderr.rstrip().splitlines()[-1].startswith(error)
+
+
+def test_a_bad_value_on_the_command_line_stays_one_line(tmp_path, cli):
+  result = cli("bit_train.train", "--config", TRANSFER, "--config.batch_size=abc",
+               "--workdir", tmp_path / "w", "--dry_run")
+  assert result.returncode == 2, result.stderr[-2000:]
+  line, = error_lines(result.stderr)
+  assert "--config.batch_size=abc" in line and "Traceback" not in result.stderr

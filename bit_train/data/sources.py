@@ -17,7 +17,7 @@ import tensorflow as tf
 from bit_train.data import catalog
 from bit_train.data import folders
 from bit_train.errors import UserError
-from bit_train.errors import first_line
+from bit_train.errors import quote
 
 SIZE_SAMPLE = 64  # images read to measure a TFDS dataset's typical size
 DOWNLOAD_PROBE_SECONDS = 10  # to connect to a download host before TFDS tries
@@ -203,7 +203,7 @@ def _prepare(builder, config):
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
         manual_dir=config.manual_dir))
   except Exception as e:  # noqa: downloads fail in many ways; each is the user's to fix
-    first = first_line(e)
+    first = quote(e)
     raise UserError(f"cannot prepare dataset {builder.name!r} in {where}: {first}") from e
 
 
@@ -216,7 +216,7 @@ def _read_split(builder, split, image_key, label_key, shuffle_seed=None):
                             decoders={image_key: tfds.decode.SkipDecoding()},
                             read_config=read_config)
   except (ValueError, KeyError, AssertionError) as e:
-    first = first_line(e)
+    first = quote(e)
     raise UserError(f"split {split!r} of {builder.name!r} is not valid: {first}") from None
   return ds.map(lambda ex: (ex[image_key], tf.cast(ex[label_key], tf.int32)),
                 num_parallel_calls=tf.data.AUTOTUNE)

@@ -16,7 +16,7 @@ import tensorflow as tf
 from tensorflow.python.util import tf_inspect  # pylint: disable=g-direct-tensorflow-import
 
 from bit_train.errors import UserError
-from bit_train.errors import first_line
+from bit_train.errors import quote
 from bit_train.models import registry
 from bit_train.models import weights
 
@@ -42,7 +42,7 @@ def load_module(handle):
   try:
     module = hub.load(location)
   except Exception as e:  # pylint: disable=broad-except
-    first = first_line(e)
+    first = quote(e)
     raise UserError(f"cannot load the TF Hub module {handle!r} ({first}): check "
                     "model_path (a SavedModel folder or hub URL); offline, download the "
                     "module and point model_path at its folder.") from None

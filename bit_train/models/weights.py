@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from bit_train.errors import UserError
-from bit_train.errors import first_line
+from bit_train.errors import quote
 from bit_train.models import registry
 from bit_train.models import resnetv2
 
@@ -75,7 +75,7 @@ def fetch(location, cache=None):
         shutil.copyfileobj(src, dst)
   except (OSError, urllib.error.URLError, tf.errors.OpError) as e:
     _remove(partial)
-    raise UserError(f"cannot download {location} ({first_line(e)}): download it by "
+    raise UserError(f"cannot download {location} ({quote(e)}): download it by "
                     "hand and set model_path to the local file.") from None
   try:
     _check_sum(partial, name, f"download of {location}",
@@ -97,7 +97,7 @@ def read_npz(location, cache=None):
   except (OSError, ValueError, EOFError, zipfile.BadZipFile,
           pickle.UnpicklingError) as e:
     raise UserError(f"model file {path} is not a BiT .npz weight file "
-                    f"({first_line(e)}).") from None
+                    f"({quote(e)}).") from None
   if not isinstance(data, np.lib.npyio.NpzFile):  # a .npy: one array
     raise UserError(f"model file {path} is not a BiT .npz weight file (it holds a "
                     "single array).")

@@ -65,7 +65,7 @@ def main():
   strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
   spec = registry.lookup("BiT-S-R50x1")
   with strategy.scope():
-    model = resnetv2.ResNetV2(spec.num_units, spec.width, NUM_CLASSES, seed=0)
+    model = resnetv2.ResNetV2(*spec.arch, NUM_CLASSES, seed=0)
   encoded = jpegs(args.batch * (args.batches + 1))
   results = {}
   for crop in args.crops:

@@ -29,7 +29,7 @@ import tensorflow as tf
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import baseline_resnetv2  # pylint: disable=g-import-not-at-top
 
-from bit_train.models import registry  # pylint: disable=g-import-not-at-top
+from bit_train.models import bit  # pylint: disable=g-import-not-at-top
 from bit_train.models import resnetv2  # pylint: disable=g-import-not-at-top
 
 
@@ -106,14 +106,14 @@ def make_steps(model, variables, images, labels, jit):
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--arch", default="R50x1", choices=list(registry.ARCHS))
+  parser.add_argument("--arch", default="R50x1", choices=list(bit.ARCHS))
   parser.add_argument("--image_size", type=int, default=128)
   parser.add_argument("--batch", type=int, default=32)
   parser.add_argument("--steps", type=int, default=3)
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--jit", action="store_true", help="compile both with XLA")
   args = parser.parse_args()
-  units, width = registry.ARCHS[args.arch]
+  units, width = bit.ARCHS[args.arch]
   rng = np.random.default_rng(0)
   images = tf.constant(rng.uniform(size=(args.batch, args.image_size,
                                          args.image_size, 3)), tf.float32)

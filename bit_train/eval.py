@@ -30,7 +30,7 @@ from bit_train.data import eval_sets
 from bit_train.data import pipeline
 from bit_train.errors import UserError
 from bit_train.models import registry
-from bit_train.models import weights
+from bit_train.models import npz
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file and arguments, e.g. "
@@ -85,7 +85,7 @@ def create_classifier(config):
   """The model with its own head; an .npz without one is bit-eval's one line."""
   try:
     return models.create_model(config, None)
-  except weights.NoHead as e:
+  except npz.NoHead as e:
     raise UserError(f"{e.problem}: bit-eval measures a classifier with its own "
                     "head; give a file that has one (e.g. BiT-S-R50x1.npz).") from None
 
@@ -97,11 +97,7 @@ def classifier_config(config, num_classes):
   if config.model_path or config.model_source == "native":
     return config
   config = config.copy_and_resolve_references()
-  spec = registry.lookup(config.model)
-  config.model_path = registry.location(spec, config.model_source, "keep", num_classes)
-  if config.model_path is None:
-    raise UserError(f"{spec.name} has no {config.model_source} classifier in the "
-                    "registry: set model_source or model_path.")
+  config.model_path = registry.model_location(config, num_classes)
   return config
 
 

@@ -26,7 +26,7 @@ from bit_train import labels
 from bit_train import models
 from bit_train.data import preprocess
 from bit_train.errors import UserError
-from bit_train.models import weights
+from bit_train.models import hub_export
 
 SERVING, HUB_MODULE = "serving", "hub_module"
 CLASS_NAMES, FACTS = "class_names.txt", "export.json"
@@ -102,7 +102,7 @@ def export_all(model, plan, class_names, workdir, strategy, chief=True, about=No
     tf.io.gfile.makedirs(root)
   export_serving(model, plan.crop, class_names, os.path.join(root, SERVING), chief)
   hub_target = _target(os.path.join(root, HUB_MODULE), chief)
-  _write_whole(hub_target, lambda folder: weights.export_hub_module(model, folder))
+  _write_whole(hub_target, lambda folder: hub_export.export_hub_module(model, folder))
   if not chief:
     shutil.rmtree(hub_target, ignore_errors=True)
     return

@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from bit_train import cli
+from bit_train import config as bit_config
 from bit_train import export
 from bit_train import hyperrule
 from bit_train import labels
@@ -32,7 +33,7 @@ from bit_train.data import preprocess
 from bit_train.errors import UserError, quote
 from bit_train.models import hub
 from bit_train.models import registry
-from bit_train.models import weights
+from bit_train.models import npz
 
 _MODEL = flags.DEFINE_string("model", None, "Export dir, TF Hub handle or folder, "
                              ".npz file, or BiT name (e.g. BiT-S-R50x1).")
@@ -130,8 +131,8 @@ def load_predictor(name, crop=None):
   crop = crop or DEFAULT_CROP
   if name.endswith(".npz") and ("://" in name or os.path.isfile(name)):
     try:
-      model = weights.load_npz_model(name, None, "keep")
-    except weights.NoHead as e:
+      model = npz.load_npz_model(name, None, "keep")
+    except npz.NoHead as e:
       raise UserError(f"{e.problem}: bit-predict needs a classifier; give an .npz "
                       "that has its head (e.g. BiT-S-R50x1.npz).") from None
     return Predictor(_logits_fn(model, crop), model.num_classes, name, crop)
@@ -145,14 +146,17 @@ def load_predictor(name, crop=None):
 def _hub_handle(name):
   """A BiT name's ILSVRC-2012 classifier on TF Hub, or a URL or TF Hub handle as is;
   anything else is a --model that is not there."""
+  if "://" in name or name.startswith("google/"):
+    return name
   try:
-    return registry.lookup(name).classifier_handle or name
+    registry.lookup(name)
   except UserError:
-    if "://" in name or name.startswith("google/"):
-      return name
     raise UserError(f"--model {name!r} is no file or folder, TF Hub handle or BiT name:"
                     " give an export dir, TF Hub module, .npz file or BiT name (such as "
                     f"BiT-M-R50x1).{registry.did_you_mean(name)}") from None
+  config = bit_config.base_config()
+  config.update(model=name, model_source="hub", head="keep")
+  return registry.model_location(config)
 
 
 def image_paths(args):

@@ -36,19 +36,9 @@ _FORCE = flags.DEFINE_bool("force", False, "Resume a workdir even though its sav
 
 def describe_model(config, num_classes):
   """The architecture the config builds and where its weights come from."""
-  name = models.model_name(config)
-  if config.model_path:
-    return {"name": name, "source": config.model_source,
-            "location": config.model_path}
-  spec = registry.lookup(config.model)
-  if config.model_source == "native":
-    location = "random init"
-  else:
-    location = registry.location(spec, config.model_source, config.head, num_classes)
-  if location is None:
-    raise UserError(f"{spec.name} has no {config.model_source} weights for head="
-                    f"{config.head}: set model_source or model_path.")
-  return {"name": name, "source": config.model_source, "location": location}
+  location = registry.model_location(config, num_classes) or "random init"
+  return {"name": models.model_name(config), "source": config.model_source,
+          "location": location}
 
 
 def write_dry_run(workdir, config, facts, model, plan):

@@ -16,7 +16,7 @@ from bit_train import config as bit_config
 from bit_train import distribute
 from bit_train import train  # noqa: F401 (defines --config, as bit-train does)
 from bit_train.errors import UserError
-from bit_train.models import factory
+from bit_train.models import bit
 from bit_train.models import registry
 from conftest import error_lines
 from test_trainer import _free_ports as free_ports
@@ -40,9 +40,9 @@ def test_zero_or_negative_numbers_that_make_no_sense_are_errors(arg, field):
 def test_no_falsy_value_is_replaced_by_the_models_default():
   spec = registry.lookup("BiT-M-R50x1")
   config = bit_config.base_config()
-  assert factory.native_arch(config, spec) == (spec.num_units, spec.width)
+  assert bit.config_arch(config, spec) == spec.arch
   config.width, config.num_units = 0.0, (1, 1, 1, 1)  # past validation, as a caller may
-  assert factory.native_arch(config, spec) == ((1, 1, 1, 1), 0.0)
+  assert bit.config_arch(config, spec) == ((1, 1, 1, 1), 0.0)
 
 
 def test_width_zero_dry_run_is_one_line_and_writes_no_plan(tmp_path, cli):

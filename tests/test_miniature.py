@@ -14,7 +14,7 @@ from bit_train.data import preprocess
 from bit_train.errors import UserError
 from bit_train.models import create_model
 from bit_train.models import registry
-from bit_train.models import weights
+from bit_train.models import npz
 from conftest import ROOT, run_module
 
 sys.path.insert(0, os.path.join(ROOT, "experiments", "miniature"))
@@ -40,7 +40,7 @@ def bundled_config(**fields):
 def test_the_bundled_npz_loads_through_the_registry_and_its_checksum_holds():
   spec = registry.lookup(NAME.lower())
   assert spec.bundled and os.path.isfile(spec.npz_url)
-  assert weights.sha256(spec.npz_url) == weights.CHECKSUMS[os.path.basename(spec.npz_url)]
+  assert npz.sha256(spec.npz_url) == npz.CHECKSUMS[os.path.basename(spec.npz_url)]
   model = create_model(bundled_config(model_source="npz", head="keep"), None)
   assert model.num_classes == 10 and model.num_units == (1, 1, 1, 1)
   assert model.width == 0.25 and model.feature_dim == 512

@@ -97,8 +97,8 @@ def test_variable_names_are_the_official_npz_keys():
 @pytest.mark.parametrize("arch,features", [("R50x1", 2048), ("R50x3", 6144),
                                            ("R101x1", 2048), ("R152x4", 8192)])
 def test_named_architectures_have_the_published_shapes(arch, features):
-  from bit_train.models import registry
-  units, width = registry.ARCHS[arch]
+  from bit_train.models import bit
+  units, width = bit.ARCHS[arch]
   shapes = resnetv2.param_shapes(units, width, 1000)
   assert shapes[resnetv2.ROOT] == (7, 7, 3, 64 * width)
   assert shapes[resnetv2.HEAD_KERNEL] == (1, 1, features, 1000)

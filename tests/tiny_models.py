@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from bit_train import config as bit_config
 from bit_train.models import resnetv2
-from bit_train.models import weights
+from bit_train.models import hub_export
 
 TINY_UNITS = (1, 1, 1, 1)
 TINY_WIDTH = 0.25  # 16 root channels, 512 pre-logits
@@ -37,7 +37,7 @@ def export_tiny_hub_module(path, kind="feature_vector", num_classes=10, seed=0):
   kind="classification": logits of `num_classes` (like .../ilsvrc2012_classification/1).
   """
   model = tiny_resnet(num_classes, seed)
-  weights.export_hub_module(model, str(path), kind)
+  hub_export.export_hub_module(model, str(path), kind)
   return model
 
 

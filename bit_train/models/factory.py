@@ -4,6 +4,9 @@ Every model it returns takes float32 NHWC images in [0, 1] and has
 `__call__(images, training=False)` -> float32 logits [B, num_classes],
 `pre_logits(images)`, `trainable_variables`, `head_variables` and `num_classes`.
 Call it inside a `tf.distribute` strategy scope to get distributed variables.
+
+TF Hub modules load the same way for every family; native models and weight
+files are the family's to build and read (see `registry.Family`).
 """
 
 from absl import logging
@@ -12,50 +15,34 @@ import tensorflow as tf
 from bit_train.errors import UserError
 from bit_train.models import hub
 from bit_train.models import registry
-from bit_train.models import resnetv2
-from bit_train.models import weights
 
 COMPUTE_DTYPES = {"float32": tf.float32, "mixed_bfloat16": tf.bfloat16,
                   "mixed_float16": tf.float16}
 
 
-def native_arch(config, spec=None):
-  """(num_units, width) from num_units/width, else from the named model; None if
-  neither is known (then an .npz file's own architecture is used)."""
-  units, width = config.get("num_units"), config.get("width")
-  if spec is not None:  # only unset (None) fields come from the named model
-    units = spec.num_units if units is None else units
-    width = spec.width if width is None else width
-  if units is None and width is None:
-    return None
-  if units is None or width is None:
-    raise UserError(f"model {config.model!r} is not a known BiT name: set both "
-                    "num_units and width (e.g. num_units=3/4/6/3,width=1).")
-  return tuple(units), float(width)
-
-
 def model_name(config, model=None):
   """The architecture a config builds, named for logs, metrics.json and exports.
 
-  The registry name (BiT-M-R50x1) unless num_units/width, or the .npz file at
-  model_path, give another one: then `ResNet-v2 R14x0.5 (units 1/1/1/1, width 0.5)`.
-  `model`, when built, tells its own architecture. A TF Hub module keeps the
-  config's name: its architecture is not read.
+  The registry name (BiT-M-R50x1) unless the config's architecture fields, or the
+  weight file at model_path, give another one: then the family's words, e.g.
+  `ResNet-v2 R14x0.5 (units 1/1/1/1, width 0.5)`. `model`, when built, tells its
+  own architecture. A TF Hub module keeps the config's name: its architecture is
+  not read.
   """
   spec = _spec(config, required=False)
   if config.model_source == "hub":
     return spec.name if spec else config.model
+  family = registry.family(spec)
   arch = getattr(model, "arch", None)
   if arch is None:
-    arch = native_arch(config, spec)
+    arch = family.config_arch(config, spec)
   if arch is None and config.model_path:
-    arch = weights.file_arch(config.model_path)
+    arch = family.file_arch(config.model_path)
   if arch is None:
     return config.model
-  if spec is not None and (tuple(arch[0]), float(arch[1])) == (spec.num_units,
-                                                               float(spec.width)):
+  if spec is not None and arch == spec.arch:
     return spec.name
-  return f"ResNet-v2 {weights.describe_arch(*arch)}"
+  return f"{family.name} {family.describe(arch)}"
 
 
 def _spec(config, required):
@@ -73,7 +60,8 @@ def create_model(config, num_classes):
 
   Args:
     config: a ConfigDict with model, model_source (hub | npz | native), model_path,
-      head (new | keep), num_units, width, seed and precision.
+      head (new | keep), the family's architecture fields (ResNet-v2: num_units,
+      width), seed and precision.
     num_classes: classes of the new head; with head="keep" None (the model's own
       head) or the size of that head.
   """
@@ -81,11 +69,7 @@ def create_model(config, num_classes):
   if head == "new" and not num_classes:
     raise UserError("head=new needs the number of classes of the dataset.")
   spec = _spec(config, required=not config.model_path)
-  location = config.model_path or registry.location(spec, source, head, num_classes)
-  if source != "native" and location is None:
-    what = "classifier" if head == "keep" else "model"
-    raise UserError(f"{spec.name} has no {source} {what} in the registry: set "
-                    "model_source or model_path.")
+  location = registry.model_location(config, num_classes)
   if source == "hub":
     if config.get("precision", "float32") != "float32":
       # A SavedModel's graph is fixed: its convolutions stay float32.
@@ -93,15 +77,16 @@ def create_model(config, num_classes):
                       "in float32. Use model_source=npz for mixed precision.",
                       config.precision)
     return hub.hub_model(location, num_classes, head)
+  family = registry.family(spec)
   dtype = COMPUTE_DTYPES[config.get("precision", "float32")]
   if source == "npz":
-    return weights.load_npz_model(location, num_classes, head, native_arch(config, spec),
-                                  seed=config.seed, compute_dtype=dtype)
+    return family.load(location, num_classes, head, family.config_arch(config, spec),
+                       seed=config.seed, compute_dtype=dtype)
   if head == "keep":
     raise UserError("head=keep needs pre-trained weights: use model_source=hub or npz "
                     "(model_source=native starts from random weights).")
-  arch = native_arch(config, spec)
+  arch = family.config_arch(config, spec)
   if arch is None:
-    raise UserError(f"model {config.model!r} is not a known BiT name: set num_units "
-                    "and width for model_source=native.")
-  return resnetv2.ResNetV2(*arch, num_classes, seed=config.seed, compute_dtype=dtype)
+    raise UserError(f"model {config.model!r} is not a known {family.name} name: set "
+                    "its architecture fields for model_source=native.")
+  return family.build(arch, num_classes, seed=config.seed, compute_dtype=dtype)

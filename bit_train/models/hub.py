@@ -5,7 +5,7 @@ a URL, or a local SavedModel folder; downloads are kept in $TFHUB_CACHE_DIR when
 Every module variable is trainable for fine-tuning.
 
 Which output a module gives: a module with a `pre_logits` function (those
-`weights.export_hub_module` writes for classifiers) is a classifier whose head can
+`hub_export.export_hub_module` writes for classifiers) is a classifier whose head can
 be replaced; otherwise `__call__` gives logits when head="keep" and pre-logits
 (a feature vector) when head="new".
 """
@@ -18,7 +18,7 @@ from tensorflow.python.util import tf_inspect  # pylint: disable=g-direct-tensor
 from bit_train.errors import UserError
 from bit_train.errors import quote
 from bit_train.models import registry
-from bit_train.models import weights
+from bit_train.models import hub_export
 
 HUB_HOST = "https://tfhub.dev/"
 
@@ -36,7 +36,7 @@ def load_module(handle):
   """`hub.load(handle)`; any failure is the user's path or network -> UserError."""
   import tensorflow_hub as hub  # pylint: disable=g-import-not-at-top
   if handle.startswith(registry.BUNDLED_HANDLE):
-    location = weights.bundled_hub_module(handle)
+    location = hub_export.bundled_hub_module(handle)
   else:
     location = resolve_handle(handle)
   try:

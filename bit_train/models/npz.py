@@ -1,4 +1,5 @@
-"""Weights in and out: official BiT .npz files, and export as a reusable TF Hub module.
+"""Official BiT .npz weight files: fetching (download, cache, checksum), reading
+them into a `ResNetV2`, and writing one back.
 
 Official files (`BiT-{S,M}-R*.npz`) hold one array per `ResNetV2` variable under the
 same key, so loading is a lookup after stripping the `standardized_conv2d_N` suffix
@@ -21,7 +22,6 @@ import tensorflow as tf
 
 from bit_train.errors import UserError
 from bit_train.errors import quote
-from bit_train.models import registry
 from bit_train.models import resnetv2
 
 # sha256 of weight files, by file name: checked when downloaded, and for local
@@ -204,67 +204,6 @@ def save_npz(model, path):
   np.savez(tmp, **{key: var.numpy() for key, var in model.params.items()})
   os.replace(tmp, path)
   return path
-
-
-def _hub_root(model, kind):
-  """The reusable-SavedModel interface around a model's logits or pre-logits."""
-  head = {v.ref() for v in model.head_variables}
-  keep = (lambda v: True) if kind == "classification" else (
-      lambda v: v.ref() not in head)
-  output = model.__call__ if kind == "classification" else model.pre_logits
-
-  @tf.function
-  def call(images, training=False):
-    del training  # BiT has no batch norm or dropout
-    return output(images)
-
-  spec = tf.TensorSpec([None, None, None, 3], tf.float32)
-  for training in (False, True):
-    call.get_concrete_function(spec, training=training)
-  root = tf.train.Checkpoint()  # an object with plain attributes, as Hub expects
-  root.model = model
-  root.variables = [v for v in model.variables if keep(v)]
-  root.trainable_variables = [v for v in model.trainable_variables if keep(v)]
-  root.regularization_losses = []
-  root.__call__ = call
-  if kind == "classification":  # lets a loader replace the head
-    root.pre_logits = tf.function(model.pre_logits, input_signature=[spec])
-  return root
-
-
-def export_hub_module(model, path, kind="classification"):
-  """Saves `model` as a reusable TF Hub SavedModel at `path`.
-
-  kind="classification": `__call__` gives logits (and `pre_logits` pre-logits);
-  kind="feature_vector": `__call__` gives pre-logits and the head is left out of
-  the variables. Images are float32 [B, H, W, 3] in [0, 1]. Loads back with
-  `hub.load(path)` or `hub.KerasLayer(path, trainable=True)`.
-  """
-  if kind not in ("classification", "feature_vector"):
-    raise ValueError(f"kind={kind!r}: use classification or feature_vector")
-  tf.saved_model.save(_hub_root(model, kind), path)
-  return path
-
-
-def bundled_hub_module(handle, cache=None):
-  """The local folder of a `bundled:<name>/<kind>` TF Hub handle.
-
-  The module is exported from the bundled .npz the first time it is asked for,
-  into the cache directory, under the file's sha256 (a changed file gets a new
-  module); it is written whole before it is moved into place.
-  """
-  name, _, kind = handle[len(registry.BUNDLED_HANDLE):].partition("/")
-  spec = registry.lookup(name)
-  npz = fetch(spec.npz_url)
-  folder = os.path.join(cache_dir(cache), "hub", f"{spec.name}-{sha256(npz)[:12]}", kind)
-  if not os.path.isdir(folder):
-    partial = f"{folder}.partial-{os.getpid()}"
-    export_hub_module(load_npz_model(npz, None, "keep"), partial, kind)
-    try:
-      os.rename(partial, folder)
-    except OSError:  # another process exported it first
-      shutil.rmtree(partial, ignore_errors=True)
-  return folder
 
 
 def _squeezed(shape):

@@ -3,13 +3,19 @@
 Every field lives here once; `configs/*.py` start from `base_config()` and change
 what their experiment family needs. Unset (None) recipe fields are decided by the
 HyperRule. The README's config table documents the same fields.
+
+Every field is declared with its kind (`kind`): IDENTITY fields say what a run
+computes, so a resumed run must keep them; RUN_ONLY fields say where the inputs are
+and how the run executes and reports, so they may change when it resumes.
 """
 
+import contextlib
 import difflib
 
 import ml_collections
 from ml_collections import config_dict
 
+from bit_train import hyperrule
 from bit_train.errors import UserError
 
 STRATEGIES = ("auto", "cpu", "mirrored", "multi_worker", "tpu")
@@ -18,58 +24,87 @@ MODEL_SOURCES = ("hub", "npz", "native")
 HEADS = ("new", "keep")
 
 
+# The kinds of fields (see the module docstring).
+IDENTITY = "identity"
+RUN_ONLY = "run-only"
+_KINDS = {}  # field -> kind, filled by base_config
+
+
+@contextlib.contextmanager
+def _fields(config, of_kind):
+  """The fields a block adds to `config` are of kind `of_kind`."""
+  before = set(config.keys())
+  yield
+  _KINDS.update(dict.fromkeys(set(config.keys()) - before, of_kind))
+
+
+def kind(field):
+  """IDENTITY or RUN_ONLY; None for a field that base_config does not define."""
+  if not _KINDS:
+    base_config()
+  return _KINDS.get(field)
+
+
 def base_config():
   """All fields with their defaults. Placeholders carry a type but no value."""
   c = ml_collections.ConfigDict()
   # Data.
-  c.dataset = "cifar10"  # a TFDS name, or "image_folder" (then data_dir is the root)
-  c.data_dir = config_dict.placeholder(str)  # TFDS data_dir, or the image folder
-  c.manual_dir = config_dict.placeholder(str)  # TFDS manual_dir (imagenet2012)
-  c.train_split = config_dict.placeholder(str)  # None: the authors' split
-  c.eval_split = config_dict.placeholder(str)
-  c.examples_per_class = config_dict.placeholder(int)  # few-shot k; None: all
-  c.few_shot_seed = 0
-  c.holdout_fraction = 0.1  # image folders without an eval split: share held out
-  # Dataset facts, when no table knows them or to describe a dataset by hand.
-  c.num_examples = config_dict.placeholder(int)
-  c.num_classes = config_dict.placeholder(int)
-  c.image_size = config_dict.placeholder(tuple)  # typical (height, width)
+  with _fields(c, IDENTITY):
+    c.dataset = "cifar10"  # a TFDS name, or "image_folder" (then data_dir is the root)
+    c.train_split = config_dict.placeholder(str)  # None: the authors' split
+    c.eval_split = config_dict.placeholder(str)
+    c.examples_per_class = config_dict.placeholder(int)  # few-shot k; None: all
+    c.few_shot_seed = 0
+    c.holdout_fraction = 0.1  # image folders without an eval split: share held out
+    # Dataset facts, when no table knows them or to describe a dataset by hand.
+    c.num_examples = config_dict.placeholder(int)
+    c.num_classes = config_dict.placeholder(int)
+    c.image_size = config_dict.placeholder(tuple)  # typical (height, width)
+  with _fields(c, RUN_ONLY):  # where the data are: they may move
+    c.data_dir = config_dict.placeholder(str)  # TFDS data_dir, or the image folder
+    c.manual_dir = config_dict.placeholder(str)  # TFDS manual_dir (imagenet2012)
   # Model.
-  c.model = "BiT-M-R50x1"
-  c.model_source = "hub"  # hub | npz | native
-  c.model_path = config_dict.placeholder(str)  # local/remote path instead of the registry's
-  c.head = "new"  # new: zero-initialised head for this dataset | keep: the model's own
-  c.num_units = config_dict.placeholder(tuple)  # native arch override, e.g. 1/1/1/1
-  c.width = config_dict.placeholder(float)  # native width factor override, e.g. 0.5
+  with _fields(c, IDENTITY):
+    c.model = "BiT-M-R50x1"
+    c.model_source = "hub"  # hub | npz | native
+    c.head = "new"  # new: zero-initialised head for this dataset | keep: the model's own
+    c.num_units = config_dict.placeholder(tuple)  # native arch override, e.g. 1/1/1/1
+    c.width = config_dict.placeholder(float)  # native width factor override, e.g. 0.5
+  with _fields(c, RUN_ONLY):  # where the weights are: they may move
+    c.model_path = config_dict.placeholder(str)  # local/remote, not the registry's
   # Recipe: unset fields are decided by the HyperRule.
-  c.batch_size = 512  # global batch per update
-  c.batch_split = 1  # micro-batches per update (gradient accumulation)
-  c.base_lr = 0.003  # at batch 512; scaled by batch/512 when lr_scaling="linear"
-  c.lr_scaling = "linear"  # linear | none
-  c.resolution_rule = "code"  # code (512/480) | paper (448/384)
-  c.precrop = config_dict.placeholder(int)
-  c.crop = config_dict.placeholder(int)
-  c.mixup_alpha = config_dict.placeholder(float)
-  c.flip = config_dict.placeholder(bool)  # None: the rule's random left-right flip
-  c.supports = config_dict.placeholder(tuple)  # (warmup, *decays, total) steps
+  with _fields(c, IDENTITY):
+    c.batch_size = 512  # global batch per update
+    c.batch_split = 1  # micro-batches per update (gradient accumulation)
+    c.base_lr = 0.003  # at batch 512; scaled by batch/512 when lr_scaling="linear"
+    c.lr_scaling = "linear"  # linear | none
+    c.resolution_rule = "code"  # code (512/480) | paper (448/384)
+    c.precrop = config_dict.placeholder(int)
+    c.crop = config_dict.placeholder(int)
+    c.mixup_alpha = config_dict.placeholder(float)
+    c.flip = config_dict.placeholder(bool)  # None: the rule's random left-right flip
+    c.supports = config_dict.placeholder(tuple)  # (warmup, *decays, total) steps
   # Run.
-  c.strategy = "auto"  # auto | cpu | mirrored | multi_worker | tpu
-  c.precision = "float32"  # float32 | mixed_bfloat16 | mixed_float16
-  c.jit_compile = False
-  c.clip_grad_norm = config_dict.placeholder(float)  # None: no clipping (the recipe)
-  c.eval_batch_size = config_dict.placeholder(int)  # None: the micro-batch size
-  c.cpu_devices = 1  # split the CPU into this many logical devices (testing mirrored)
-  c.tpu = ""  # TPU name or address for strategy=tpu; "" on a Cloud TPU VM
-  c.startup_timeout = 600.0  # multi_worker: seconds to wait for every worker to start
-  c.seed = 0
-  c.deterministic = False  # TF op determinism: same seed, same weights (slower)
-  c.log_every = 10
-  c.eval_every = 0  # steps between evaluations; 0: only at the end
-  c.checkpoint_every = 500
-  c.keep_checkpoints = 3
-  # Evaluation (bit-eval).
-  c.class_map = config_dict.placeholder(str)  # label file: line i names model output i
-  c.extra_evals = config_dict.placeholder(str)  # "name[@split];folder;...", same run
+  with _fields(c, IDENTITY):  # they change the numbers computed
+    c.precision = "float32"  # float32 | mixed_bfloat16 | mixed_float16
+    c.clip_grad_norm = config_dict.placeholder(float)  # None: no clipping (the recipe)
+    c.seed = 0
+  with _fields(c, RUN_ONLY):
+    c.strategy = "auto"  # auto | cpu | mirrored | multi_worker | tpu
+    c.jit_compile = False
+    c.eval_batch_size = config_dict.placeholder(int)  # None: the micro-batch size
+    c.cpu_devices = 1  # split the CPU into this many logical devices (testing mirrored)
+    c.tpu = ""  # TPU name or address for strategy=tpu; "" on a Cloud TPU VM
+    c.startup_timeout = 600.0  # multi_worker: seconds to wait for every worker to start
+    c.deterministic = False  # TF op determinism: same seed, same weights (slower)
+    c.log_every = 10
+    c.eval_every = 0  # steps between evaluations; 0: only at the end
+    c.checkpoint_every = 500
+    c.keep_checkpoints = 3
+  # Evaluation: what is measured, not what is trained.
+  with _fields(c, RUN_ONLY):
+    c.class_map = config_dict.placeholder(str)  # label file: line i names model output i
+    c.extra_evals = config_dict.placeholder(str)  # "name[@split];folder;...", same run
   return c
 
 
@@ -173,10 +208,7 @@ def validate(config):
       len(config.num_units) != 4 or min(config.num_units) <= 0):
     raise UserError(f"config field num_units={config.num_units} must be four positive "
                     "numbers (units per block), e.g. num_units=3/4/6/3.")
-  if config.batch_size % config.batch_split:
-    raise UserError(
-        f"batch_size={config.batch_size} is not divisible by batch_split="
-        f"{config.batch_split}: choose a batch_split that divides the batch size.")
+  hyperrule.check_batch_split(config.batch_size, config.batch_split)
   if config.image_size is not None and (
       len(config.image_size) != 2 or min(config.image_size) <= 0):
     raise UserError(f"config field image_size={config.image_size} must be two "

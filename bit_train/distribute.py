@@ -199,6 +199,11 @@ def create_strategy(config):
   return strategy
 
 
+def worker_index(strategy):
+  """This worker's index in its job (multi-worker strategies only)."""
+  return strategy.cluster_resolver.task_id
+
+
 def is_chief(strategy):
   """Whether this worker writes summaries, exports and the final metrics."""
   resolver = getattr(strategy, "cluster_resolver", None)

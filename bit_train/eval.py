@@ -10,7 +10,6 @@ single-label dataset.
 """
 
 import os
-import re
 
 from absl import flags
 from absl import logging
@@ -26,6 +25,7 @@ from bit_train import files
 from bit_train import hyperrule
 from bit_train import labels
 from bit_train import models
+from bit_train import workdir as wd
 from bit_train.data import eval_sets
 from bit_train.data import pipeline
 from bit_train.errors import UserError
@@ -101,10 +101,6 @@ def classifier_config(config, num_classes):
   return config
 
 
-def _slug(name):
-  return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "eval"
-
-
 def per_class_text(metrics, class_names):
   """TSV: index, class, images, top-1 correct, top-1 accuracy."""
   rows = ["index\tclass\timages\tcorrect\taccuracy"]
@@ -165,7 +161,7 @@ def main(argv):
                model.num_classes, crop, crop, crop_from, batch,
                ", ".join(s.name for s in sets))
   chief = distribute.is_chief(strategy)
-  out = os.path.join(_WORKDIR.value, "eval")
+  out = wd.path(_WORKDIR.value, wd.EVAL)
   if chief:
     files.make_dirs(out)
   record = {"model": name, "model_source": config.model_source,
@@ -178,7 +174,7 @@ def main(argv):
     result = dict(metrics.to_dict(), scoring="ReaL (any label)" if evaluated.multilabel
                   else "single label", reordered_classes=order is not None)
     if metrics.per_class_count is not None:
-      result["per_class_file"] = f"{_slug(evaluated.name)}.per_class.tsv"
+      result["per_class_file"] = wd.per_class_file(evaluated.name)
       if chief:
         files.write_text_atomic(os.path.join(out, result["per_class_file"]),
                                 per_class_text(metrics, evaluated.class_names))
@@ -189,7 +185,7 @@ def main(argv):
           flush=True)
   record["config"] = config.to_dict()
   if chief:
-    files.write_json_atomic(os.path.join(out, "metrics.json"), record)
+    files.write_json_atomic(os.path.join(out, wd.METRICS), record)
   print(files.json_text(record["results"]))
 
 

@@ -1,4 +1,5 @@
-"""Exports at the end of a run: a serving SavedModel and the reusable Hub-module form.
+"""Exports at the end of a run: a serving SavedModel and the reusable Hub-module form
+(the names are workdir.py's):
 
   W/export/serving/      signatures `serving_default` (uint8 images, any size) and
                          `serve_float` (float32 in [0, 1]); outputs probabilities,
@@ -24,12 +25,10 @@ import tensorflow as tf
 from bit_train import files
 from bit_train import labels
 from bit_train import models
+from bit_train import workdir as wd
 from bit_train.data import preprocess
 from bit_train.errors import UserError
 from bit_train.models import hub_export
-
-SERVING, HUB_MODULE = "serving", "hub_module"
-CLASS_NAMES, FACTS = "class_names.txt", "export.json"
 
 
 class ServingModule(tf.Module):
@@ -83,7 +82,7 @@ def export_serving(model, crop, class_names, path, chief=True):
     tf.saved_model.save(module, folder, signatures={
         "serving_default": module.serve_uint8, "serve_float": module.serve_float})
     tf.io.gfile.makedirs(os.path.join(folder, "assets"))
-    files.write_text_atomic(os.path.join(folder, "assets", "class_names.txt"),
+    files.write_text_atomic(os.path.join(folder, "assets", wd.CLASS_NAMES),
                             "\n".join(class_names) + "\n")
   _write_whole(target, write)
   if not chief:
@@ -97,18 +96,19 @@ def export_all(model, plan, class_names, workdir, strategy, chief=True, about=No
   export.json.
   """
   del strategy  # saving reads the variables' primary copies
-  root = os.path.join(workdir, "export")
+  root = wd.path(workdir, wd.EXPORT)
   with files.writing(root):
     tf.io.gfile.makedirs(root)
-  export_serving(model, plan.crop, class_names, os.path.join(root, SERVING), chief)
-  hub_target = _target(os.path.join(root, HUB_MODULE), chief)
+  export_serving(model, plan.crop, class_names, os.path.join(root, wd.SERVING), chief)
+  hub_target = _target(os.path.join(root, wd.HUB_MODULE), chief)
   _write_whole(hub_target, lambda folder: hub_export.export_hub_module(model, folder))
   if not chief:
     shutil.rmtree(hub_target, ignore_errors=True)
     return
-  files.write_text_atomic(os.path.join(root, CLASS_NAMES), "\n".join(class_names) + "\n")
+  files.write_text_atomic(os.path.join(root, wd.CLASS_NAMES),
+                          "\n".join(class_names) + "\n")
   about = dict(about or {})
-  files.write_json_atomic(os.path.join(root, FACTS), {
+  files.write_json_atomic(os.path.join(root, wd.EXPORT_FACTS), {
       "model": about.pop("model", None), "crop": plan.crop,
       "class_names": list(class_names), "run": dict(about, workdir=workdir)})
 
@@ -136,15 +136,15 @@ def find(path):
   if not path or path.startswith(("http://", "https://")):
     return None  # a TF Hub or .npz URL
   folder = path.rstrip("/") if "://" in path else os.path.normpath(path)
-  if (os.path.basename(folder) in (SERVING, HUB_MODULE)
+  if (os.path.basename(folder) in (wd.SERVING, wd.HUB_MODULE)
       and _is_export(os.path.dirname(folder))):
     folder = os.path.dirname(folder)
   if _is_export(folder):
     return _read(folder)
-  if _is_export(os.path.join(folder, "export")):
+  if _is_export(os.path.join(folder, wd.EXPORT)):
     raise UserError(f"{path} is a training workdir, not a model: use "
                     f"{os.path.join(path, 'export')}.")
-  names = os.path.join(folder, "assets", CLASS_NAMES)
+  names = os.path.join(folder, "assets", wd.CLASS_NAMES)
   if tf.io.gfile.exists(names):
     return ExportFacts(root=folder, serving=folder, hub_module=None,
                        model=f"the serving model {folder}",
@@ -153,20 +153,21 @@ def find(path):
 
 
 def _is_export(folder):
-  return any(tf.io.gfile.exists(os.path.join(folder, f)) for f in (FACTS, CLASS_NAMES))
+  return any(tf.io.gfile.exists(os.path.join(folder, f))
+             for f in (wd.EXPORT_FACTS, wd.CLASS_NAMES))
 
 
 def _read(root):
   """export.json; exports written before it have class_names.txt beside them and
   their run's crop and config in W/plan.json."""
-  serving, hub_module = (os.path.join(root, d) for d in (SERVING, HUB_MODULE))
-  facts = os.path.join(root, FACTS)
+  serving, hub_module = (os.path.join(root, d) for d in (wd.SERVING, wd.HUB_MODULE))
+  facts = os.path.join(root, wd.EXPORT_FACTS)
   if tf.io.gfile.exists(facts):
     record, origin = files.read_json(facts), facts
   else:
-    origin = os.path.join(root, CLASS_NAMES)
+    origin = os.path.join(root, wd.CLASS_NAMES)
     record = {"class_names": labels.read_names(origin)}
-    plan = os.path.join(os.path.dirname(root), "plan.json")
+    plan = os.path.join(os.path.dirname(root), wd.PLAN)
     if tf.io.gfile.exists(plan):
       run = files.read_json(plan)
       record["crop"] = run.get("plan", {}).get("crop")

@@ -159,6 +159,16 @@ class Plan:
     ])
 
 
+def check_batch_split(batch_size, batch_split):
+  """Both positive, and batch_split micro-batches make up the batch exactly."""
+  if batch_size < 1 or batch_split < 1:
+    raise UserError(f"batch_size={batch_size}, batch_split={batch_split}: both "
+                    "must be positive.")
+  if batch_size % batch_split:
+    raise UserError(f"batch_size={batch_size} is not divisible by batch_split="
+                    f"{batch_split}: choose a batch_split that divides it.")
+
+
 def plan(num_examples, image_size, *, dataset="", batch_size=REFERENCE_BATCH,
          batch_split=1, base_lr=REFERENCE_LR, resolution_rule="code",
          lr_scaling="linear", precrop=None, crop=None, mixup_alpha=None,
@@ -170,12 +180,7 @@ def plan(num_examples, image_size, *, dataset="", batch_size=REFERENCE_BATCH,
   """
   if num_examples < 1:
     raise UserError(f"num_examples={num_examples}: the dataset has no examples.")
-  if batch_size < 1 or batch_split < 1:
-    raise UserError(f"batch_size={batch_size}, batch_split={batch_split}: both "
-                    "must be positive.")
-  if batch_size % batch_split:
-    raise UserError(f"batch_size={batch_size} is not divisible by batch_split="
-                    f"{batch_split}: choose a batch_split that divides it.")
+  check_batch_split(batch_size, batch_split)
   if lr_scaling not in LR_SCALINGS:
     raise UserError(f"lr_scaling={lr_scaling!r} is not known: use one of "
                     f"{', '.join(LR_SCALINGS)}.")

@@ -6,8 +6,6 @@ The story of a run: config -> dataset facts -> plan -> (model, data, loop, expor
 `--dry_run` stops after the plan: it prints it, writes it to the workdir, exits 0.
 """
 
-import os
-
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
@@ -49,8 +47,8 @@ def write_dry_run(workdir, config, facts, model, plan):
       "sources": facts.sources}, "model": model, "plan": plan.to_dict()}
   text = "\n".join([facts.describe(), f"Model {model['name']} from {model['source']}: "
                     f"{model['location']}", plan.describe()])
-  files.write_json_atomic(os.path.join(workdir, "plan.json"), record)
-  files.write_text_atomic(os.path.join(workdir, "plan.txt"), text + "\n")
+  files.write_json_atomic(wd.path(workdir, wd.PLAN), record)
+  files.write_text_atomic(wd.path(workdir, wd.PLAN_TEXT), text + "\n")
   return text, record
 
 

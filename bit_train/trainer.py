@@ -171,14 +171,14 @@ def train(config, plan, source, workdir, strategy, force=False):
   tf.random.set_seed(config.seed)
   trainer = Trainer(config, plan, source, strategy)
   checkpoint = trainer.checkpoint()
-  resumed = checkpoints.restore_newest(checkpoint, wd.path(workdir, "checkpoints"),
+  resumed = checkpoints.restore_newest(checkpoint, wd.path(workdir, wd.CHECKPOINTS),
                                        trainer.non_finite_state)
   if resumed:
     logging.info("Resumed from %s at step %d.", resumed, int(trainer.step.numpy()))
   if chief:
     wd.save_run(workdir, config, plan)
   saver = checkpoints.Saver(tf.train.CheckpointManager(
-      checkpoint, wd.path(wd.own_dir(workdir, strategy), "checkpoints"),
+      checkpoint, wd.path(wd.own_dir(workdir, strategy), wd.CHECKPOINTS),
       max_to_keep=config.keep_checkpoints), resumed)
   try:
     return _run(trainer, saver, workdir, chief)
@@ -197,7 +197,7 @@ def _run(trainer, saver, workdir, chief):
   start = int(trainer.step.numpy())
   trainer.start_data()
   history = wd.History(workdir, start, enabled=chief)
-  writers = {name: tf.summary.create_file_writer(wd.path(workdir, "tensorboard", name))
+  writers = {name: tf.summary.create_file_writer(wd.path(workdir, wd.TENSORBOARD, name))
              for name in ("train", "eval")} if chief else {}
 
   def summary(kind, step, **scalars):
@@ -247,8 +247,8 @@ def _run(trainer, saver, workdir, chief):
   record = dict(metrics.to_dict(), step=final_step, eval_split=source.facts.eval_split,
                 dataset=source.facts.name, model=models.model_name(config, trainer.model))
   if chief:
-    files.write_json_atomic(wd.path(workdir, "metrics.json"), record)
-    wd.plot_curves(history, wd.path(workdir, "curves.png"))
+    files.write_json_atomic(wd.path(workdir, wd.METRICS), record)
+    wd.plot_curves(history, wd.path(workdir, wd.CURVES))
   export.export_all(trainer.model, plan, source.class_names, workdir, strategy, chief,
                     about=record)
   return record

@@ -1,47 +1,73 @@
-"""What a run keeps in its workdir, who may use it, and the check that a resumed run is
-the same run.
+"""The layout of a workdir, who may use it, and the check that a resumed run is the
+same run. Every module finds a workdir's files through the names below.
 
-  W/.lock                      held by the bit-train using W (see `claim`)
-  W/plan.json, W/plan.txt      what was asked and what the HyperRule decided
-  W/checkpoints/               tf.train.CheckpointManager (model, optimizer, step)
-  W/history.jsonl              one line per logged step and evaluation (for the curves)
-  W/tensorboard/{train,eval}   summaries
-  W/metrics.json               final evaluation
-  W/curves.png                 loss and accuracy curves
-  W/export/                    serving SavedModel and reusable Hub module
-  W/workers/<i>/               a multi-worker run's non-chief copies
+`bit-train --workdir W` writes:
+  W/.lock                  LOCK: held by the bit-train using W (see `claim`)
+  W/plan.json              PLAN: the config and the HyperRule's plan (--dry_run adds
+                           the dataset's facts and the model's location)
+  W/plan.txt               PLAN_TEXT: the plan as --dry_run prints it (--dry_run only)
+  W/checkpoints/           CHECKPOINTS: ckpt-<step> of the model, optimizer state,
+                           step and loss scale (see checkpoints.py); the data stream
+                           is not saved, it is replayed from the seed
+  W/history.jsonl          HISTORY: one line per logged step and evaluation
+  W/tensorboard/{train,eval}/  TENSORBOARD: summaries
+  W/metrics.json           METRICS: the final evaluation, the model and the step
+  W/curves.png             CURVES: training loss and evaluation accuracy
+  W/export/                EXPORT (see export.py):
+    serving/                 SERVING: SavedModel for serving (class names in assets/)
+    hub_module/              HUB_MODULE: reusable TF Hub module
+    class_names.txt          CLASS_NAMES: line i names output i
+    export.json              EXPORT_FACTS: model name, classes, crop, the run
+  W/workers/<i>/           WORKERS: a multi-worker run's non-chief copies (own_dir)
+`bit-eval --workdir W` writes:
+  W/eval/metrics.json      EVAL, METRICS: every evaluated set's results
+  W/eval/<set>.per_class.tsv   per_class_file(): per-class accuracy of one set
 """
 
 import contextlib
 import fcntl
 import json
 import os
+import re
 
 from absl import logging
 import tensorflow as tf
 
 from bit_train import checkpoints
+from bit_train import config as bit_config
 from bit_train import distribute
 from bit_train import files
 from bit_train.errors import UserError, quote
 
-# Config fields that may change between a run and its resumption without changing
-# what is computed.
-RESUMABLE_CHANGES = frozenset({
-    "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "data_dir",
-    "manual_dir", "model_path", "strategy", "cpu_devices", "tpu", "jit_compile"})
 LOCK = ".lock"
+PLAN, PLAN_TEXT = "plan.json", "plan.txt"
+CHECKPOINTS = "checkpoints"
+HISTORY = "history.jsonl"
+TENSORBOARD = "tensorboard"
+METRICS = "metrics.json"
+CURVES = "curves.png"
+EXPORT = "export"
+SERVING, HUB_MODULE = "serving", "hub_module"
+CLASS_NAMES, EXPORT_FACTS = "class_names.txt", "export.json"
+WORKERS = "workers"
+EVAL = "eval"
 
 
 def path(workdir, *parts):
   return os.path.join(workdir, *parts)
 
 
+def per_class_file(set_name):
+  """The name of an evaluated set's per-class accuracy file under W/eval/."""
+  slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", set_name).strip("_") or "eval"
+  return f"{slug}.per_class.tsv"
+
+
 def own_dir(workdir, strategy=None):
   """Where this process writes: W for the chief, W/workers/<i> for the other workers."""
   if strategy is None or distribute.is_chief(strategy):
     return workdir
-  return path(workdir, "workers", str(strategy.cluster_resolver.task_id))
+  return path(workdir, WORKERS, str(distribute.worker_index(strategy)))
 
 
 @contextlib.contextmanager
@@ -99,7 +125,7 @@ def _records(config, plan):
 
 def _saved_run(workdir):
   """plan.json's config and plan, or a UserError naming the file and the fix."""
-  file = path(workdir, "plan.json")
+  file = path(workdir, PLAN)
   try:
     saved = files.read_json(file)
     if not (isinstance(saved, dict) and isinstance(saved.get("config"), dict) and
@@ -117,12 +143,13 @@ def check_same_run(workdir, config, plan):
 
   Only reads: plan.json is written by save_run once the checkpoint has restored.
   """
-  if not (checkpoints.candidates(path(workdir, "checkpoints")) and
-          tf.io.gfile.exists(path(workdir, "plan.json"))):
+  if not (checkpoints.candidates(path(workdir, CHECKPOINTS)) and
+          tf.io.gfile.exists(path(workdir, PLAN))):
     return
   saved, new = _saved_run(workdir), _records(config, plan)
+  run_only = {k for k in new["config"] if bit_config.kind(k) == bit_config.RUN_ONLY}
   changes = (_differences(saved["plan"], new["plan"]) +
-             _differences(saved["config"], new["config"], RESUMABLE_CHANGES))
+             _differences(saved["config"], new["config"], run_only))
   if changes:
     raise UserError(f"workdir {workdir} holds a run with a different config or plan "
                     f"({'; '.join(changes[:3])}): use a new --workdir, or pass "
@@ -130,7 +157,7 @@ def check_same_run(workdir, config, plan):
 
 
 def save_run(workdir, config, plan):
-  files.write_json_atomic(path(workdir, "plan.json"), _records(config, plan))
+  files.write_json_atomic(path(workdir, PLAN), _records(config, plan))
 
 
 def _parse(lines):
@@ -158,7 +185,7 @@ class History:
   """
 
   def __init__(self, workdir, resumed_step, enabled=True):
-    self.file = path(workdir, "history.jsonl")
+    self.file = path(workdir, HISTORY)
     self.enabled = enabled
     if enabled:
       records, broken = self._read()

@@ -59,3 +59,18 @@ def test_quickstart_config_validates_and_its_overrides_are_marked_in_the_plan():
                                   "base_lr", "flip"}
   # resolution (precrop and crop), flip, supports, batch and base_lr lines
   assert plan.describe().count("(set by you; the HyperRule:") == 5
+
+
+def test_every_field_declares_its_kind():
+  """A resumed run is compared field by field by kind: a field added without one
+  would be compared by no rule."""
+  config = bit_config.base_config()
+  kinds = {key: bit_config.kind(key) for key in config}
+  assert not [key for key, kind in kinds.items() if kind is None]
+  assert set(kinds.values()) == {bit_config.IDENTITY, bit_config.RUN_ONLY}
+  # What is computed stays; where inputs are and how the run reports may change.
+  assert {kinds[k] for k in ("dataset", "model", "batch_size", "seed", "precision",
+                             "supports")} == {bit_config.IDENTITY}
+  assert {kinds[k] for k in ("data_dir", "model_path", "log_every", "eval_every",
+                             "checkpoint_every", "keep_checkpoints", "strategy",
+                             "eval_batch_size")} == {bit_config.RUN_ONLY}

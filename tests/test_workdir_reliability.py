@@ -192,6 +192,21 @@ def test_damaged_plan_json_is_one_line_naming_it_and_the_fix(copy, folder, damag
   assert snapshot(copy) == before
 
 
+def test_resume_refuses_what_changes_the_run_and_takes_what_does_not(copy, folder,
+                                                                     tmp_path):
+  """The config's kinds decide (config.kind): seed is the run's identity; where the
+  data are and how the run reports and evaluates are not."""
+  before = snapshot(copy)
+  error = train_here(copy, folder, "seed=1")
+  assert "different config or plan (seed: 0 -> 1)" in error and "--force" in error
+  assert snapshot(copy) == before
+  moved = shutil.copytree(folder, tmp_path / "moved")
+  assert train_here(copy, moved, "log_every=3,eval_batch_size=4,keep_checkpoints=5,"
+                    "deterministic=true") is None
+  saved = json.loads((copy / "plan.json").read_text())["config"]
+  assert saved["data_dir"] == str(moved) and saved["eval_batch_size"] == 4
+
+
 # --- --force across models -----------------------------------------------------------
 
 @pytest.mark.parametrize("change", ["architecture", "class count"])

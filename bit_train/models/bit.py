@@ -63,7 +63,8 @@ def _published(upstream, arch):
       upstream_classes=21843 if imagenet21k else 1000,
       classifier21k_handle=hub and imagenet21k and (
           f"{hub}/imagenet21k_classification/1") or None,
-      npz_ilsvrc2012_url=imagenet21k and f"{NPZ_ROOT}/BiT-M-{arch}-ILSVRC2012.npz" or None)
+      npz_ilsvrc2012_url=imagenet21k and (
+          f"{NPZ_ROOT}/BiT-M-{arch}-ILSVRC2012.npz") or None)
 
 
 def _bundled(name, num_units, width, upstream_classes):

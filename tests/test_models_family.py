@@ -8,7 +8,6 @@ the registration made here is seen.
 """
 
 import json
-import os
 
 from absl import flags
 import numpy as np

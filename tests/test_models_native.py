@@ -11,7 +11,7 @@ from tiny_models import images, tiny_config, tiny_resnet
 
 
 def reference_logits(params, num_units, x):
-  """BiT ResNet-v2 written plainly from BIT_FACTS.md: grouped tf.nn.moments,
+  """BiT ResNet-v2 written plainly from resnetv2.py's docstring: grouped tf.nn.moments,
   tf.pad + VALID convs; takes images already in [-1, 1]."""
   def std_conv(x, key, stride=1, pad=0):
     k = params[key]

@@ -1,6 +1,7 @@
 """Native BiT ResNet-v2: pre-activation bottlenecks with Group Norm and Weight Std.
 
-The architecture of the BiT paper and the authors' code (see BIT_FACTS.md):
+The architecture of the BiT paper (Kolesnikov et al., arXiv 1912.11370) and the authors'
+code (github.com/google-research/big_transfer, `bit_tf2/models.py`):
 
   root:  pad 3, 7x7/2 std-conv, pad 1 (zeros), 3x3/2 max pool
   block1..4 of pre-activation bottleneck units (strides 1, 2, 2, 2):

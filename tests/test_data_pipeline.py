@@ -112,8 +112,10 @@ def test_train_stream_shapes_value_range_and_determinism():
   assert not np.array_equal(batches[0][0], take(1)[0][0])
 
 
+@pytest.mark.parametrize("block", [10_000, 4])  # the epoch in one block, or many
 def test_every_epoch_is_a_permutation_whether_cached_read_from_files_or_streamed(
-    tmp_path):
+    tmp_path, monkeypatch, block):
+  monkeypatch.setattr(pipeline, "SHUFFLE_BLOCK", block)
   root = write_folder(tmp_path, {"a": 6, "b": 6, "c": 6}, size=(20, 20))
   config = bit_config.base_config()
   config.update(dataset="image_folder", data_dir=root, holdout_fraction=0.2)

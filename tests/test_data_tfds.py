@@ -134,10 +134,9 @@ def test_cifar10_through_mock_data_streams_encoded_images_and_names(monkeypatch)
 
 
 def test_a_tfds_stream_too_big_to_cache_resumes_by_reading_at_most_one_epoch(data_dir):
-  # Known bug, not fixed yet: with the global seed 0 (tf.random.set_seed(0), which
-  # the trainer sets for seed=0 and other tests leave behind in this process),
-  # tf.data's shuffle compares the epoch's seed tensor as a Python bool and fails.
-  tf.random.set_seed(None)
+  # The global seed the trainer sets for seed=0: tf.data's shuffle used to fail
+  # under it (comparing the epoch's seed tensor as a Python bool).
+  tf.random.set_seed(0)
   source = sources.from_config(tfds_config(dataset="tiny_shapes", data_dir=data_dir))
   n = source.facts.num_examples
   reads = []

@@ -17,7 +17,7 @@ import tensorflow as tf
 from bit_train.data import preprocess
 from bit_train.errors import UserError
 
-SHUFFLE_BUFFER = 10_000  # examples, for sources that can only be read in order
+SHUFFLE_BLOCK = 10_000  # examples shuffled together, for sources read in order
 CACHE_SHARE = 0.25  # of physical memory that encoded images may take when cached
 CACHE_UNKNOWN_SIZE = 50_000  # examples cached when their size in bytes is unknown
 NO_EXAMPLES = ("an input pipeline got no training examples: the dataset has fewer "
@@ -81,14 +81,39 @@ def _random_access(source, input_context, cache_bytes):
   return tf.constant(paths, tf.string), tf.constant(labels, tf.int32), tf.io.read_file
 
 
+def _block_shuffle(examples, block, seed, whole):
+  """`examples` shuffled within blocks of `block` consecutive examples.
+
+  Each block is permuted by a stateless draw from `seed` (a [2] int64 tensor).
+  Unless the examples fit in one block (`whole`), the block boundaries start at an
+  offset drawn from the same seed, so examples near a boundary meet different
+  neighbours in different epochs. No global seed is
+  consulted: tf.data's `shuffle` calls `random_seed.get_seed`, which with the
+  global seed 0 (tf.random.set_seed(0), what the trainer sets for seed=0) compares
+  a seed tensor as a Python bool and fails. At most two blocks of encoded images are
+  held at once (the one being read and the one being given out).
+  """
+  offset = tf.random.stateless_uniform([], seed, 0, 1 if whole else block,
+                                       dtype=tf.int64)
+
+  def permuted(index, images_and_labels):
+    block_seed = tf.stack([seed[0], seed[1] * 7919 + index])
+    order = tf.argsort(tf.random.stateless_uniform(
+        tf.shape(images_and_labels[1])[:1], block_seed))
+    return tf.nest.map_structure(lambda t: tf.gather(t, order), images_and_labels)
+  blocks = examples.take(offset).batch(block).concatenate(
+      examples.skip(offset).batch(block))
+  return blocks.enumerate().map(permuted).unbatch()
+
+
 def _streamed_examples(source, input_context, seed, skip):
   """(positions, fetch) for a source that can only be read in order.
 
-  Each epoch is read afresh and shuffled through a buffer of SHUFFLE_BUFFER
-  examples with a seed of its own, drawn from (seed, epoch, pipeline). An epoch is
-  then a pure function of its number, so a resumed run starts at the epoch of
-  `skip` and reads at most one epoch to reach its position, not every example
-  before it.
+  Each epoch is read afresh and shuffled within blocks of SHUFFLE_BLOCK examples
+  (see _block_shuffle) with a seed of its own, drawn from (seed, epoch, pipeline).
+  An epoch is then a pure function of its number, so a resumed run starts at the
+  epoch of `skip` and reads at most one epoch to reach its position, not every
+  example before it.
   """
   pipelines = input_context.num_input_pipelines if input_context else 1
   pipeline_id = input_context.input_pipeline_id if input_context else 0
@@ -97,17 +122,12 @@ def _streamed_examples(source, input_context, seed, skip):
   if not per_epoch:
     raise UserError(NO_EXAMPLES)
   first_epoch, offset = divmod(skip, per_epoch)
-  buffer = min(per_epoch, SHUFFLE_BUFFER)
-  # Known bug: with the global seed 0 (tf.random.set_seed(0)), tf.data's shuffle
-  # below fails comparing the epoch's seed tensor as a Python bool (see
-  # tests/test_data_tfds.py); to be fixed by seeding the shuffle another way.
+  block = min(per_epoch, SHUFFLE_BLOCK)
 
   def epoch(number):
-    epoch_seed = tf.random.stateless_uniform(
-        [], tf.stack([tf.cast(seed, tf.int64), number * pipelines + pipeline_id]),
-        minval=None, maxval=None, dtype=tf.int64)
-    return _shard(source.train_examples(), input_context).shuffle(
-        buffer, seed=epoch_seed, reshuffle_each_iteration=False)
+    epoch_seed = tf.stack([tf.cast(seed, tf.int64), number * pipelines + pipeline_id])
+    return _block_shuffle(_shard(source.train_examples(), input_context), block,
+                          epoch_seed, whole=block == per_epoch)
   ds = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch).skip(offset)
   return ds.enumerate(start=skip), lambda position, example: (position, *example)
 

@@ -58,7 +58,7 @@ def _shorthand(text):
 
 def _configured(name, fields):
   """The Entry of config.evals[name]."""
-  fields = dict(fields)
+  fields = fields.to_dict() if hasattr(fields, "to_dict") else dict(fields)
   if fields.get("type") not in TYPES:
     raise UserError(f"evals entry {name!r}: type={fields.get('type')!r} is not known: "
                     f"use one of {', '.join(TYPES)}.")

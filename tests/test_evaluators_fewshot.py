@@ -16,7 +16,7 @@ from conftest import error_lines
 from conftest import run_module
 from data_images import folder_config
 from pattern_images import CLASSES, write_pattern_folder
-from test_data_tfds import TinyShapes
+from test_data_tfds import TinyShapes, tfds_config
 from tiny_models import export_tiny_hub_module, write_tiny_npz
 
 CROP = 32
@@ -116,6 +116,19 @@ def assert_fewshot_record(record, expected, count):
 
 
 FEWSHOT_FLAGS = ("--config.evals.fewshot.shots=(1,2)", "--config.evals.fewshot.seeds=(0,1)")
+# A config file as a user writes one: few-shot on the run's own dataset (an image
+# folder here) and on a TFDS dataset; base_config's head=new.
+CONFIG_FILE = """
+from bit_train import config as bit_config
+
+
+def get_config(arg=None):
+  config = bit_config.base_config()
+  config.evals.fewshot = dict(type="fewshot", shots=(1, 2), seeds=(0, 1))
+  config.evals.fewshot_tfds = dict(type="fewshot", dataset="tiny_shapes",
+                                   data_dir="{tfds_dir}", shots=(1, 2), seeds=(0, 1))
+  return bit_config.apply_arg(config, arg)
+"""
 
 
 @pytest.fixture(scope="module")
@@ -130,20 +143,32 @@ def tfds_dir(tmp_path_factory):
   return str(root)
 
 
-def bit_eval(config_arg, workdir):
-  result = run_module("bit_train.eval", "--config", f"configs/fewshot.py:{config_arg},"
-                      f"crop={CROP},eval_batch_size=4,strategy=cpu", *FEWSHOT_FLAGS,
-                      "--workdir", workdir)
+@pytest.fixture(scope="module")
+def config_file(tfds_dir, tmp_path_factory):
+  path = tmp_path_factory.mktemp("configs") / "with_fewshot.py"
+  path.write_text(CONFIG_FILE.format(tfds_dir=tfds_dir))
+  return str(path)
+
+
+def folder_and_tfds_configs(folder, tfds_dir):
+  return (folder_config(folder, holdout_fraction=0.5),
+          tfds_config(dataset="tiny_shapes", data_dir=tfds_dir))
+
+
+def bit_eval(config, workdir, *flags):
+  result = run_module("bit_train.eval", "--config", f"{config},crop={CROP},"
+                      "eval_batch_size=4,strategy=cpu", *flags, "--workdir", workdir)
   assert result.returncode == 0, result.stderr[-3000:]
   with open(os.path.join(workdir, "eval", "metrics.json")) as f:
     return json.load(f), result.stdout
 
 
-def test_bit_eval_few_shot_of_a_hub_export_on_an_image_folder(folder, tmp_path):
-  model = export_tiny_hub_module(tmp_path / "features", "feature_vector")
-  record, stdout = bit_eval(f"dataset=image_folder,data_dir={folder},holdout_fraction=0.5,"
-                            f"model_source=hub,model_path={tmp_path / 'features'}",
-                            str(tmp_path / "e"))
+def test_bit_eval_few_shot_of_an_npz_model_on_an_image_folder(folder, tmp_path):
+  model = write_tiny_npz(str(tmp_path / "mine.npz"), num_classes=10)
+  record, stdout = bit_eval(
+      f"configs/fewshot.py:dataset=image_folder,data_dir={folder},holdout_fraction=0.5,"
+      f"model=mine,model_source=npz,model_path={tmp_path / 'mine.npz'}",
+      str(tmp_path / "e"), *FEWSHOT_FLAGS)
   (name, result), = record["results"].items()
   expected = expected_fewshot(model.pre_logits, folder_config(
       folder, holdout_fraction=0.5))
@@ -152,17 +177,21 @@ def test_bit_eval_few_shot_of_a_hub_export_on_an_image_folder(folder, tmp_path):
   assert f"fewshot: few-shot linear top-1 on {4 * len(CLASSES)} images, 1-shot" in stdout
 
 
-def test_bit_eval_few_shot_of_an_npz_model_on_a_tfds_dataset(tfds_dir, tmp_path):
-  model = write_tiny_npz(str(tmp_path / "mine.npz"), num_classes=10)
-  record, _ = bit_eval(f"dataset=tiny_shapes,data_dir={tfds_dir},model=mine,"
-                       f"model_source=npz,model_path={tmp_path / 'mine.npz'}",
-                       str(tmp_path / "e"))
-  from test_data_tfds import tfds_config
-  expected = expected_fewshot(model.pre_logits, tfds_config(dataset="tiny_shapes",
-                                                            data_dir=tfds_dir))
-  assert_fewshot_record(record["results"]["fewshot"], expected, count=15)
-  assert record["results"]["fewshot"]["train_split"] == "train"
-  assert record["results"]["fewshot"]["split"] == "test"
+def test_bit_eval_few_shot_of_a_hub_export_on_a_folder_and_a_tfds_dataset(
+    folder, tfds_dir, config_file, tmp_path):
+  model = export_tiny_hub_module(tmp_path / "features", "feature_vector")
+  record, _ = bit_eval(f"{config_file}:dataset=image_folder,data_dir={folder},"
+                       f"holdout_fraction=0.5,model_source=hub,"
+                       f"model_path={tmp_path / 'features'}", str(tmp_path / "e"))
+  results = record["results"]
+  assert list(results) == ["fewshot", "fewshot_tfds"]
+  on_folder, on_tfds = folder_and_tfds_configs(folder, tfds_dir)
+  assert_fewshot_record(results["fewshot"], expected_fewshot(model.pre_logits, on_folder),
+                        count=4 * len(CLASSES))
+  assert_fewshot_record(results["fewshot_tfds"], expected_fewshot(
+      model.pre_logits, on_tfds), count=15)
+  assert (results["fewshot_tfds"]["train_split"], results["fewshot_tfds"]["split"]) == (
+      "train", "test")
 
 
 def test_bit_eval_with_head_new_and_no_fewshot_entry_is_one_line(folder, tmp_path):
@@ -176,38 +205,25 @@ def test_bit_eval_with_head_new_and_no_fewshot_entry_is_one_line(folder, tmp_pat
       "model's own classifier."]
 
 
-TRAIN_CONFIG = '''
-from bit_train import config as bit_config
-
-
-def get_config(arg=None):
-  config = bit_config.base_config()
-  config.evals.fewshot = dict(type="fewshot", shots=(1, 2), seeds=(0, 1))
-  return bit_config.apply_arg(config, arg)
-'''
 TINY = ("model_source=native,num_units=1/1/1/1,width=0.5,precrop=36,crop=32,"
         "batch_size=8,supports=1/2/3,checkpoint_every=3,lr_scaling=none,strategy=cpu")
 
 
-@pytest.mark.parametrize("data", ["folder", "tfds"])
-def test_training_runs_the_few_shot_evaluation_of_its_config(data, folder, tfds_dir,
-                                                            tmp_path):
-  config_file = tmp_path / "with_fewshot.py"
-  config_file.write_text(TRAIN_CONFIG)
-  dataset = (f"dataset=image_folder,data_dir={folder},holdout_fraction=0.5"
-             if data == "folder" else f"dataset=tiny_shapes,data_dir={tfds_dir}")
+def test_training_runs_the_few_shot_evaluations_of_its_config(folder, tfds_dir,
+                                                             config_file, tmp_path):
   workdir = tmp_path / "w"
-  result = run_module("bit_train.train", "--config", f"{config_file}:{dataset},{TINY}",
+  result = run_module("bit_train.train", "--config", f"{config_file}:dataset=image_folder,"
+                      f"data_dir={folder},holdout_fraction=0.5,{TINY}",
                       "--workdir", workdir)
   assert result.returncode == 0, result.stderr[-3000:]
   metrics = json.load(open(workdir / "metrics.json"))
-  assert metrics["step"] == 3 and 0 <= metrics["top1"] <= 1  # the head's evaluation
+  assert metrics["step"] == 3 and metrics["count"] == 4 * len(CLASSES)  # the head's
   # The final model, read back from its export: its pre-logits are what was fitted.
   module = tf.saved_model.load(str(workdir / "export" / "hub_module"))
-  config = (folder_config(folder, holdout_fraction=0.5) if data == "folder" else
-            __import__("test_data_tfds").tfds_config(dataset="tiny_shapes",
-                                                     data_dir=tfds_dir))
-  expected = expected_fewshot(module.pre_logits, config)
-  count = 4 * len(CLASSES) if data == "folder" else 15
-  assert_fewshot_record(metrics["evals"]["fewshot"], expected, count)
+  on_folder, on_tfds = folder_and_tfds_configs(folder, tfds_dir)
+  assert_fewshot_record(metrics["evals"]["fewshot"], expected_fewshot(
+      module.pre_logits, on_folder), count=4 * len(CLASSES))
+  assert_fewshot_record(metrics["evals"]["fewshot_tfds"], expected_fewshot(
+      module.pre_logits, on_tfds), count=15)
   assert "Eval at step 3/3: fewshot: few-shot linear top-1" in result.stderr
+  assert "Eval at step 3/3: fewshot_tfds: few-shot linear top-1" in result.stderr

@@ -59,6 +59,10 @@ class CsvSource(base.DataSource):
         raise UserError(f"{split}.csv has labels the train split lacks: "
                         f"{', '.join(unknown[:5])}.")
       paths = tuple(p for p, _ in rows)
+      missing = [p for p in paths if not os.path.isfile(p)]
+      if missing:
+        raise UserError(f"{split}.csv lists {len(missing)} file(s) that do not exist, "
+                        f"e.g. {missing[0]}.")
       inspected = folders.inspect_images(list(paths))
       for path, (_, reason) in zip(paths, inspected):
         if reason:

@@ -57,10 +57,14 @@ def path(workdir, *parts):
   return os.path.join(workdir, *parts)
 
 
-def per_class_file(set_name):
-  """The name of an evaluated set's per-class accuracy file under W/eval/."""
-  slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", set_name).strip("_") or "eval"
-  return f"{slug}.per_class.tsv"
+def slug(name):
+  """An evaluation's name as it appears in file and summary names."""
+  return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "eval"
+
+
+def per_class_file(name):
+  """The name of an evaluation's per-class accuracy file under W/eval/."""
+  return f"{slug(name)}.per_class.tsv"
 
 
 def own_dir(workdir, strategy=None):

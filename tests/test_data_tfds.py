@@ -1,6 +1,7 @@
 """TFDS sources: split strings, class names, measured sizes, few-shot, bad names/splits."""
 
 import dataclasses
+import types
 
 from etils import epath
 import numpy as np
@@ -165,3 +166,37 @@ def test_a_tfds_stream_too_big_to_cache_resumes_by_reading_at_most_one_epoch(dat
   first = next(iter(stream(skip)))[1].numpy()
   assert np.array_equal(first, labels[skip:skip + 6])
   assert len(reads) < 2 * n  # one epoch and what the stream reads ahead, not 5
+
+
+def fake_builder(features=(), splits=()):
+  info = types.SimpleNamespace(features=dict(features), splits={s: None for s in splits})
+  return types.SimpleNamespace(name="fake", info=info)
+
+
+@pytest.mark.parametrize("splits,expected", [
+    (("train", "validation", "test"), "test"), (("train", "validation"), "validation"),
+    (("unlabelled",), "unlabelled")])
+def test_the_default_eval_split_is_test_then_validation_then_the_only_split(
+    splits, expected, monkeypatch):
+  source = tfds_source.TfdsSource(tfds_config(dataset="not_in_the_table"))
+  monkeypatch.setattr(source, "builder", lambda prepare=True: fake_builder(splits=splits))
+  assert source.default_eval_split() == expected
+  monkeypatch.setattr(source, "builder", lambda prepare=True: fake_builder(
+      splits=("train", "extra")))
+  with pytest.raises(UserError, match="choose the one to evaluate with eval_split"):
+    source.default_eval_split()
+
+
+def test_the_label_is_label_key_else_label_else_the_only_class_label():
+  label, other = tfds.features.ClassLabel(num_classes=2), tfds.features.ClassLabel(
+      num_classes=3)
+  real = tfds.features.Sequence(tfds.features.ClassLabel(num_classes=3))
+  assert tfds_source.label_feature(fake_builder({"label": label, "b": other})) == "label"
+  assert tfds_source.label_feature(fake_builder({"a": other, "real": real})) == "a"
+  assert tfds_source.label_feature(fake_builder({"a": label, "b": other}), "b") == "b"
+  assert tfds_source.label_feature(fake_builder({"a": label, "real": real}),
+                                   "real") == "real"
+  with pytest.raises(UserError, match="no single ClassLabel.*name one with label_key"):
+    tfds_source.label_feature(fake_builder({"a": label, "b": other}))
+  with pytest.raises(UserError, match="label_key='c' is not a class label feature"):
+    tfds_source.label_feature(fake_builder({"a": label, "b": other}), "c")

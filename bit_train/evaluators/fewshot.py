@@ -17,6 +17,8 @@ one-hot rows in {-1, +1}, and
 solved in float64 in a TensorFlow graph; predictions are argmax(X_test W).
 """
 
+import functools
+
 import numpy as np
 import tensorflow as tf
 
@@ -107,14 +109,25 @@ class FewShot(base.Evaluator):
   def name(self):
     return self.entry.name or f"fewshot {self.examples.name}"
 
-  def run(self, model, context):
-    train_labels = self.train.labels()
+  @functools.cached_property
+  def _draws(self):
+    """(train labels, {(k, seed): indices}, the drawn examples): drawn once.
+
+    Reading the labels reads the whole train split once (a large TFDS split: name a
+    slice with train_split); later runs read only the drawn examples' files, or
+    filter the split.
+    """
+    labels = self.train.labels()
     what = f"shots of {self.name}"
-    chosen = {(k, seed): sources.few_shot_indices(train_labels, k, seed,
+    chosen = {(k, seed): sources.few_shot_indices(labels, k, seed,
                                                   self.train.class_names, what)
               for k in self.shots for seed in self.seeds}
     drawn = sorted(set().union(*chosen.values()))
-    features = base.pre_logits(model, self.train.subset(drawn), context)
+    return labels, chosen, drawn, self.train.subset(drawn)
+
+  def run(self, model, context):
+    train_labels, chosen, drawn, drawn_examples = self._draws
+    features = base.pre_logits(model, drawn_examples, context)
     row = {index: i for i, index in enumerate(drawn)}
     test_features = base.pre_logits(model, self.examples, context)
     test_labels = self.examples.labels()

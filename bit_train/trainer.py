@@ -42,7 +42,9 @@ class Trainer:
       self.model = models.create_model(config, self.num_classes)
       self.variables = list(self.model.trainable_variables)
       self.optimizer = Momentum(self.variables)
-      self.accumulator = GradientAccumulator(self.variables)
+      # Sums over the micro-batches of a batch split; one micro-batch needs none.
+      self.accumulator = (GradientAccumulator(self.variables)
+                          if plan.batch_split > 1 else None)
       self.loss_scale = LossScale(config.precision == "mixed_float16")
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     self.train_iter = None  # made by start_data(), once the resumed step is known
@@ -105,7 +107,8 @@ class Trainer:
     plan, strategy, config = self.plan, self.strategy, self.config
     model, variables, num_classes = self.model, self.variables, self.num_classes
 
-    def accumulate(batch, lam):
+    def gradients(batch, lam):
+      """This replica's gradient and loss sums for one micro-batch."""
       images, labels = batch
       onehot = tf.one_hot(labels, num_classes)
       if plan.mixup_alpha > 0:
@@ -117,15 +120,14 @@ class Trainer:
         # once: the update equals the full batch's mean gradient.
         loss = tf.reduce_sum(per_example) / plan.batch_size
         scaled = loss * self.loss_scale.scale if self.loss_scale.enabled else loss
-      grads = tape.gradient(scaled, variables)
-      self.accumulator.add(grads, loss)
+      return tape.gradient(scaled, variables,
+                           unconnected_gradients=tf.UnconnectedGradients.ZERO), loss
 
     if config.jit_compile:
-      accumulate = tf.function(accumulate, jit_compile=True)
+      gradients = tf.function(gradients, jit_compile=True)
 
-    def apply(lr):
+    def apply(grads, loss, lr):
       ctx = tf.distribute.get_replica_context()
-      grads, loss = self.accumulator.take()
       grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
       loss = ctx.all_reduce(tf.distribute.ReduceOp.SUM, loss)
       if self.loss_scale.enabled:
@@ -138,15 +140,37 @@ class Trainer:
       self.loss_scale.update(grads_finite)
       return loss, tf.cast(grads_finite, tf.float32)
 
+    def mean(x):  # of values already all-reduced, so equal on every replica
+      return strategy.reduce(tf.distribute.ReduceOp.MEAN, x, axis=None)
+
     @tf.function
-    def train_step(iterator, lr, lam):
-      for _ in tf.range(plan.batch_split):
-        strategy.run(accumulate, args=(next(iterator), lam))
-      loss, grads_finite = strategy.run(apply, args=(lr,))
+    def whole_batch(iterator, lr, lam):
+      # One micro-batch: no accumulators (70 ms less a step on R50x1).
+      loss, grads_finite = strategy.run(lambda batch: apply(*gradients(batch, lam), lr),
+                                        args=(next(iterator),))
       self.step.assign_add(1)
-      # Both are already all-reduced, so equal on every replica.
-      mean = lambda x: strategy.reduce(tf.distribute.ReduceOp.MEAN, x, axis=None)
       return mean(loss), mean(grads_finite)
+
+    @tf.function
+    def accumulate(iterator, lam):
+      strategy.run(lambda batch: self.accumulator.add(*gradients(batch, lam)),
+                   args=(next(iterator),))
+
+    @tf.function
+    def apply_accumulated(lr):
+      loss, grads_finite = strategy.run(lambda: apply(*self.accumulator.take(), lr))
+      self.step.assign_add(1)
+      return mean(loss), mean(grads_finite)
+
+    def train_step(iterator, lr, lam):
+      """One update of the global batch -> (loss, 1.0 if the gradients were finite)."""
+      if plan.batch_split == 1:
+        return whole_batch(iterator, lr, lam)
+      # The micro-batches are separate calls, not a tf.while_loop in one graph:
+      # in a loop, batch 512 / batch_split 16 ran at 0.85 of the bare step.
+      for _ in range(plan.batch_split):
+        accumulate(iterator, lam)
+      return apply_accumulated(lr)
 
     return train_step
 

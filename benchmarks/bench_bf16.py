@@ -1,0 +1,83 @@
+"""Speed of precision=mixed_bfloat16 against float32: the native model's training step
+and forward pass in one process, alternating.
+
+  .venv/bin/python benchmarks/bench_bf16.py [--steps 2] [--repeats 3]
+
+R50x1 at 128 px, batch 32: the bare steps of bench_models.py for the native model
+built with compute_dtype float32 and bfloat16 (what precision=mixed_bfloat16 gives:
+float32 variables, statistics, head and logits). Prints whether this CPU has native
+bfloat16 arithmetic (the avx512_bf16 or amx_bf16 flags in /proc/cpuinfo): without
+it TensorFlow emulates bfloat16 through float32 conversions and the ratio is below 1.
+The accuracy side is benchmarks/bench_bf16_accuracy.py.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_models  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from bit_train.models import registry  # pylint: disable=g-import-not-at-top,wrong-import-position
+from bit_train.models import resnetv2  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_bf16_flags():
+  """The bfloat16 instruction-set flags of this CPU (empty when it has none)."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      flags = next((line.split(":", 1)[1].split() for line in f
+                    if line.startswith("flags")), [])
+  except OSError:
+    return None  # not Linux: unknown
+  return [flag for flag in BF16_FLAGS if flag in flags]
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--arch", default="R50x1", choices=list(registry.ARCHS))
+  parser.add_argument("--image_size", type=int, default=128)
+  parser.add_argument("--batch", type=int, default=32)
+  parser.add_argument("--steps", type=int, default=2)
+  parser.add_argument("--repeats", type=int, default=3)
+  args = parser.parse_args()
+  flags = cpu_bf16_flags()
+  native = bool(flags)
+  print(f"CPU bfloat16 support: {', '.join(flags) if flags else 'none'} "
+        f"({'native' if native else 'unknown' if flags is None else 'emulated'} "
+        "bfloat16 arithmetic)", flush=True)
+  units, width = registry.ARCHS[args.arch]
+  rng = np.random.default_rng(0)
+  images = tf.constant(rng.uniform(size=(args.batch, args.image_size, args.image_size,
+                                         3)), tf.float32)
+  labels = tf.constant(rng.integers(0, 10, args.batch))
+  fns = {}
+  for name, dtype in (("float32", tf.float32), ("bfloat16", tf.bfloat16)):
+    model = resnetv2.ResNetV2(units, width, 10, compute_dtype=dtype)
+    train_step, forward = bench_models.make_steps(
+        model, list(model.trainable_variables), images, labels, jit=False)
+    fns[f"{name}_train"], fns[f"{name}_forward"] = train_step, forward
+  # Each run of timed calls alternates over all four; the best of the repeats.
+  rates = bench_models.best_rates(fns, {name: args.batch for name in fns}, args.steps,
+                                  args.repeats)
+  report = {"cpu_bf16_flags": flags, "arch": args.arch, "image_size": args.image_size,
+            "batch": args.batch}
+  for kind in ("train", "forward"):
+    f32, bf16 = rates[f"float32_{kind}"], rates[f"bfloat16_{kind}"]
+    report[f"{kind}_float32_img_per_s"], report[f"{kind}_bfloat16_img_per_s"] = f32, bf16
+    report[f"{kind}_bfloat16_speedup"] = bf16 / f32
+    print(f"{kind:8s} float32 {f32:6.2f} img/s  bfloat16 {bf16:6.2f} img/s  "
+          f"bfloat16/float32 {bf16 / f32:.2f}x "
+          f"({'expect > 1 with native bfloat16' if native else 'expect < 1: emulated'})",
+          flush=True)
+  print(json.dumps(report))
+
+
+if __name__ == "__main__":
+  main()

@@ -207,8 +207,13 @@ def _csv_row(suite, model, dataset, shots, variant, group, states, values, refs,
                                "; ".join(notes)]))
 
 
-def collect(root):
-  """Writes R/results.md and R/results.csv; returns the markdown text."""
+def collect(root, out=None, readme=None):
+  """Writes results.md and results.csv into `out` (default R); returns the markdown.
+
+  readme: a Markdown file whose `<!-- experiments.collect SUITE -->` ...
+  `<!-- /experiments.collect SUITE -->` blocks get the suite's table.
+  """
+  out = out or root
   suites, planned = runs_lib.load_planned(root)
   if not planned:
     raise UserError(f"no runs planned under {root}: run `python -m experiments.run "
@@ -218,8 +223,10 @@ def collect(root):
   for run in planned.values():
     by_suite.setdefault(run.suite, []).append(run)
   text, csv_rows, cited = ["# Results", ""], [], False
+  sections = {}
   for suite, runs in by_suite.items():
     text += [f"## {suite}: {suites[suite]['about']}", ""]
+    first = len(text)
     if suites[suite]["table"] == "variants":
       lines, rows = variant_table(root, runs)
       text += lines + ["", "Top-1 % on the held-out examples, min ← **median** → max "
@@ -228,31 +235,57 @@ def collect(root):
       lines, rows = reference_table(root, suite, runs, sources, refs_by_row)
       cited = True
       text += lines + ["", "Top-1 %; ours min ← **median** → max over seeds."]
+    times = [runs_lib.seconds(root, r) for r in runs if not r.blocked]
+    if times and None not in times:
+      text.append(f"The {len(times)} runs took {sum(times) / 60:.0f} min, one after "
+                  "another (the runner's wall time per run, summed).")
     flags = sorted({f for r in runs for f in r.flags})
     if flags:
       text.append(f"Runs set on the command line: {' '.join(flags)}.")
+    sections[suite] = text[first:]
     text.append("")
     csv_rows += rows
   if cited:
     text += ["## Sources", ""] + [f"- **{name}**: {s['cite']}; setting: " + ", ".join(
         f"{k} {v}" for k, v in s["setting"].items()) for name, s in sources.items()]
   markdown = "\n".join(text) + "\n"
-  with open(os.path.join(root, "results.md"), "w") as f:
+  os.makedirs(out, exist_ok=True)
+  with open(os.path.join(out, "results.md"), "w") as f:
     f.write(markdown)
-  with open(os.path.join(root, "results.csv"), "w", newline="") as f:
+  if readme:
+    update_readme(readme, sections)
+  with open(os.path.join(out, "results.csv"), "w", newline="") as f:
     writer = csv.DictWriter(f, CSV_FIELDS)
     writer.writeheader()
     writer.writerows(csv_rows)
   return markdown
 
 
+def update_readme(path, sections):
+  """Replaces each `<!-- experiments.collect SUITE -->` block with the suite's table."""
+  with open(path) as f:
+    text = f.read()
+  for suite, lines in sections.items():
+    begin, end = f"<!-- experiments.collect {suite} -->", f"<!-- /experiments.collect {suite} -->"
+    if begin in text and end in text:
+      head, rest = text.split(begin, 1)
+      _, tail = rest.split(end, 1)
+      text = head + begin + "\n" + "\n".join(lines) + "\n" + end + tail
+  with open(path, "w") as f:
+    f.write(text)
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(prog="python -m experiments.collect",
                                    description=__doc__.splitlines()[0])
   parser.add_argument("root", help="the --root the runner used")
+  parser.add_argument("--out", help="where results.md and results.csv go (default: root)")
+  parser.add_argument("--readme", help="a Markdown file whose <!-- experiments.collect "
+                      "SUITE --> blocks get the suite's table (the project README)")
   args = parser.parse_args(argv)
-  print(collect(os.path.abspath(args.root)), end="")
-  print(f"wrote {os.path.join(args.root, 'results.md')} and results.csv", file=sys.stderr)
+  print(collect(os.path.abspath(args.root), args.out, args.readme), end="")
+  print(f"wrote {os.path.join(args.out or args.root, 'results.md')} and results.csv"
+        + (f"; updated {args.readme}" if args.readme else ""), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -142,8 +142,8 @@ def dry_run(runs):
   blocked = sum(1 for r in runs if r.blocked)
   print(f"\n{len(runs)} runs: {len(runs) - blocked} runnable, {steps['runnable']:,} steps "
         f"in total ({images:,} images)" + (
-            f"; {blocked} blocked ({steps['blocked']:,} steps) until bit_train can "
-            "read their labels" if blocked else "") + ".")
+            f"; {blocked} blocked ({steps['blocked']:,} steps), each saying why on "
+            "its line" if blocked else "") + ".")
   return steps["runnable"]
 
 
@@ -169,11 +169,13 @@ def run_here(root, runs):
       result = subprocess.run([sys.executable, "-m", run.program, *run.arguments(root)],
                               cwd=runs_lib.REPO, stdout=out, stderr=subprocess.STDOUT)
     failed_path = runs_lib.log_path(root, run, ".failed.json")
+    seconds = time.time() - start
     if result.returncode == 0 and runs_lib.metrics(root, run) is not None:
       if os.path.exists(failed_path):
         os.remove(failed_path)
+      runs_lib.add_seconds(root, run, seconds)
       top1 = runs_lib.metrics(root, run)["top1"]
-      print(f"{where}: top-1 {100 * top1:.1f}% in {time.time() - start:.0f} s", flush=True)
+      print(f"{where}: top-1 {100 * top1:.1f}% in {seconds:.0f} s", flush=True)
       continue
     if result.returncode == cli.EXIT_INTERRUPTED:
       raise KeyboardInterrupt

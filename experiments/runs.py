@@ -88,6 +88,23 @@ def failure(root, run):
     return None
 
 
+def add_seconds(root, run, seconds):
+  """Adds one attempt's wall time to R/logs/<suite>/<name>.time (a resumed run has
+  several attempts)."""
+  path = log_path(root, run, ".time")
+  with open(path, "a") as f:
+    f.write(f"{seconds:.1f}\n")
+
+
+def seconds(root, run):
+  """The run's wall time summed over its attempts that reached the end, or None."""
+  try:
+    with open(log_path(root, run, ".time")) as f:
+      return sum(float(line) for line in f if line.strip())
+  except FileNotFoundError:
+    return None
+
+
 def config_arg(**fields):
   """`key=val,...` for the part after `file.py:`; None values are left out, tuples
   are written with / (commas separate fields)."""

@@ -98,11 +98,13 @@ def test_runner_plans_runs_resumes_after_a_kill_skips_and_collects(tiny_suite):
   assert finished["npz"]["step"] == 60 and finished["native"]["step"] == 6
   plan = runs_lib.plan_record(root, long_run)["plan"]
   assert plan["batch_split"] == 2 and plan["batch_size"] == 4  # scaling in the plan
-  # Again: finished runs are skipped, the failed one is tried again.
+  # Again (without the failed run, which would be tried again): finished runs are
+  # skipped, their metrics untouched.
   stamps = {v: os.path.getmtime(os.path.join(_run(root, v).workdir(root), "metrics.json"))
             for v in finished}
-  result = runner(suite, "--root", root, "--batch_split", "2")
-  assert result.stdout.count("finished, skipped") == 2
+  result = runner(suite, "--root", root, "--batch_split", "2", "--variants", "npz,native")
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.count("finished, skipped") == 2 and "starting" not in result.stdout
   assert stamps == {v: os.path.getmtime(
       os.path.join(_run(root, v).workdir(root), "metrics.json")) for v in finished}
   # Collect: the numbers are the runs' metrics.json; the others say why.
@@ -244,14 +246,20 @@ def test_collect_puts_measured_numbers_beside_the_references(tmp_path):
   os.makedirs(os.path.join(root, "logs", "fewshot"))
   with open(runs_lib.log_path(root, runs[3], ".failed.json"), "w") as f:
     json.dump({"why": "error: out of memory"}, f)
-  text = collect.collect(root)
+  readme = tmp_path / "README.md"
+  readme.write_text("before\n<!-- experiments.collect fewshot -->\nold table\n"
+                    "<!-- /experiments.collect fewshot -->\nafter\n")
+  text = collect.collect(root, readme=str(readme))
   row = [line for line in text.splitlines() if line.startswith("| BiT-M-R50x1 | cifar10")]
   assert row == [
-      "| BiT-M-R50x1 | cifar10 | 5/class | 81.0 ← **83.0** → 84.0 | 3/5 | | "
-      "80.8 ← **83.3** → 85.5 | 76.7 ← **82.4** → 85.4 | 80.3 ← **82.3** → 84.9 | | | "
+      "| BiT-M-R50x1 | cifar10 | 5/class | 81.0 ← **83.0** → 84.0 | 3/5 |  | "
+      "80.8 ← **83.3** → 85.5 | 76.7 ← **82.4** → 85.4 | 80.3 ← **82.3** → 84.9 |  |  | "
       "1 not run; 1 failed: error: out of memory; batch 512 vs 128, lr 0.003 vs 0.001 "
       "(readme_tf2); batch 512 vs 128, lr 0.003 vs 0.001 (readme_jax); batch 512 vs "
       "128, lr 0.003 vs 0.001 (readme_pytorch) |"]
+  block = readme.read_text().split("<!-- experiments.collect fewshot -->\n")[1]
+  assert block.split("<!-- /experiments.collect fewshot -->")[0] in text
+  assert row[0] in block and "old table" not in block
   with open(os.path.join(root, "results.csv")) as f:
     (csv_row,) = csv.DictReader(f)
   assert csv_row["top1_by_seed"] == "0:81.00;1:84.00;2:83.00"

@@ -45,9 +45,14 @@ def main():
   parser.add_argument("--config", required=True, help="FILE.py:key=val,... as for bit-train")
   parser.add_argument("--workdir", required=True)
   args, flags = parser.parse_known_args()
+  from bit_train import cli  # pylint: disable=g-import-not-at-top
+  from bit_train.errors import UserError  # pylint: disable=g-import-not-at-top
   from experiments import plans  # pylint: disable=g-import-not-at-top
-  config = plans.load_config(args.config, flags)
-  top1, count = linear_probe(config)
+  try:
+    config = plans.load_config(args.config, flags)
+    top1, count = linear_probe(config)
+  except UserError as e:
+    cli.fail(e)
   os.makedirs(args.workdir, exist_ok=True)
   record = {"top1": top1, "count": count, "probe": "logistic regression, C=1",
             "model": config.model}

@@ -39,6 +39,8 @@ from experiments import runs as runs_lib  # pylint: disable=wrong-import-positio
 from experiments import suites  # pylint: disable=wrong-import-position
 
 SCALING = ("batch_size", "batch_split", "base_lr", "lr_scaling")
+FILTERS = {"models": "model", "datasets": "dataset", "shots": "shots",
+           "variants": "variant"}  # flag -> Run field
 
 
 def parse_args(argv):
@@ -49,7 +51,7 @@ def parse_args(argv):
   parser.add_argument("suite", help=", ".join(suites.SUITES) + ", or a .py file "
                       "defining SUITE")
   parser.add_argument("--root", required=True, help="directory of the runs' workdirs")
-  for name in ("models", "datasets", "shots", "variants"):
+  for name in FILTERS:
     parser.add_argument(f"--{name}", help=f"comma-separated {name} to keep")
   parser.add_argument("--seeds", help="comma-separated seeds, replacing the suite's")
   parser.add_argument("--batch_size", type=int)
@@ -83,8 +85,7 @@ def _keep(values, wanted, what, suite):
 
 def select(suite, runs, args):
   """The suite's runs narrowed by the filters, with --seeds replacing its seeds."""
-  for key in ("models", "datasets", "shots", "variants"):
-    field = key[:-1] if key != "shots" else "shots"
+  for key, field in FILTERS.items():
     keep = _keep([getattr(r, field) for r in runs], getattr(args, key), key, suite)
     runs = [r for r in runs if keep(getattr(r, field))]
   if args.seeds is not None:

@@ -61,31 +61,27 @@ def log_path(root, run, suffix=".log"):
   return os.path.join(root, LOGS, run.suite, run.name + suffix)
 
 
-def metrics(root, run):
-  """The run's metrics.json as a dict, or None when it has not finished."""
+def _read_json(path):
   try:
-    with open(os.path.join(run.workdir(root), "metrics.json")) as f:
+    with open(path) as f:
       return json.load(f)
   except FileNotFoundError:
     return None
+
+
+def metrics(root, run):
+  """The run's metrics.json as a dict, or None when it has not finished."""
+  return _read_json(os.path.join(run.workdir(root), "metrics.json"))
 
 
 def plan_record(root, run):
   """The trainer's plan.json of the run (config and HyperRule plan), or None."""
-  try:
-    with open(os.path.join(run.workdir(root), "plan.json")) as f:
-      return json.load(f)
-  except FileNotFoundError:
-    return None
+  return _read_json(os.path.join(run.workdir(root), "plan.json"))
 
 
 def failure(root, run):
   """Why the run's last attempt failed, or None."""
-  try:
-    with open(log_path(root, run, ".failed.json")) as f:
-      return json.load(f)
-  except FileNotFoundError:
-    return None
+  return _read_json(log_path(root, run, ".failed.json"))
 
 
 def add_seconds(root, run, seconds):
@@ -132,10 +128,8 @@ def record_planned(root, suite, runs):
 
 def load_planned(root):
   """({suite: {about, table}}, {"suite/name": Run}) planned under R so far."""
-  try:
-    with open(os.path.join(root, PLANNED)) as f:
-      record = json.load(f)
-  except FileNotFoundError:
+  record = _read_json(os.path.join(root, PLANNED))
+  if record is None:
     return {}, {}
   runs = [Run(**dict(r, flags=tuple(r["flags"]))) for r in record["runs"]]
   return record["suites"], {f"{r.suite}/{r.name}": r for r in runs}

@@ -264,3 +264,22 @@ def test_collect_puts_measured_numbers_beside_the_references(tmp_path):
     (csv_row,) = csv.DictReader(f)
   assert csv_row["top1_by_seed"] == "0:81.00;1:84.00;2:83.00"
   assert csv_row["references"] == "readme_tf2:83.3;readme_jax:82.4;readme_pytorch:82.3"
+
+
+def test_collect_averages_vtab_groups_only_when_every_task_has_a_number(tmp_path):
+  root = str(tmp_path)
+  runs = vtab.runs(models=("BiT-M-R152x4",))
+  suite = type("S", (), {"name": "vtab", "about": "vtab", "table": "references"})
+  runs_lib.record_planned(root, suite, runs)
+  natural = [r for r in runs if vtab.TASK_BY_NAME[r.dataset].group == "natural"]
+  values = [0.70, 0.71, 0.72, 0.73, 0.74, 0.75, 0.80]  # mean 0.7357...
+  for run, value in zip(natural, values):
+    os.makedirs(run.workdir(root))
+    with open(os.path.join(run.workdir(root), "metrics.json"), "w") as f:
+      json.dump({"top1": value}, f)
+  lines = collect.collect(root).splitlines()
+  means = {line.split(" | ")[1]: line.split(" | ")[3] for line in lines if "(mean)" in line}
+  assert means == {"vtab (mean)": "— (7/19 tasks)", "vtab_natural (mean)": "73.6",
+                   "vtab_specialized (mean)": "— (0/4 tasks)",
+                   "vtab_structured (mean)": "— (0/8 tasks)"}
+  assert any("vtab_natural (mean)" in line and "| 80.77 |" in line for line in lines)

@@ -189,6 +189,8 @@ def variant_table(root, runs):
     lines.append(f"| {'all' if shots == 'full' else shots} | " +
                  " | ".join(by_variant.get(v, "—") for v in variants) +
                  f" | {'; '.join(notes[(model, dataset, shots)])} |")
+  if not any(notes.values()):  # every run finished: no notes column
+    lines = [line.rsplit(" |", 2)[0] + " |" for line in lines]
   return lines, rows
 
 

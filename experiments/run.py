@@ -31,7 +31,6 @@ from bit_train import console
 console.quiet_native_logs(script=True)  # before TensorFlow is imported
 
 from bit_train import cli  # pylint: disable=wrong-import-position
-from bit_train import files  # pylint: disable=wrong-import-position
 from bit_train.errors import UserError  # pylint: disable=wrong-import-position
 from experiments import emit  # pylint: disable=wrong-import-position
 from experiments import plans  # pylint: disable=wrong-import-position
@@ -181,8 +180,8 @@ def run_here(root, runs):
     if result.returncode == cli.EXIT_INTERRUPTED:
       raise KeyboardInterrupt
     why = last_error(log)
-    files.write_json_atomic(failed_path, {"returncode": result.returncode, "why": why,
-                                          "log": log})
+    runs_lib.write_json(failed_path, {"returncode": result.returncode, "why": why,
+                                      "log": log})
     print(f"{where}: FAILED ({why}); log {log}", flush=True)
     failed.append(run)
   return failed

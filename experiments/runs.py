@@ -61,6 +61,14 @@ def log_path(root, run, suffix=".log"):
   return os.path.join(root, LOGS, run.suite, run.name + suffix)
 
 
+def write_json(path, record):
+  """Writes a small JSON file whole or not at all (no TensorFlow: the runner stays
+  light; the runs import it themselves)."""
+  with open(path + ".tmp", "w") as f:
+    json.dump(record, f, indent=1)
+  os.replace(path + ".tmp", path)
+
+
 def _read_json(path):
   try:
     with open(path) as f:
@@ -119,11 +127,8 @@ def record_planned(root, suite, runs):
   for run in runs:
     planned[f"{run.suite}/{run.name}"] = run
   os.makedirs(root, exist_ok=True)
-  path = os.path.join(root, PLANNED)
-  with open(path + ".tmp", "w") as f:
-    json.dump({"suites": suites, "runs": [r.settings() for r in planned.values()]}, f,
-              indent=1)
-  os.replace(path + ".tmp", path)
+  write_json(os.path.join(root, PLANNED),
+             {"suites": suites, "runs": [r.settings() for r in planned.values()]})
 
 
 def load_planned(root):

@@ -129,7 +129,10 @@ def dry_run(runs):
   print(f"{'run':<58} {'n':>9} {'res':>8} {'mixup':>5} {'steps':>6} {'batch':>5} "
         f"{'split':>5} {'lr':>8}")
   for run in runs:
-    facts, plan = plans.hyperrule_plan(run)
+    try:
+      facts, plan = plans.hyperrule_plan(run)
+    except UserError as e:
+      raise UserError(f"{run.suite}/{run.name}: {e}") from None
     if plan is None:
       print(f"{run.name:<58} {run.program}: no training steps")
       continue

@@ -86,7 +86,7 @@ Next:
   . .venv/bin/activate
   bit-predict --model {w}/export --images {args.data}/7 --top 3
   bit-train --config configs/quickstart.py:examples_per_class=5 --workdir workdirs/five_shot
-  python experiments/miniature/transfer_table.py   # transfer against scratch, k = 1, 5, 10, all (~30 min)
+  python -m experiments.run miniature --root workdirs/experiments   # transfer vs scratch vs probe, k = 1, 5, 10, all (~40 min)
   bit-train --config configs/folder.py:data_dir=YOUR_PHOTOS,model=BiT-M-R50x1 --workdir W   # with network
 """)
 

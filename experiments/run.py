@@ -1,0 +1,235 @@
+"""Plan a suite's runs, then run them here one after another, or emit their commands.
+
+  python -m experiments.run SUITE --root R [--models A,B] [--datasets D] [--shots 1,5]
+      [--seeds 0,1] [--variants V] [--batch_size 128 --base_lr 0.001 --lr_scaling none]
+      [--batch_split 4] [--set FIELD=VALUE ...] [--dry_run | --emit]
+
+Every run gets a workdir under R/SUITE named from its settings. Run here (the
+default), a finished run (its metrics.json exists) is skipped and an unfinished one
+is started again, which resumes from its last checkpoint (the trainer does that).
+`--emit` writes R/SUITE/commands.txt (one command per line, for any scheduler) and
+R/SUITE/slurm.sh (a Slurm job array, one array task per line of commands.txt).
+`--dry_run` prints each run's HyperRule plan and the suite's total step budget.
+
+Scaling for a smaller accelerator, recorded in every run's plan.json: --batch_split N
+keeps the recipe (batch 512) in N micro-batches; --batch_size B scales the learning
+rate linearly (lr_scaling=linear), or set both as the authors' README did on 8 GPUs
+(--batch_size 128 --base_lr 0.001 --lr_scaling none). Multi-host runs pass the
+trainer's own strategies through: --set strategy=multi_worker, --set strategy=tpu.
+"""
+
+import argparse
+import dataclasses
+import os
+import re
+import subprocess
+import sys
+import time
+
+from bit_train import console
+
+console.quiet_native_logs(script=True)  # before TensorFlow is imported
+
+from bit_train import cli  # pylint: disable=wrong-import-position
+from bit_train.errors import UserError  # pylint: disable=wrong-import-position
+from experiments import emit  # pylint: disable=wrong-import-position
+from experiments import plans  # pylint: disable=wrong-import-position
+from experiments import runs as runs_lib  # pylint: disable=wrong-import-position
+from experiments import suites  # pylint: disable=wrong-import-position
+
+SCALING = ("batch_size", "batch_split", "base_lr", "lr_scaling")
+FILTERS = {"models": "model", "datasets": "dataset", "shots": "shots",
+           "variants": "variant"}  # flag -> Run field
+
+
+def parse_args(argv):
+  parser = argparse.ArgumentParser(
+      prog="python -m experiments.run", description=__doc__.splitlines()[0],
+      formatter_class=argparse.RawDescriptionHelpFormatter,
+      epilog="\n".join(__doc__.splitlines()[2:]))
+  parser.add_argument("suite", help=", ".join(suites.SUITES) + ", or a .py file "
+                      "defining SUITE")
+  parser.add_argument("--root", required=True, help="directory of the runs' workdirs")
+  for name in FILTERS:
+    parser.add_argument(f"--{name}", help=f"comma-separated {name} to keep")
+  parser.add_argument("--seeds", help="comma-separated seeds, replacing the suite's")
+  parser.add_argument("--batch_size", type=int)
+  parser.add_argument("--batch_split", type=int)
+  parser.add_argument("--base_lr", type=float)
+  parser.add_argument("--lr_scaling", choices=("linear", "none"))
+  parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                      help="any config field for every run, e.g. strategy=multi_worker")
+  mode = parser.add_mutually_exclusive_group()
+  mode.add_argument("--dry_run", action="store_true", help="print the plans and exit")
+  mode.add_argument("--emit", action="store_true",
+                    help="write commands.txt and slurm.sh instead of running")
+  parser.add_argument("--sbatch", action="append", default=[], metavar="OPTION",
+                      help="an #SBATCH line for slurm.sh, e.g. --sbatch=--gres=gpu:8")
+  parser.add_argument("--python", default="python",
+                      help="the interpreter the emitted commands call")
+  return parser.parse_args(argv)
+
+
+def _keep(values, wanted, what, suite):
+  """Filters by a comma-separated list; an unknown value is a UserError."""
+  if wanted is None:
+    return lambda value: True
+  chosen = [w.strip() for w in wanted.split(",") if w.strip()]
+  unknown = sorted(set(chosen) - set(values))
+  if unknown:
+    raise UserError(f"--{what} {','.join(unknown)}: not in suite {suite}; it has "
+                    f"{', '.join(sorted(set(values), key=str))}.")
+  return lambda value: value in chosen
+
+
+def select(suite, runs, args):
+  """The suite's runs narrowed by the filters, with --seeds replacing its seeds."""
+  for key, field in FILTERS.items():
+    keep = _keep([getattr(r, field) for r in runs], getattr(args, key), key, suite)
+    runs = [r for r in runs if keep(getattr(r, field))]
+  if args.seeds is not None:
+    try:
+      seeds = sorted({int(s) for s in args.seeds.split(",") if s.strip()})
+    except ValueError:
+      raise UserError(f"--seeds {args.seeds}: give seeds as numbers, e.g. 0,1,2.") from None
+    if not seeds or min(seeds) < 0:
+      raise UserError(f"--seeds {args.seeds}: give one or more seeds >= 0.")
+    first = min(r.seed for r in runs) if runs else 0
+    runs = [_reseed(r, s) for r in runs if r.seed == first for s in seeds]
+  if not runs:
+    raise UserError(f"the filters leave no run of suite {suite}: widen them.")
+  return runs
+
+
+def _reseed(run, seed):
+  """The run with another seed: its seed and few_shot_seed fields both follow."""
+  config = re.sub(r"\b(few_shot_seed|seed)=\d+\b", lambda m: f"{m.group(1)}={seed}",
+                  run.config)
+  return dataclasses.replace(run, seed=seed, config=config)
+
+
+def config_flags(args):
+  """`--config.field=value` for every run: scaling and pass-through settings."""
+  flags = [f"--config.{k}={getattr(args, k)}" for k in SCALING
+           if getattr(args, k) is not None]
+  for item in args.set:
+    field, has_value, value = item.partition("=")
+    if not has_value or not field:
+      raise UserError(f"--set {item}: write it as FIELD=VALUE, e.g. strategy=tpu.")
+    flags.append(f"--config.{field}={value}")
+  return flags
+
+
+def dry_run(runs):
+  """Prints every run's plan, one line each, and the suite's total steps."""
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  logging.set_verbosity(logging.ERROR)  # TFDS's notes on empty local folders
+  steps = {"runnable": 0, "blocked": 0}
+  images = 0
+  print(f"{'run':<58} {'n':>9} {'res':>8} {'mixup':>5} {'steps':>6} {'batch':>5} "
+        f"{'split':>5} {'lr':>8}")
+  for run in runs:
+    try:
+      facts, plan = plans.hyperrule_plan(run)
+    except UserError as e:
+      raise UserError(f"{run.suite}/{run.name}: {e}") from None
+    if plan is None:
+      print(f"{run.name:<58} {run.program}: no training steps")
+      continue
+    steps["blocked" if run.blocked else "runnable"] += plan.total_steps
+    images += 0 if run.blocked else plan.total_steps * plan.batch_size
+    note = f"  BLOCKED: {run.blocked}" if run.blocked else ""
+    print(f"{run.name:<58} {facts.num_examples:>9,} {plan.precrop:>4}/{plan.crop:<3} "
+          f"{plan.mixup_alpha:>5g} {plan.total_steps:>6,} {plan.batch_size:>5} "
+          f"{plan.batch_split:>5} {plan.base_lr:>8.3g}{note}")
+  blocked = sum(1 for r in runs if r.blocked)
+  print(f"\n{len(runs)} runs: {len(runs) - blocked} runnable, {steps['runnable']:,} steps "
+        f"in total ({images:,} images)" + (
+            f"; {blocked} blocked ({steps['blocked']:,} steps), each saying why on "
+            "its line" if blocked else "") + ".")
+  return steps["runnable"]
+
+
+def run_here(root, runs):
+  """Runs each unfinished run in turn; a failure is logged and the next run starts."""
+  failed = []
+  for index, run in enumerate(runs, 1):
+    where = f"[{index}/{len(runs)}] {run.suite}/{run.name}"
+    if run.blocked:
+      print(f"{where}: skipped, cannot run yet: {run.blocked}", flush=True)
+      continue
+    if runs_lib.metrics(root, run) is not None:
+      print(f"{where}: finished, skipped", flush=True)
+      continue
+    resuming = os.path.isdir(os.path.join(run.workdir(root), "checkpoints"))
+    print(f"{where}: {'resuming' if resuming else 'starting'}", flush=True)
+    log = runs_lib.log_path(root, run)
+    os.makedirs(os.path.dirname(log), exist_ok=True)
+    start = time.time()
+    with open(log, "a") as out:
+      out.write(f"$ {run.command(root, sys.executable)}\n")
+      out.flush()
+      result = subprocess.run([sys.executable, "-m", run.program, *run.arguments(root)],
+                              cwd=runs_lib.REPO, stdout=out, stderr=subprocess.STDOUT)
+    failed_path = runs_lib.log_path(root, run, ".failed.json")
+    seconds = time.time() - start
+    if result.returncode == 0 and runs_lib.metrics(root, run) is not None:
+      if os.path.exists(failed_path):
+        os.remove(failed_path)
+      runs_lib.add_seconds(root, run, seconds)
+      top1 = runs_lib.metrics(root, run)["top1"]
+      print(f"{where}: top-1 {100 * top1:.1f}% in {seconds:.0f} s", flush=True)
+      continue
+    if result.returncode == cli.EXIT_INTERRUPTED:
+      raise KeyboardInterrupt
+    why = last_error(log)
+    runs_lib.write_json(failed_path, {"returncode": result.returncode, "why": why,
+                                      "log": log})
+    print(f"{where}: FAILED ({why}); log {log}", flush=True)
+    failed.append(run)
+  return failed
+
+
+def last_error(log):
+  """The `error:` line of a failed run's log, else its last line."""
+  with open(log, errors="replace") as f:
+    lines = [line.strip() for line in f if line.strip()]
+  errors = [line for line in lines if line.startswith("error:")]
+  return (errors or lines or ["no output"])[-1]
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  suite = suites.find(args.suite)
+  root = os.path.abspath(args.root)
+  flags = config_flags(args)
+  runs = [r.with_flags(flags) for r in select(suite.name, suite.build(root), args)]
+  if suite.prepare:
+    suite.prepare(root)
+  for run in runs:
+    plans.check_loads(run)
+  if args.dry_run:
+    dry_run(runs)
+    return
+  runs_lib.record_planned(root, suite, runs)
+  if args.emit:
+    paths = emit.write(root, suite.name, runs, args.python, args.sbatch)
+    for path in paths:
+      print(f"wrote {path}")
+    return
+  failed = run_here(root, runs)
+  done = sum(runs_lib.metrics(root, r) is not None for r in runs)
+  print(f"{done} of {len(runs)} runs finished; collect them with "
+        f"`python -m experiments.collect {args.root}`.")
+  if failed:
+    raise UserError(f"{len(failed)} run(s) failed: see R/logs/*.failed.json, fix, and "
+                    "run the same command again (finished runs are skipped).")
+
+
+if __name__ == "__main__":
+  try:
+    main()
+  except UserError as e:
+    cli.fail(e)
+  except KeyboardInterrupt:
+    cli.fail("interrupted: run the same command again to resume.", cli.EXIT_INTERRUPTED)

@@ -1,0 +1,285 @@
+"""experiments/: suites, the runner (plan, run, skip, resume, emit) and collect."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, error_lines, run_module
+from data_images import write_folder
+from experiments import collect
+from experiments import runs as runs_lib
+from experiments.suites import paper
+from experiments.suites import vtab
+
+# Two tiny runs of the bundled miniature BiT over a local image folder (a long one
+# that is killed and resumed, a short one), one that fails and one that is blocked.
+SUITE_FILE = """
+from experiments.runs import Run, config_arg
+from experiments.suites import Suite
+
+DATA = {data!r}
+
+
+def runs(root):
+  def run(variant, source="npz", blocked="", **fields):
+    fields = dict(data_dir=DATA, model="BiT-MNIST-R14x0.25", model_source=source,
+                  batch_size=4, log_every=10, **fields)
+    return Run(suite="tiny", dataset="folder", model="tiny", shots="full", seed=0,
+               variant=variant, blocked=blocked,
+               config="configs/quickstart.py:" + config_arg(**fields))
+  return [run("npz", supports=(2, 60), checkpoint_every=5),
+          run("native", source="native", supports=(2, 6)),
+          run("broken", model_path=DATA + "/missing.npz", supports=(2, 6)),
+          run("blocked", blocked="needs a label bit_train cannot read", supports=(2, 6))]
+
+
+SUITE = Suite("tiny", "two tiny runs over an image folder", runs, table="variants")
+"""
+
+
+def runner(*args):
+  return run_module("experiments.run", *args)
+
+
+@pytest.fixture
+def tiny_suite(tmp_path):
+  data = write_folder(tmp_path / "images", {"a": 10, "b": 10}, size=(16, 16))
+  path = tmp_path / "tiny_suite.py"
+  path.write_text(SUITE_FILE.format(data=data))
+  return str(path), str(tmp_path / "root")
+
+
+def _run(root, variant):
+  return runs_lib.Run(suite="tiny", dataset="folder", model="tiny", shots="full",
+                      seed=0, variant=variant, config="")
+
+
+def test_runner_plans_runs_resumes_after_a_kill_skips_and_collects(tiny_suite):
+  suite, root = tiny_suite
+  long_run, short_run = _run(root, "npz"), _run(root, "native")
+  # Plan: the trainer's own HyperRule plan for each run, and the total.
+  result = runner(suite, "--root", root, "--dry_run", "--batch_split", "2")
+  assert result.returncode == 0, result.stderr
+  assert long_run.name in result.stdout and short_run.name in result.stdout
+  assert "3 runnable, 72 steps in total" in result.stdout  # 60 + 6 + 6
+  assert "1 blocked" in result.stdout
+  assert not os.path.exists(os.path.join(root, "runs.json"))  # a dry run writes nothing
+  # Run, killed (with the trainer under it) once the long run has a checkpoint.
+  proc = subprocess.Popen(
+      [sys.executable, "-m", "experiments.run", suite, "--root", root, "--batch_split", "2"],
+      cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+      start_new_session=True)
+  checkpoints = os.path.join(long_run.workdir(root), "checkpoints")
+  deadline = time.time() + 300
+  while not (os.path.isdir(checkpoints) and any(
+      f.endswith(".index") for f in os.listdir(checkpoints))):
+    assert proc.poll() is None and time.time() < deadline, "no checkpoint was written"
+    time.sleep(0.1)
+  os.killpg(proc.pid, signal.SIGKILL)
+  proc.wait()
+  assert runs_lib.metrics(root, long_run) is None
+  # The same command again resumes the long run from its checkpoint and runs the rest.
+  result = runner(suite, "--root", root, "--batch_split", "2")
+  assert result.returncode == 2, result.stdout + result.stderr  # the broken run failed
+  assert f"{long_run.name}: resuming" in result.stdout
+  with open(runs_lib.log_path(root, long_run)) as f:
+    assert "Resumed from" in f.read()
+  assert "skipped, cannot run yet: needs a label" in result.stdout
+  assert error_lines(result.stderr) == [
+      "error: 1 run(s) failed: see R/logs/*.failed.json, fix, and run the same command "
+      "again (finished runs are skipped)."]
+  finished = {r.variant: runs_lib.metrics(root, r) for r in (long_run, short_run)}
+  assert finished["npz"]["step"] == 60 and finished["native"]["step"] == 6
+  plan = runs_lib.plan_record(root, long_run)["plan"]
+  assert plan["batch_split"] == 2 and plan["batch_size"] == 4  # scaling in the plan
+  # Again (without the failed run, which would be tried again): finished runs are
+  # skipped, their metrics untouched.
+  stamps = {v: os.path.getmtime(os.path.join(_run(root, v).workdir(root), "metrics.json"))
+            for v in finished}
+  result = runner(suite, "--root", root, "--batch_split", "2", "--variants", "npz,native")
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.count("finished, skipped") == 2 and "starting" not in result.stdout
+  assert stamps == {v: os.path.getmtime(
+      os.path.join(_run(root, v).workdir(root), "metrics.json")) for v in finished}
+  # Collect: the numbers are the runs' metrics.json; the others say why.
+  result = run_module("experiments.collect", root)
+  assert result.returncode == 0, result.stderr
+  with open(os.path.join(root, "results.csv")) as f:
+    rows = {row["variant"]: row for row in csv.DictReader(f)}
+  for variant, metrics in finished.items():
+    assert float(rows[variant]["top1_median"]) == round(100 * metrics["top1"], 2)
+    assert rows[variant]["top1_by_seed"] == f"0:{100 * metrics['top1']:.2f}"
+  assert rows["broken"]["finished"] == "0" and "1 failed: error:" in rows["broken"]["notes"]
+  assert "1 blocked: needs a label" in rows["blocked"]["notes"]
+  text = open(os.path.join(root, "results.md")).read()
+  assert f"{100 * finished['npz']['top1']:.1f}" in text and "broken: 1 failed" in text
+
+
+def test_emitted_commands_and_slurm_array_one_task_per_run(tmp_path):
+  root = str(tmp_path / "root")
+  result = runner("fewshot", "--root", root, "--emit", "--models", "BiT-M-R50x1",
+                  "--datasets", "cifar10,oxford_flowers102", "--seeds", "0,1",
+                  "--batch_size", "128", "--base_lr", "0.001", "--lr_scaling", "none",
+                  "--sbatch=--gres=gpu:8", "--python", "echo")
+  assert result.returncode == 0, result.stderr
+  folder = os.path.join(root, "fewshot")
+  with open(os.path.join(folder, "commands.txt")) as f:
+    lines = f.read().splitlines()
+  commands = [line for line in lines if not line.startswith("#")]
+  expected = [(d, k, s) for d in ("cifar10", "oxford_flowers102") for k in (1, 5, 10, 25)
+              for s in (0, 1) if not (d == "oxford_flowers102" and k == 25)]
+  assert len(commands) == len(expected) == 14
+  for line, (dataset, k, seed) in zip(commands, expected):
+    workdir = os.path.join(os.path.abspath(root), "fewshot",
+                           f"{dataset}__BiT-M-R50x1__{k}shot__seed{seed}")
+    assert line.startswith(f"test -f {workdir}/metrics.json || echo -m bit_train.train")
+    assert f"--workdir {workdir} " in line
+    assert (f"dataset={dataset},model=BiT-M-R50x1,model_source=npz,seed={seed},"
+            f"examples_per_class={k},few_shot_seed={seed}") in line
+    assert line.endswith("--config.batch_size=128 --config.base_lr=0.001 "
+                         "--config.lr_scaling=none")
+  assert [line for line in lines if line.startswith("#")] == [
+      "# blocked oxford_flowers102__BiT-M-R50x1__25shot__seed0: oxford_flowers102's train "
+      "split has only 10 examples per class; 25-shot needs a larger split",
+      "# blocked oxford_flowers102__BiT-M-R50x1__25shot__seed1: oxford_flowers102's train "
+      "split has only 10 examples per class; 25-shot needs a larger split"]
+  script = os.path.join(folder, "slurm.sh")
+  text = open(script).read()
+  assert "#SBATCH --array=0-13\n" in text and "#SBATCH --gres=gpu:8\n" in text
+  # Array task i runs line i+1: with --python echo the task prints its command.
+  for task in (0, 7, 13):
+    out = subprocess.run(["bash", script], env=dict(os.environ, SLURM_ARRAY_TASK_ID=str(task)),
+                         capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[-1] == commands[task].split(" || echo ")[1]
+
+
+def test_paper_suites_plan_without_data_with_the_scaling_in_the_plan(tmp_path):
+  result = runner("standard", "--root", str(tmp_path), "--dry_run", "--models",
+                  "BiT-M-R50x1", "--batch_size", "128", "--base_lr", "0.001",
+                  "--lr_scaling", "none")
+  assert result.returncode == 0, result.stderr
+  lines = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()
+           if "__" in line}
+  #                  n, res, mixup, steps, batch, split, lr
+  assert lines["cifar10__BiT-M-R50x1__full__seed0"] == [
+      "49,000", "160/128", "0.1", "10,000", "128", "1", "0.001"]
+  assert lines["imagenet2012__BiT-M-R50x1__full__seed0"] == [
+      "1,268,355", "512/480", "0.1", "20,000", "128", "1", "0.001"]
+  assert lines["oxford_flowers102__BiT-M-R50x1__full__seed0"][:4] == [
+      "1,020", "512/480", "0", "500"]
+  assert "5 runs: 5 runnable, 41,000 steps in total" in result.stdout
+  result = runner("vtab", "--root", str(tmp_path), "--dry_run", "--models", "BiT-M-R50x1")
+  assert result.returncode == 0, result.stderr
+  assert "19 runs: 12 runnable, 6,000 steps in total" in result.stdout
+
+
+def test_a_filter_naming_nothing_in_the_suite_is_one_line(tmp_path):
+  result = runner("standard", "--root", str(tmp_path), "--dry_run", "--datasets", "cifar11")
+  assert result.returncode == 2
+  assert error_lines(result.stderr) == [
+      "error: --datasets cifar11: not in suite standard; it has cifar10, cifar100, "
+      "imagenet2012, oxford_flowers102, oxford_iiit_pet."]
+
+
+# The VTAB-1k table of shared/docs/EXPERIMENTS_FACTS.md (task_adaptation's splits),
+# written out by hand: val200 and the test split of every task.
+VTAB_TABLE = {
+    "caltech101": ("train[2754:2954]", "test"),
+    "cifar100": ("train[45000:45200]", "test"),
+    "dtd": ("validation[:200]", "test"),
+    "oxford_flowers102": ("validation[:200]", "test"),
+    "oxford_iiit_pet": ("train[2944:3144]", "test"),
+    "patch_camelyon": ("validation[:200]", "test"),
+    "sun397": ("validation[:200]", "test"),
+    "svhn": ("train[65931:66131]", "test"),
+    "resisc45": ("train[18900:19100]", "train[25200:]"),
+    "eurosat": ("train[16200:16400]", "train[21600:]"),
+    "dmlab": ("validation[:200]", "test"),
+    "kitti_distance": ("validation[:200]", "test"),
+    "smallnorb_azimuth": ("test[:200]", "test[50%:]"),
+    "smallnorb_elevation": ("test[:200]", "test[50%:]"),
+    "dsprites_location": ("train[589824:590024]", "train[90%:]"),
+    "dsprites_orientation": ("train[589824:590024]", "train[90%:]"),
+    "clevr_count": ("train[63000:63200]", "validation"),
+    "clevr_distance": ("train[63000:63200]", "validation"),
+    "diabetic_retinopathy": ("validation[:200]", "test"),
+}
+
+
+def test_vtab_split_strings_match_the_task_table():
+  assert len(vtab.TASKS) == 19 and set(vtab.TASK_BY_NAME) == set(VTAB_TABLE)
+  for task in vtab.TASKS:
+    val200, test = VTAB_TABLE[task.name]
+    assert (task.train800, task.val200, task.test) == ("train[:800]", val200, test)
+    assert task.train800val200 == f"train[:800]+{val200}"
+    run = vtab.task_run("BiT-M-R50x1", task, 0)
+    assert f"train_split={task.train800val200},eval_split={test}," in run.config
+    assert "num_examples=1000" in run.config
+  assert {t.name for t in vtab.TASKS if t.manual} == {"resisc45", "diabetic_retinopathy"}
+  # Blocked exactly where the task predicts something other than the class label.
+  assert {t.name for t in vtab.TASKS if t.blocked} == {
+      t.name for t in vtab.TASKS if t.label != "label"}
+  assert sum(t.group == "structured" for t in vtab.TASKS) == 8
+
+
+def test_collect_puts_measured_numbers_beside_the_references(tmp_path):
+  """metrics.json and plan.json written as a finished run leaves them."""
+  root = str(tmp_path)
+  runs = [r for r in paper.fewshot_runs()
+          if r.model == "BiT-M-R50x1" and r.dataset == "cifar10" and r.shots == "5"]
+  suite = type("S", (), {"name": "fewshot", "about": "few", "table": "references"})
+  runs_lib.record_planned(root, suite, runs)
+  top1 = [0.81, 0.84, 0.83]  # seeds 0-2 finished, 3 failed, 4 not run
+  for run, value in zip(runs, top1):
+    os.makedirs(run.workdir(root))
+    with open(os.path.join(run.workdir(root), "metrics.json"), "w") as f:
+      json.dump({"top1": value}, f)
+    with open(os.path.join(run.workdir(root), "plan.json"), "w") as f:
+      json.dump({"plan": {"batch_size": 512, "base_lr": 0.003, "resolution_rule": "code",
+                          "image_size": [32, 32]}}, f)
+  os.makedirs(os.path.join(root, "logs", "fewshot"))
+  with open(runs_lib.log_path(root, runs[3], ".failed.json"), "w") as f:
+    json.dump({"why": "error: out of memory"}, f)
+  readme = tmp_path / "README.md"
+  readme.write_text("before\n<!-- experiments.collect fewshot -->\nold table\n"
+                    "<!-- /experiments.collect fewshot -->\nafter\n")
+  text = collect.collect(root, readme=str(readme))
+  row = [line for line in text.splitlines() if line.startswith("| BiT-M-R50x1 | cifar10")]
+  assert row == [
+      "| BiT-M-R50x1 | cifar10 | 5/class | 81.0 ← **83.0** → 84.0 | 3/5 |  | "
+      "80.8 ← **83.3** → 85.5 | 76.7 ← **82.4** → 85.4 | 80.3 ← **82.3** → 84.9 |  |  | "
+      "1 not run; 1 failed: error: out of memory; batch 512 vs 128, lr 0.003 vs 0.001 "
+      "(readme_tf2); batch 512 vs 128, lr 0.003 vs 0.001 (readme_jax); batch 512 vs "
+      "128, lr 0.003 vs 0.001 (readme_pytorch) |"]
+  block = readme.read_text().split("<!-- experiments.collect fewshot -->\n")[1]
+  assert block.split("<!-- /experiments.collect fewshot -->")[0] in text
+  assert row[0] in block and "old table" not in block
+  with open(os.path.join(root, "results.csv")) as f:
+    (csv_row,) = csv.DictReader(f)
+  assert csv_row["top1_by_seed"] == "0:81.00;1:84.00;2:83.00"
+  assert csv_row["references"] == "readme_tf2:83.3;readme_jax:82.4;readme_pytorch:82.3"
+
+
+def test_collect_averages_vtab_groups_only_when_every_task_has_a_number(tmp_path):
+  root = str(tmp_path)
+  runs = vtab.runs(models=("BiT-M-R152x4",))
+  suite = type("S", (), {"name": "vtab", "about": "vtab", "table": "references"})
+  runs_lib.record_planned(root, suite, runs)
+  natural = [r for r in runs if vtab.TASK_BY_NAME[r.dataset].group == "natural"]
+  values = [0.70, 0.71, 0.72, 0.73, 0.74, 0.75, 0.80]  # mean 0.7357...
+  for run, value in zip(natural, values):
+    os.makedirs(run.workdir(root))
+    with open(os.path.join(run.workdir(root), "metrics.json"), "w") as f:
+      json.dump({"top1": value}, f)
+  lines = collect.collect(root).splitlines()
+  means = {line.split(" | ")[1]: line.split(" | ")[3] for line in lines if "(mean)" in line}
+  assert means == {"vtab (mean)": "— (7/19 tasks)", "vtab_natural (mean)": "73.6",
+                   "vtab_specialized (mean)": "— (0/4 tasks)",
+                   "vtab_structured (mean)": "— (0/8 tasks)"}
+  assert any("vtab_natural (mean)" in line and "| 80.77 |" in line for line in lines)

@@ -1,6 +1,11 @@
 """The training loop: one custom loop (tf.function, strategy.run, GradientTape) for all
 strategies, with batch split, MixUp, the plan's schedule, checkpoint/resume, logs,
 evaluation and export.
+
+`train` tells a run in order: `_resume` (the newest good checkpoint), `_fit` (steps,
+divergence checks, checkpoints, periodic evaluations), the final evaluation and
+`_finish` (metrics, curves, export); `RunLog` is everything it reports. `Trainer` holds
+the model, the optimizer state and the compiled step; `Trainer.fit_step` is one step.
 """
 
 import time

@@ -89,7 +89,7 @@ def best_rates(datasets, seconds, repeats):
 
 def bare_dataset(source, precrop):
   """Decode + resize + batch of the same encoded images, and nothing else."""
-  encoded = [e for e, _ in source.train_examples().as_numpy_iterator()]
+  encoded = [e for e, _ in source.train_examples().read().as_numpy_iterator()]
   ds = tf.data.Dataset.from_tensor_slices(tf.constant(encoded)).repeat()
   ds = ds.map(lambda e: (tf.image.resize(preprocess.decode(e), [precrop, precrop]),),
               num_parallel_calls=tf.data.AUTOTUNE)
@@ -108,7 +108,8 @@ def measure(setting, images, seconds, repeats):
                                       source.facts.image_size)
     plan = hyperrule.plan(plan.num_examples, plan.image_size, batch_size=BATCH)
     assert f"{plan.precrop}/{plan.crop}" == setting, (setting, plan)
-    stream, bare = best_rates([pipeline.train_dataset(source, plan, seed=0),
+    stream, bare = best_rates([pipeline.train_dataset(source.train_examples(), plan,
+                                                      seed=0),
                                bare_dataset(source, plan.precrop)], seconds, repeats)
   record = {"setting": setting, "image_size": list(plan.image_size),
             "images": source.facts.num_examples, "scan_seconds": round(scan_seconds, 2),

@@ -43,12 +43,13 @@ def jpegs(count, size=224, seed=0):
 
 def eval_rate(model, strategy, encoded, crop, batch):
   labels = np.arange(len(encoded)) % NUM_CLASSES
-  source = sources.Source(None, None, lambda: tf.data.Dataset.from_tensor_slices(
-      (tf.constant(encoded), tf.constant(labels, tf.int32))))
-  plan = hyperrule.plan(len(encoded), (224, 224), precrop=crop, crop=crop)
+  examples = sources.Examples(
+      name="memory", split="eval", class_names=tuple(map(str, range(NUM_CLASSES))),
+      read=lambda: tf.data.Dataset.from_tensor_slices(
+          (tf.constant(encoded), tf.constant(labels, tf.int32))))
   step = evaluation.make_eval_step(model, strategy, NUM_CLASSES)
   dataset = strategy.distribute_datasets_from_function(
-      lambda ctx: pipeline.eval_dataset(source, plan, batch, ctx))
+      lambda ctx: pipeline.eval_dataset(examples, crop, batch, ctx))
   metrics = evaluation.evaluate(step, dataset)
   assert metrics.count == len(encoded)
   return metrics.images_per_second

@@ -30,6 +30,7 @@ def base_config():
   c.examples_per_class = config_dict.placeholder(int)  # few-shot k; None: all
   c.few_shot_seed = 0
   c.holdout_fraction = 0.1  # image folders without an eval split: share held out
+  c.label_key = config_dict.placeholder(str)  # TFDS label feature; None: `label`
   # Dataset facts, when no table knows them or to describe a dataset by hand.
   c.num_examples = config_dict.placeholder(int)
   c.num_classes = config_dict.placeholder(int)
@@ -70,6 +71,9 @@ def base_config():
   # Evaluation (bit-eval).
   c.class_map = config_dict.placeholder(str)  # label file: line i names model output i
   c.extra_evals = config_dict.placeholder(str)  # "name[@split];folder;...", same run
+  # More evaluations (bit-train and bit-eval): name -> dict(type=classification |
+  # real | fewshot, dataset=, data_dir=, split=, label_key=, options of the type).
+  c.evals = ml_collections.ConfigDict()
   return c
 
 

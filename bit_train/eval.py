@@ -2,32 +2,29 @@
 
   python -m bit_train.eval --config configs/imagenet_eval.py:model=BiT-S-R101x3 --workdir W
 
-The story of a run: config -> strategy -> datasets -> a trainer export's facts (when
-model_path is one) -> resolution -> model (its own head) -> class order check -> one
-evaluation per dataset -> files. Every example is counted (the final partial batch
-included). Writes W/eval/metrics.json and one per-class accuracy file per
-single-label dataset.
+The story of a run: config -> strategy -> evaluators (bit_train/evaluators: the
+config's dataset, config.evals, extra_evals) -> a trainer export's facts (when
+model_path is one) -> resolution -> model (its own head; head=new: pre-logits for
+few-shot evaluation only) -> each evaluator -> files. Every example is counted (the
+final partial batch included). Writes W/eval/metrics.json and one per-class accuracy
+file per single-label classification.
 """
 
 import os
-import re
 
 from absl import flags
 from absl import logging
-import numpy as np
 from ml_collections import config_flags
-import tensorflow as tf
 
 from bit_train import cli
 from bit_train import distribute
 from bit_train import evaluation
+from bit_train import evaluators
 from bit_train import export
 from bit_train import files
 from bit_train import hyperrule
 from bit_train import labels
 from bit_train import models
-from bit_train.data import eval_sets
-from bit_train.data import pipeline
 from bit_train.errors import UserError
 from bit_train.models import registry
 from bit_train.models import weights
@@ -41,12 +38,13 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for metrics.json and 
 
 def eval_crop(config, image_size, facts):
   """(crop, where it came from): `crop`, else a trainer export's (the run's), else
-  the HyperRule's for the dataset's image size. Eval images are resized straight
-  to it."""
+  the HyperRule's for the image size `image_size()` gives ((height, width), origin),
+  which is measured only then. Eval images are resized straight to it."""
   if config.crop:
     return config.crop, "crop"
   if facts is not None and facts.crop:
     return facts.crop, facts.origin
+  image_size, _ = image_size() if image_size else (None, None)
   if image_size is None:
     raise UserError("the image size of the dataset is unknown: set image_size=HxW "
                     "or crop=<pixels>.")
@@ -105,69 +103,40 @@ def classifier_config(config, num_classes):
   return config
 
 
-def _slug(name):
-  return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "eval"
-
-
-def per_class_text(metrics, class_names):
-  """TSV: index, class, images, top-1 correct, top-1 accuracy."""
-  rows = ["index\tclass\timages\tcorrect\taccuracy"]
-  accuracy = metrics.per_class_accuracy()
-  for i, name in enumerate(class_names):
-    count = int(round(metrics.per_class_count[i]))
-    value = "" if np.isnan(accuracy[i]) else f"{accuracy[i]:.6f}"
-    rows.append(f"{i}\t{name}\t{count}\t{int(round(metrics.per_class_correct[i]))}"
-                f"\t{value}")
-  return "\n".join(rows) + "\n"
-
-
-def run_one(evaluated, model, strategy, plan, batch, model_names, names_origin):
-  """Metrics of the model on one EvalSet; class counts and order checked first."""
-  if model.num_classes != evaluated.num_classes:
-    raise UserError(f"the model outputs {model.num_classes} classes but "
-                    f"{evaluated.name} has {evaluated.num_classes}: evaluate a "
-                    "classifier of this dataset's classes (check model, model_path).")
-  order = None
-  if model_names is not None:
-    order = labels.class_order(model_names, evaluated.class_names,
-                               f"the label file {names_origin}")
-  step = evaluation.make_eval_step(model, strategy, evaluated.num_classes, order,
-                                   evaluated.multilabel)
-  dataset = strategy.distribute_datasets_from_function(
-      lambda ctx: pipeline.eval_dataset(evaluated.source, plan, batch, ctx))
-  try:
-    return evaluation.evaluate(step, dataset), order
-  except ValueError as e:
-    raise UserError(f"{evaluated.name}: {e} (for ReaL: no image has a ReaL "
-                    "label).") from None
-
-
 def main(argv):
   cli.reject_arguments(argv)
   config = cli.load_config(_CONFIG)
   if not _WORKDIR.value:
     raise UserError("--workdir is required: the directory for the metrics.")
-  if config.head != "keep":
-    raise UserError("bit-eval measures a classifier with its own head: set head=keep.")
   # The strategy comes first: multi-worker set-up and CPU device splitting must
   # happen before TensorFlow runs anything.
   strategy = distribute.create_strategy(config)
-  sets = [eval_sets.main_set(config)] + eval_sets.extra_sets(config)
+  # head=keep: the model's classifier on the config's dataset, then config.evals and
+  # extra_evals; head=new: pre-logits only (config.evals of type fewshot).
+  own_head = config.head == "keep"
+  evals = evaluators.build(config, main=own_head)
+  if not own_head and (not evals or any(e.NEEDS_HEAD for e in evals)):
+    raise UserError("bit-eval with head=new measures the model's pre-logits only: give "
+                    "evals entries of type fewshot (configs/fewshot.py), or set "
+                    "head=keep to measure the model's own classifier.")
   facts = export.find(config.model_path)
   if facts is not None:
     config = export_config(config, facts)
-  crop, crop_from = eval_crop(config, sets[0].image_size, facts)
-  # Only the crop matters for evaluation; the rest of the plan is a stand-in.
-  plan = hyperrule.plan(1, (crop, crop), precrop=crop, crop=crop)
+  crop, crop_from = eval_crop(config, evals[0].examples.image_size, facts)
   batch = evaluation.eval_batch_size(config, strategy)
   model_names, names_origin = model_class_names(config, facts)
-  config = classifier_config(config, sets[0].num_classes)
+  num_classes = evals[0].examples.num_classes
+  if own_head:
+    config = classifier_config(config, num_classes)
   with strategy.scope():
-    model = create_classifier(config)
+    if own_head:
+      model = create_classifier(config)
+    else:  # a zero head of any size: only the pre-logits are measured
+      model = models.create_model(config, num_classes)
   name = facts.model if facts else models.model_name(config, model)
-  logging.info("Evaluating %s (%d classes) at %dx%d (from %s), batch %d, on %s.", name,
+  logging.info("Evaluating %s (%d classes) at %dx%d (from %s), batch %d: %s.", name,
                model.num_classes, crop, crop, crop_from, batch,
-               ", ".join(s.name for s in sets))
+               ", ".join(e.name for e in evals))
   chief = distribute.is_chief(strategy)
   out = os.path.join(_WORKDIR.value, "eval")
   if chief:
@@ -176,21 +145,14 @@ def main(argv):
             "model_path": config.model_path, "crop": crop, "crop_from": crop_from,
             "batch": batch, "class_names_from": names_origin or "the dataset's order",
             "results": {}}
-  for evaluated in sets:
-    metrics, order = run_one(evaluated, model, strategy, plan, batch, model_names,
-                             names_origin)
-    result = dict(metrics.to_dict(), scoring="ReaL (any label)" if evaluated.multilabel
-                  else "single label", reordered_classes=order is not None)
-    if metrics.per_class_count is not None:
-      result["per_class_file"] = f"{_slug(evaluated.name)}.per_class.tsv"
-      if chief:
-        files.write_text_atomic(os.path.join(out, result["per_class_file"]),
-                                per_class_text(metrics, evaluated.class_names))
-    record["results"][evaluated.name] = result
-    loss = "" if metrics.loss is None else f", loss {metrics.loss:.4f}"
-    print(f"{evaluated.name}: top-1 {metrics.top1:.4f}, top-5 {metrics.top5:.4f}{loss}"
-          f" on {metrics.count} images ({metrics.images_per_second:.1f} img/s)",
-          flush=True)
+  context = evaluators.Context(strategy, crop, batch, model_names, names_origin)
+  for evaluator in evals:
+    result = evaluator.run(model, context)
+    record["results"][result.name] = result.record
+    if chief:
+      for file_name, text in result.files.items():
+        files.write_text_atomic(os.path.join(out, file_name), text)
+    print(result.line, flush=True)
   record["config"] = config.to_dict()
   if chief:
     files.write_json_atomic(os.path.join(out, "metrics.json"), record)

@@ -26,7 +26,7 @@ from bit_train import cli
 from bit_train import export
 from bit_train import hyperrule
 from bit_train import labels
-from bit_train.data import catalog
+from bit_train.data.sources import tfds as tfds_source
 from bit_train.data import folders
 from bit_train.data import preprocess
 from bit_train.errors import UserError
@@ -48,7 +48,7 @@ _JSON = flags.DEFINE_bool("json", False, "Print one JSON object instead of text.
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Images classified per model "
                                    "call.")
 # The HyperRule's resolution for ILSVRC-2012, the official classifiers' dataset.
-DEFAULT_CROP = hyperrule.get_resolution(catalog.KNOWN["imagenet2012"].image_size)[1]
+DEFAULT_CROP = hyperrule.get_resolution(tfds_source.KNOWN["imagenet2012"].image_size)[1]
 
 
 class Predictor:

@@ -19,7 +19,6 @@ from bit_train import hyperrule
 from bit_train import models
 from bit_train import trainer
 from bit_train import workdir as wd
-from bit_train.data import catalog
 from bit_train.data import sources
 from bit_train.errors import UserError
 from bit_train.models import registry
@@ -73,7 +72,7 @@ def main(argv):
   if not config.model_path:
     registry.lookup(config.model)  # an unknown name fails before anything is read
   if _DRY_RUN.value:
-    facts = catalog.describe(config)
+    facts = sources.describe(config)
     model = describe_model(config, facts.num_classes)
     plan = hyperrule.plan_from_config(config, facts.num_examples, facts.image_size,
                                       dataset=facts.name)

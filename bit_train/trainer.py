@@ -12,6 +12,7 @@ import tensorflow as tf
 from bit_train import checkpoints
 from bit_train import distribute
 from bit_train import evaluation
+from bit_train import evaluators
 from bit_train import export
 from bit_train import files
 from bit_train import models
@@ -47,11 +48,11 @@ class Trainer:
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     self.train_iter = None  # made by start_data(), once the resumed step is known
     self.train_step = self._make_train_step()
-    self.eval_step = evaluation.make_eval_step(self.model, strategy, self.num_classes)
-    # Built once, so the stream's in-memory cache serves every periodic evaluation.
-    eval_batch = evaluation.eval_batch_size(config, strategy)
-    self.eval_data = strategy.distribute_datasets_from_function(
-        lambda ctx: pipeline.eval_dataset(source, plan, eval_batch, ctx))
+    # The run's own eval split first, then config.evals and extra_evals; each keeps
+    # its eval stream, so the in-memory cache serves every periodic evaluation.
+    self.evaluators = evaluators.build(config, source)
+    self.eval_context = evaluators.Context(
+        strategy, plan.crop, evaluation.eval_batch_size(config, strategy))
 
   def checkpoint(self):
     return tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
@@ -84,8 +85,8 @@ class Trainer:
 
     def dataset_fn(ctx):
       skip = done * self.plan.batch_size // ctx.num_input_pipelines
-      return pipeline.train_dataset(self.source, self.plan, ctx, seed=self.config.seed,
-                                    skip=skip)
+      return pipeline.train_dataset(self.source.train_examples(), self.plan, ctx,
+                                    seed=self.config.seed, skip=skip)
     self.train_iter = iter(self.strategy.distribute_datasets_from_function(dataset_fn))
 
   def _make_train_step(self):
@@ -138,7 +139,8 @@ class Trainer:
     return train_step
 
   def evaluate(self):
-    return evaluation.evaluate(self.eval_step, self.eval_data)
+    """[evaluators.Result]: the run's eval split's first (its `metrics`), then the rest."""
+    return [e.run(self.model, self.eval_context) for e in self.evaluators]
 
 
 def _eta(seconds):
@@ -208,12 +210,16 @@ def _run(trainer, saver, workdir, chief):
           tf.summary.scalar(name, value)
 
   def run_eval(step):
-    metrics = trainer.evaluate()
+    main, *others = trainer.evaluate()
+    metrics = main.metrics
     logging.info("Eval at step %d/%d: top-1 %.4f, top-5 %.4f, loss %.4f (%d examples)",
                  step, plan.total_steps, metrics.top1, metrics.top5, metrics.loss,
                  metrics.count)
-    summary("eval", step, top1=metrics.top1, top5=metrics.top5, eval_loss=metrics.loss)
-    return metrics
+    for result in others:
+      logging.info("Eval at step %d/%d: %s", step, plan.total_steps, result.line)
+    summary("eval", step, **main.scalars,
+            **{k: v for result in others for k, v in result.scalars.items()})
+    return metrics, others
 
   tick, tick_step = time.time(), start
   for step in range(start, plan.total_steps):
@@ -243,9 +249,11 @@ def _run(trainer, saver, workdir, chief):
       run_eval(done)
 
   final_step = int(trainer.step.numpy())
-  metrics = run_eval(final_step)
+  metrics, others = run_eval(final_step)
   record = dict(metrics.to_dict(), step=final_step, eval_split=source.facts.eval_split,
                 dataset=source.facts.name, model=models.model_name(config, trainer.model))
+  if others:
+    record["evals"] = {result.name: result.record for result in others}
   if chief:
     files.write_json_atomic(wd.path(workdir, "metrics.json"), record)
     wd.plot_curves(history, wd.path(workdir, "curves.png"))

@@ -19,5 +19,7 @@ def get_config(arg=None):
   # eval_split None: the dataset's eval split (validation for imagenet2012).
   config.model = "BiT-S-R101x3"
   config.head = "keep"
+  # A folder without an eval split folder is measured whole (every image).
+  config.holdout_fraction = 0.0
   config.eval_batch_size = 64
   return bit_config.apply_arg(config, arg)

@@ -1,14 +1,14 @@
 """A run's config and HyperRule plan, computed in this process with the trainer's own
-functions (bit_train.data.catalog, bit_train.hyperrule): what `bit-train --dry_run`
-prints, for a whole suite at once and without data for the datasets the catalog
-knows (their sizes come from its table)."""
+functions (bit_train.data.sources.describe, bit_train.hyperrule): what `bit-train
+--dry_run` prints, for a whole suite at once and without data for the datasets the
+trainer's table knows (their sizes come from it)."""
 
 import importlib.util
 import os
 
 from bit_train import config as bit_config
 from bit_train import hyperrule
-from bit_train.data import catalog
+from bit_train.data import sources
 from bit_train.errors import UserError
 from experiments.runs import REPO, TRAINER
 
@@ -37,7 +37,7 @@ def hyperrule_plan(run):
   if run.program != TRAINER:
     return None, None
   config = load_config(run.config, run.flags)
-  facts = catalog.describe(config)
+  facts = sources.describe(config)
   plan = hyperrule.plan_from_config(config, facts.num_examples, facts.image_size,
                                     dataset=facts.name)
   return facts, plan

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bit_train.data import catalog
 from bit_train.data import folders
 from bit_train.data import preprocess
 from bit_train.data import sources
@@ -28,7 +27,8 @@ def test_classes_are_sorted_and_counts_match(tmp_path):
   source = sources.from_config(folder_config(tmp_path, holdout_fraction=0.2))
   names = sorted(COUNTS)
   assert source.class_names == tuple(names)
-  train, held = labels_of(source.train_examples()), labels_of(source.eval_examples())
+  train = labels_of(source.train_examples().read())
+  held = labels_of(source.eval_examples().read())
   for label, name in enumerate(names):
     count = COUNTS[name]
     assert held.count(label) == max(1, round(0.2 * count))  # stratified
@@ -44,7 +44,7 @@ def test_holdout_is_the_same_every_time_and_disjoint(tmp_path):
   config = folder_config(tmp_path)
   first = sources.from_config(config)
   second = sources.from_config(config)
-  encoded = lambda ds: sorted(e for e, _ in ds.as_numpy_iterator())  # noqa: E731
+  encoded = lambda ex: sorted(e for e, _ in ex.read().as_numpy_iterator())  # noqa: E731
   assert encoded(first.eval_examples()) == encoded(second.eval_examples())
   assert not set(encoded(first.eval_examples())) & set(encoded(first.train_examples()))
 
@@ -54,8 +54,8 @@ def test_split_folders_are_used_and_eval_classes_must_exist_in_train(tmp_path):
   write_folder(tmp_path / "test", {"b": 2}, seed=2)
   source = sources.from_config(folder_config(tmp_path))
   assert (source.facts.train_split, source.facts.eval_split) == ("train", "test")
-  assert sorted(labels_of(source.train_examples())) == [0] * 4 + [1] * 3
-  assert labels_of(source.eval_examples()) == [1, 1]
+  assert sorted(labels_of(source.train_examples().read())) == [0] * 4 + [1] * 3
+  assert labels_of(source.eval_examples().read()) == [1, 1]
   write_folder(tmp_path / "test", {"c": 1}, seed=3)
   with pytest.raises(UserError, match="no counterpart in the train split"):
     sources.from_config(folder_config(tmp_path))
@@ -68,7 +68,7 @@ def test_few_shot_gives_exactly_k_per_class_the_same_for_the_same_seed(tmp_path)
   def few_shot(k, seed):
     source = sources.from_config(folder_config(tmp_path, examples_per_class=k,
                                                few_shot_seed=seed))
-    examples = list(source.train_examples().as_numpy_iterator())
+    examples = list(source.train_examples().read().as_numpy_iterator())
     assert source.facts.num_examples == len(examples) == 3 * k
     assert np.bincount([label for _, label in examples]).tolist() == [k] * 3
     return {encoded for encoded, _ in examples}
@@ -95,7 +95,7 @@ def test_every_image_kind_becomes_rgb(tmp_path, mode, fmt, ext):
     os.makedirs(tmp_path / name)
     image.save(tmp_path / name / f"x.{ext.upper()}", fmt)
   source = sources.from_config(folder_config(tmp_path, holdout_fraction=0.5))
-  examples = list(source.train_examples().as_numpy_iterator())
+  examples = list(source.train_examples().read().as_numpy_iterator())
   assert [label for _, label in examples] == [0, 1]
   assert source.facts.image_size == (33, 45)
   decoded = preprocess.eval_image(examples[0][0], 32)
@@ -118,9 +118,9 @@ def test_unreadable_files_are_skipped_with_one_warning_naming_each(tmp_path, cap
   for name in bad:
     assert str(tmp_path / name) in warnings[0]
   assert "readme" not in warnings[0]
-  assert len(labels_of(source.train_examples())) + len(
-      labels_of(source.eval_examples())) == 8
-  images, _ = next(iter(source.train_examples().map(
+  assert len(labels_of(source.train_examples().read())) + len(
+      labels_of(source.eval_examples().read())) == 8
+  images, _ = next(iter(source.train_examples().read().map(
       lambda e, l: (preprocess.eval_image(e, 16), l)).batch(100)))
   assert images.shape[0] == source.facts.num_examples  # the rest all decode
 
@@ -153,9 +153,9 @@ def test_holdout_keeps_one_for_training_and_fraction_must_be_in_range(tmp_path):
 
 def test_describe_uses_the_folder_and_config_overrides(tmp_path):
   write_folder(tmp_path, {"a": 5, "b": 5}, size=(120, 100))
-  facts = catalog.describe(folder_config(tmp_path))
+  facts = sources.describe(folder_config(tmp_path))
   assert facts.image_size == (120, 100) and facts.class_names == ("a", "b")
-  facts = catalog.describe(folder_config(tmp_path, image_size=(20, 20)))
+  facts = sources.describe(folder_config(tmp_path, image_size=(20, 20)))
   assert facts.image_size == (20, 20) and facts.sources["image_size"].startswith("config")
 
 

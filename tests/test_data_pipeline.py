@@ -1,5 +1,6 @@
 """Preprocessing statistics, the train and eval streams, and MixUp."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -11,7 +12,6 @@ import tensorflow as tf
 
 from bit_train import config as bit_config
 from bit_train import hyperrule
-from bit_train.data import catalog
 from bit_train.data import mixup
 from bit_train.data import pipeline
 from bit_train.data import preprocess
@@ -21,15 +21,13 @@ from data_images import encode, random_image, write_folder
 
 
 def in_memory_source(images, labels):
-  """A Source over encoded images held in memory."""
+  """Examples of encoded images held in memory."""
   encoded = tf.constant([encode(image) for image in images])
   labels = tf.constant(labels, tf.int32)
-  examples = lambda: tf.data.Dataset.from_tensor_slices((encoded, labels))  # noqa: E731
-  facts = catalog.DatasetFacts(
-      name="memory", num_examples=len(images), num_classes=int(max(labels)) + 1,
-      image_size=images[0].size[::-1], train_split="train", eval_split="eval",
-      sources={})
-  return sources.Source(facts, examples, examples, train_bytes=1, eval_bytes=1)
+  return sources.Examples(
+      name="memory", split="train", class_names=tuple("abcd"),
+      read=lambda: tf.data.Dataset.from_tensor_slices((encoded, labels)),
+      num_examples=len(images), num_bytes=1)
 
 
 def random_source(count, size=(40, 48), seed=0):
@@ -112,17 +110,19 @@ def test_train_stream_shapes_value_range_and_determinism():
   assert not np.array_equal(batches[0][0], take(1)[0][0])
 
 
+@pytest.mark.parametrize("block", [10_000, 4])  # the epoch in one block, or many
 def test_every_epoch_is_a_permutation_whether_cached_read_from_files_or_streamed(
-    tmp_path):
+    tmp_path, monkeypatch, block):
+  monkeypatch.setattr(pipeline, "SHUFFLE_BLOCK", block)
   root = write_folder(tmp_path, {"a": 6, "b": 6, "c": 6}, size=(20, 20))
   config = bit_config.base_config()
   config.update(dataset="image_folder", data_dir=root, holdout_fraction=0.2)
   folder = sources.from_config(config)
   n = folder.facts.num_examples
   # Too big to cache and no files: read in order through a shuffle buffer.
-  in_order = sources.Source(folder.facts, folder.train_examples, folder.eval_examples,
-                            train_bytes=1 << 50)
-  for source, cache_bytes in [(folder, None), (folder, 0), (in_order, None)]:
+  train = folder.train_examples()
+  in_order = dataclasses.replace(train, num_bytes=1 << 50, files=None)
+  for source, cache_bytes in [(train, None), (train, 0), (in_order, None)]:
     batches = pipeline.train_dataset(source, small_plan(n, batch_size=3, precrop=20,
                                                         crop=16), cache_bytes=cache_bytes)
     labels = np.concatenate([l for _, l in batches.take(2 * n // 3).as_numpy_iterator()])
@@ -171,7 +171,7 @@ def test_eval_keeps_every_example_with_padding_and_mask(count, batch_size):
   source = random_source(count)
   plan = small_plan(count)
   seen = []
-  for images, labels, mask in pipeline.eval_dataset(source, plan, batch_size):
+  for images, labels, mask in pipeline.eval_dataset(source, plan.crop, batch_size):
     assert images.shape == (batch_size, 32, 32, 3) and mask.shape == (batch_size,)
     real = mask.numpy().astype(bool)
     assert np.all(real[:real.sum()]) and not np.any(images.numpy()[~real])
@@ -185,7 +185,7 @@ def test_eval_over_workers_counts_every_example_once():
   for worker in range(2):
     context = tf.distribute.InputContext(2, worker, 2)
     total += sum(float(mask.numpy().sum()) for _, _, mask in
-                 pipeline.eval_dataset(source, plan, 4, context))
+                 pipeline.eval_dataset(source, plan.crop, 4, context))
   assert total == 11
 
 

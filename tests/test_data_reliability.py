@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from bit_train import config as bit_config
-from bit_train.data import eval_sets
 from bit_train.data import preprocess
 from bit_train.data import sources
+from bit_train import evaluators
 from bit_train.errors import UserError
 from data_images import encode, folder_config, random_image, write_folder
 
@@ -33,13 +33,13 @@ def test_a_file_the_streams_cannot_decode_is_skipped_by_the_scan(tmp_path, caplo
   warning, = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
   assert "bad_crc.png" in warning and "Invalid PNG data" in warning
   # Every image the scan kept goes through the streams' decoder.
-  for examples in (source.train_examples(), source.eval_examples()):
+  for examples in (source.train_examples().read(), source.eval_examples().read()):
     for encoded, _ in examples.as_numpy_iterator():
       preprocess.decode(encoded)
-  assert source.facts.num_examples + len(list(source.eval_examples())) == 6
-  # bit-eval reads folders through the same scan.
-  evaluated = eval_sets.folder_set(str(tmp_path))
-  assert len(list(evaluated.source.eval_examples())) == 6
+  assert source.facts.num_examples + len(list(source.eval_examples().read())) == 6
+  # bit-eval reads folders through the same scan (holdout_fraction=0: every image).
+  evaluated = sources.open_source(folder_config(tmp_path, holdout_fraction=0.0))
+  assert len(list(evaluated.eval_examples().read())) == 6
 
 
 def test_one_class_is_an_error(tmp_path):
@@ -54,7 +54,7 @@ def test_images_without_class_folders_suggest_the_parent(tmp_path):
       f"holds 4 images but no class folders.*give its parent: {tmp_path}")):
     sources.from_config(folder_config(tmp_path / "cats"))
   with pytest.raises(UserError, match="no class folders"):
-    eval_sets.folder_set(str(tmp_path / "cats"))
+    sources.open_source(folder_config(tmp_path / "cats", holdout_fraction=0.0))
 
 
 def test_few_shot_larger_than_a_class_names_it_and_the_largest_k(tmp_path):
@@ -70,7 +70,7 @@ def test_extra_eval_neither_folder_nor_tfds_name_is_one_error(tmp_path, entry):
   config = bit_config.base_config()
   config.extra_evals = entry.format(tmp=tmp_path)
   with pytest.raises(UserError, match="neither an existing folder nor a TFDS name"):
-    eval_sets.extra_sets(config)
+    evaluators.entries(config)
 
 
 def test_unprepared_tfds_dataset_fails_fast_when_downloads_cannot_start(

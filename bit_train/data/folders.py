@@ -23,6 +23,7 @@ DEFAULT_TRAIN_SPLIT = "train"
 DEFAULT_EVAL_SPLITS = ("test", "validation", "val")
 # Fixed, so every run on the same folder evaluates on the same held-out images.
 HOLDOUT_SEED = 0
+ALL_IMAGES = "all images"  # the train split of a folder without split folders
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,9 +50,9 @@ class Folder:
   root: str
   class_names: tuple
   train: Split
-  eval: Split
+  eval: Split | None  # None: no eval split folder and no holdout
   train_split: str
-  eval_split: str
+  eval_split: str | None
   skipped: tuple  # (path, reason) of every unreadable file
 
 
@@ -166,7 +167,7 @@ def _choose_splits(root, train_split, eval_split):
       raise UserError(f"train_split/eval_split name split folders, but {root} holds "
                       "class folders directly (root/<class>/*.jpg): unset them, or "
                       "lay out root/<split>/<class>/*.jpg.")
-    return root, "all images", None, None
+    return root, ALL_IMAGES, None, None
   splits = _subdirs(root)
   train_split = train_split or DEFAULT_TRAIN_SPLIT
   if eval_split is None:
@@ -207,8 +208,10 @@ def _warn_skipped(skipped):
 def scan(root, train_split=None, eval_split=None, holdout_fraction=0.1):
   """Reads the folder layout and checks every image; returns a Folder.
 
-  An empty folder or an empty class folder is a UserError; unreadable files are
-  skipped with one warning that names each of them.
+  Without an eval split folder, `holdout_fraction` of every class becomes the eval
+  split; with holdout_fraction 0 there is none (Folder.eval is None: a folder
+  read only to be evaluated). An empty folder or an empty class folder is a
+  UserError; unreadable files are skipped with one warning that names each of them.
   """
   if not root:
     raise UserError("dataset=image_folder needs data_dir=<folder>: the folder that "
@@ -216,18 +219,19 @@ def scan(root, train_split=None, eval_split=None, holdout_fraction=0.1):
   if not os.path.isdir(root):
     raise UserError(f"data_dir={root!r} is not a folder: give the folder that holds "
                     "one sub-folder of images per class.")
+  if not 0 <= holdout_fraction < 1:
+    raise UserError(f"holdout_fraction={holdout_fraction}: {root} has no eval split "
+                    "folder, so a fraction between 0 and 1 of the train images is "
+                    "held out for evaluation.")
   train_dir, train_name, eval_dir, eval_name = _choose_splits(
       root, train_split, eval_split)
   class_names = _class_names(train_dir)
   skipped = []
   train = _read_classes(train_dir, class_names, skipped)
+  evaluation = None
   if eval_dir:
     evaluation = _read_classes(eval_dir, class_names, skipped)
-  else:
-    if not 0 < holdout_fraction < 1:
-      raise UserError(f"holdout_fraction={holdout_fraction}: {root} has no eval split "
-                      "folder, so a fraction between 0 and 1 of the train images is "
-                      "held out for evaluation.")
+  elif holdout_fraction > 0:
     kept, held = holdout(train, holdout_fraction, len(class_names))
     train, evaluation = train.take(kept), train.take(held)
     eval_name = f"holdout {holdout_fraction:g} of {train_name} (seed {HOLDOUT_SEED})"
@@ -235,26 +239,3 @@ def scan(root, train_split=None, eval_split=None, holdout_fraction=0.1):
   _warn_skipped(skipped)
   return Folder(root=root, class_names=class_names, train=train, eval=evaluation,
                 train_split=train_name, eval_split=eval_name, skipped=tuple(skipped))
-
-
-def scan_eval(root, eval_split=None):
-  """(class names, Split, split name) of the images an evaluation reads.
-
-  With split folders (root/<split>/<class>/...) that is the eval split folder
-  (`eval_split`, else test, validation or val); with class folders directly under
-  root, every image. Unreadable files are skipped with a warning, as in `scan`.
-  """
-  if not root or not os.path.isdir(root):
-    raise UserError(f"{root!r} is not a folder: give a folder of class folders "
-                    "(root/<class>/*.jpg or root/<split>/<class>/*.jpg).")
-  train_dir, _, eval_dir, eval_name = _choose_splits(root, None, eval_split)
-  if eval_dir is None and _split_layout(root, None):
-    raise UserError(f"{root} has split folders but no eval split (test, validation, "
-                    "val): name one with eval_split.")
-  class_names = _class_names(train_dir)
-  skipped = []
-  split = _read_classes(eval_dir or train_dir, class_names, skipped)
-  _warn_skipped(skipped)
-  if not split.paths:
-    raise UserError(f"no readable images in {eval_dir or train_dir}.")
-  return class_names, split, eval_name or "all images"

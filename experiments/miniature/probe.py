@@ -34,8 +34,8 @@ def linear_probe(config):
     xs, ys = zip(*[(model.pre_logits(x).numpy(), y.numpy()) for x, y in batches])
     return np.concatenate(xs), np.concatenate(ys)
 
-  train_x, train_y = features(source.train_examples())
-  eval_x, eval_y = features(source.eval_examples())
+  train_x, train_y = features(source.train_examples().read())
+  eval_x, eval_y = features(source.eval_examples().read())
   probe = LogisticRegression(max_iter=5000, C=1.0).fit(train_x, train_y)
   return float(np.mean(probe.predict(eval_x) == eval_y)), len(eval_y)
 

@@ -1,0 +1,49 @@
+"""Datasets behind one interface (base.DataSource), one module per kind, one lookup.
+
+  source = sources.open_source(config)       # the kind config.dataset names
+  source.facts                               # what the plan needs, and from where
+  source.train_examples(), source.eval_examples(split)   # base.Examples
+
+Kinds: `image_folder` (folder.py), `csv` (csv_files.py: a CSV of image paths and
+labels), and every other name is a TFDS dataset (tfds.py). A new kind is a module
+with a DataSource subclass and a line in KINDS.
+"""
+
+from bit_train.data.sources import csv_files
+from bit_train.data.sources import folder
+from bit_train.data.sources import tfds
+from bit_train.data.sources.base import DataSource  # noqa: F401 (the interface)
+from bit_train.data.sources.base import DatasetFacts  # noqa: F401
+from bit_train.data.sources.base import Examples  # noqa: F401
+from bit_train.data.sources.base import few_shot_indices  # noqa: F401
+
+# config.dataset -> the DataSource that reads it; any other name is a TFDS dataset.
+KINDS = {
+    folder.KIND: folder.FolderSource,
+    csv_files.KIND: csv_files.CsvSource,
+}
+
+
+def kind(dataset):
+  """The DataSource class for a config.dataset value: the one lookup."""
+  return KINDS.get(dataset, tfds.TfdsSource)
+
+
+def open_source(config, read=True):
+  """The DataSource the config names. `read=False` (the dry run) reads no data
+  where metadata or a table gives the facts."""
+  return kind(config.dataset)(config, read)
+
+
+def from_config(config):
+  """The source a training run reads: its splits are checked now (a split that
+  does not exist fails here, not when evaluation starts)."""
+  source = open_source(config)
+  source.train_examples()
+  source.eval_examples()
+  return source
+
+
+def describe(config):
+  """DatasetFacts for the config's dataset, reading as little data as possible."""
+  return open_source(config, read=False).facts

@@ -1,0 +1,114 @@
+"""What every evaluator shares: its config entry, the run's context, its result.
+
+An evaluator is built from one entry (a name, a type, a dataset and split, options)
+and the DataSource of that dataset, then `run(model, context)` measures a model and
+returns a Result. The trainer (periodic and final evaluation) and `bit-eval` build
+and run them the same way (evaluators.build).
+"""
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from bit_train.data import pipeline
+from bit_train.errors import UserError
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+  """One evaluation of a run, as config.evals (or the extra_evals shorthand) says it."""
+  name: str | None  # None: the evaluated split's name (dataset@split)
+  type: str | None  # None: real when the dataset has ReaL labels, else classification
+  dataset: str | None = None  # None: the run's dataset
+  data_dir: str | None = None  # None: the run's data_dir
+  split: str | None = None  # None: the dataset's eval split
+  label_key: str | None = None
+  options: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+  """How a run evaluates: under which strategy, at which crop, in which batches,
+  and (bit-eval) the names of the model's outputs, to reorder them."""
+  strategy: tf.distribute.Strategy
+  crop: int
+  batch_size: int  # global, a multiple of the replicas
+  model_class_names: tuple | None = None
+  names_origin: str | None = None
+
+
+@dataclasses.dataclass
+class Result:
+  name: str
+  record: dict  # what metrics.json keeps
+  line: str  # one line for the log and the terminal
+  scalars: dict  # name -> number, for TensorBoard and history.jsonl
+  files: dict = dataclasses.field(default_factory=dict)  # file name -> text
+  metrics: object = None  # evaluation.Metrics of a classification
+
+
+class Evaluator:
+  """Base of every evaluator type.
+
+  Subclasses set OPTIONS (option -> default) and NEEDS_HEAD (whether the model's
+  logits are measured, rather than its pre-logits), and implement `run`.
+  """
+  OPTIONS = {}
+  NEEDS_HEAD = True
+
+  def __init__(self, entry, source):
+    unknown = sorted(set(entry.options) - set(self.OPTIONS))
+    if unknown:
+      raise UserError(f"evals entry {entry.name!r} ({entry.type}): unknown option "
+                      f"{', '.join(unknown)}; its options are "
+                      f"{', '.join(sorted(self.OPTIONS)) or 'none'}.")
+    self.entry, self.source = entry, source
+    self.options = {**self.OPTIONS, **entry.options}
+
+  @property
+  def name(self):
+    return self.entry.name or self.examples.name
+
+  def run(self, model, context):
+    raise NotImplementedError
+
+
+def with_positions(examples):
+  """The examples with each label replaced by the example's position."""
+  read = examples.read
+  return dataclasses.replace(examples, read=lambda: read().enumerate().map(
+      lambda i, example: (example[0], tf.cast(i, tf.int32))), multilabel=False)
+
+
+def pre_logits(model, examples, context):
+  """The model's pre-logits [N, D] of every example, in the examples' order.
+
+  The eval stream (resized to the crop, padded, sharded over the replicas) gives
+  each example's position in place of its label, so the order survives sharding.
+  """
+  strategy = context.strategy
+  positioned = with_positions(examples)
+  data = strategy.distribute_datasets_from_function(lambda ctx: pipeline.eval_dataset(
+      positioned, context.crop, context.batch_size, ctx))
+
+  def replica_step(batch):
+    images, positions, mask = batch
+    return tf.cast(model.pre_logits(images), tf.float32), positions, mask
+
+  @tf.function
+  def step(batch):
+    outputs = strategy.run(replica_step, args=(batch,))
+    return tf.nest.map_structure(lambda t: strategy.gather(t, axis=0), outputs)
+  features, positions = [], []
+  for batch in data:
+    batch_features, batch_positions, mask = (t.numpy() for t in step(batch))
+    real = mask > 0
+    features.append(batch_features[real])
+    positions.append(batch_positions[real])
+  if not features:
+    raise UserError(f"{examples.name} has no examples.")
+  features, positions = np.concatenate(features), np.concatenate(positions)
+  ordered = np.empty_like(features)
+  ordered[positions] = features
+  return ordered

@@ -1,7 +1,7 @@
 """A run's config and HyperRule plan, computed in this process with the trainer's own
-functions (bit_train.data.sources, bit_train.hyperrule): what `bit-train --dry_run`
-prints, for a whole suite at once, and without data for the datasets whose sizes the
-trainer's table of known datasets gives."""
+functions (bit_train.data.sources.describe, bit_train.hyperrule): what `bit-train
+--dry_run` prints, for a whole suite at once and without data for the datasets the
+trainer's table knows (their sizes come from it)."""
 
 import importlib.util
 import os

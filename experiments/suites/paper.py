@@ -1,9 +1,9 @@
 """The paper's standard and few-shot transfer suites on the authors' datasets.
 
 Every run is configs/transfer.py with the HyperRule deciding the recipe; the
-datasets' splits are the authors' (the table in bit_train/data/sources/tfds.py). Weights come
-from the authors' .npz files (every architecture has one; R152x2 has no TF Hub
-module).
+datasets' splits are the authors' (the table of known datasets in
+bit_train/data/sources/tfds.py). Weights come from the authors' .npz files (every
+architecture has one; R152x2 has no TF Hub module).
 """
 
 from experiments.runs import Run, config_arg

@@ -97,8 +97,7 @@ def export_all(model, plan, class_names, workdir, strategy, chief=True, about=No
   """
   del strategy  # saving reads the variables' primary copies
   root = wd.path(workdir, wd.EXPORT)
-  with files.writing(root):
-    tf.io.gfile.makedirs(root)
+  files.make_dirs(root, "export directory")
   export_serving(model, plan.crop, class_names, os.path.join(root, wd.SERVING), chief)
   hub_target = _target(os.path.join(root, wd.HUB_MODULE), chief)
   _write_whole(hub_target, lambda folder: hub_export.export_hub_module(model, folder))

@@ -266,11 +266,13 @@ def _finish(trainer, results, log, workdir, chief):
                 model=models.model_name(config, trainer.model))
   if others:
     record["evals"] = {result.name: result.record for result in others}
-  if chief:
-    files.write_json_atomic(wd.path(workdir, wd.METRICS), record)
-    wd.plot_curves(log.history, wd.path(workdir, wd.CURVES))
   export.export_all(trainer.model, trainer.plan, source.class_names, workdir,
                     trainer.strategy, chief, about=record)
+  # Written last: a workdir with metrics.json holds a finished run, exports included
+  # (the experiments runner skips it); a run killed before resumes at its last step.
+  if chief:
+    wd.plot_curves(log.history, wd.path(workdir, wd.CURVES))
+    files.write_json_atomic(wd.path(workdir, wd.METRICS), record)
   return record
 
 

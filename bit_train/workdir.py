@@ -11,7 +11,8 @@ same run. Every module finds a workdir's files through the names below.
                            is not saved, it is replayed from the seed
   W/history.jsonl          HISTORY: one line per logged step and evaluation
   W/tensorboard/{train,eval}/  TENSORBOARD: summaries
-  W/metrics.json           METRICS: the final evaluation, the model and the step
+  W/metrics.json           METRICS: the final evaluation, the model and the step;
+                           written last, so it marks a finished run, exports included
   W/curves.png             CURVES: training loss and evaluation accuracy
   W/export/                EXPORT (see export.py):
     serving/                 SERVING: SavedModel for serving (class names in assets/)

@@ -389,3 +389,25 @@ def test_divergence_never_saves_non_finite_weights_and_names_the_last_good_check
   lower = diverging.replace("base_lr=1e39", "base_lr=0.01")
   assert train_here(workdir, folder, lower, "--force") is None
   assert json.load(open(workdir / "metrics.json"))["step"] == 3
+
+
+# --- metrics.json marks a finished run ---------------------------------------------
+
+
+def test_metrics_json_is_written_after_the_exports_so_it_marks_a_finished_run(
+    tmp_path, folder):
+  workdir = tmp_path / "w"
+  workdir.mkdir()
+  (workdir / "export").write_text("a file where the exports go")
+  error = train_here(workdir, folder)
+  assert error and "export" in error
+  # The steps are done and saved, but the run is not finished: no metrics.json,
+  # which is what the experiments runner and a user take as "done".
+  assert not (workdir / "metrics.json").exists()
+  assert any(name.startswith("ckpt-") for name in os.listdir(workdir / "checkpoints"))
+  (workdir / "export").unlink()
+  assert train_here(workdir, folder) is None
+  record = json.loads((workdir / "metrics.json").read_text())
+  assert (workdir / "export" / "serving" / "saved_model.pb").exists()
+  assert record["step"] == json.loads((workdir / "plan.json").read_text())[
+      "plan"]["supports"][-1]

@@ -21,7 +21,6 @@ from PIL import Image
 import tensorflow as tf
 
 from bit_train import evaluation
-from bit_train import hyperrule
 from bit_train.data import pipeline
 from bit_train.data import sources
 from bit_train.models import registry

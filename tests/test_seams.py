@@ -17,7 +17,7 @@ from bit_train import evaluators
 from bit_train.data import sources
 from bit_train.data.sources import csv_files
 from bit_train.errors import UserError
-from conftest import ROOT, run_module
+from conftest import run_module
 from pattern_images import CLASSES, write_pattern_folder
 from tiny_models import tiny_resnet
 

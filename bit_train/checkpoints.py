@@ -107,6 +107,10 @@ class Saver:
         self.latest = self.manager.save(checkpoint_number=step)
     except BaseException:
       remove_partial(self.manager.directory)
+      # Ctrl-C can land after the files are whole but before the manager returns:
+      # that checkpoint is on disk and is what a resume takes.
+      if _unreadable(prefix) is None:
+        self.latest = prefix
       raise
 
 

@@ -411,3 +411,27 @@ def test_metrics_json_is_written_after_the_exports_so_it_marks_a_finished_run(
   assert (workdir / "export" / "serving" / "saved_model.pb").exists()
   assert record["step"] == json.loads((workdir / "plan.json").read_text())[
       "plan"]["supports"][-1]
+
+
+def test_ctrl_c_inside_a_save_names_the_checkpoint_only_when_its_files_are_whole(
+    tmp_path):
+  from bit_train import checkpoints  # pylint: disable=import-outside-toplevel
+
+  class InterruptedManager(tf.train.CheckpointManager):
+    """Ctrl-C after (write=True) or before (write=False) the files are written."""
+    write = True
+
+    def save(self, checkpoint_number=None):
+      if self.write:
+        super().save(checkpoint_number=checkpoint_number)
+      raise KeyboardInterrupt
+
+  manager = InterruptedManager(tf.train.Checkpoint(v=tf.Variable(1.0)), str(tmp_path), 3)
+  saver = checkpoints.Saver(manager, None)
+  with pytest.raises(KeyboardInterrupt):
+    saver.save(4)
+  assert saver.latest == os.path.join(str(tmp_path), "ckpt-4")
+  manager.write = False
+  with pytest.raises(KeyboardInterrupt):
+    saver.save(6)
+  assert saver.latest == os.path.join(str(tmp_path), "ckpt-4")

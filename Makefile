@@ -22,7 +22,7 @@ test: $(VENV)/.installed
 
 # Measurements on this machine, not tests: each prints its figures (see README).
 benchmarks: $(VENV)/.installed
-	for b in models group_norm data train loop eval bf16; do $(PY) benchmarks/bench_$$b.py || exit 1; done
+	for b in models group_norm data train first_step loop eval bf16; do $(PY) benchmarks/bench_$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) workdirs

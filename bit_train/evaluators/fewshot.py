@@ -127,12 +127,18 @@ class FewShot(base.Evaluator):
     drawn = sorted(set().union(*chosen.values()))
     return labels, chosen, drawn, self.train.subset(drawn)
 
+  @functools.cached_property
+  def _test_labels(self):
+    """The held-out split's labels: read once per run, not at every evaluation (for
+    a TFDS split that is a pass over its records)."""
+    return self.examples.labels()
+
   def run(self, model, context):
     train_labels, chosen, drawn, drawn_examples = self._draws
     features = base.pre_logits(model, drawn_examples, context)
     row = {index: i for i, index in enumerate(drawn)}
     test_features = base.pre_logits(model, self.examples, context)
-    test_labels = self.examples.labels()
+    test_labels = self._test_labels
     num_classes = self.train.num_classes
     per_k = {}
     for k in self.shots:

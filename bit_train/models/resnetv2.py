@@ -17,6 +17,8 @@ modules. The forward pass runs in `compute_dtype` (e.g. bfloat16); variables,
 normalisation statistics, the head and the logits stay float32.
 """
 
+import functools
+
 import tensorflow as tf
 
 from bit_train.errors import UserError
@@ -32,8 +34,27 @@ HEAD_BIAS = "resnet/head/conv2d/bias"
 
 def standardize(kernel):
   """Weight Standardisation: per output channel over (kh, kw, cin)."""
-  mean, var = tf.nn.moments(kernel, axes=[0, 1, 2], keepdims=True)
-  return (kernel - mean) * tf.math.rsqrt(var + WS_EPS)
+  return _standardize(tf.convert_to_tensor(kernel))
+
+
+# Both normalisations carry their own gradient. Autodiff of the forward formulas
+# builds ~3x their op count again (each reduce_mean's gradient alone is a reshape,
+# a tile and a division); the step's graph is then ~10,800 ops for R50x1 and
+# tracing it plus Grappler is most of the time to the first step. By hand, the
+# backward pass is the textbook normalisation gradient in a few ops per layer.
+@tf.custom_gradient
+def _standardize(kernel):
+  axes = [0, 1, 2]
+  centred = kernel - tf.reduce_mean(kernel, axes, keepdims=True)
+  inv_std = tf.math.rsqrt(tf.reduce_mean(tf.square(centred), axes, keepdims=True)
+                          + WS_EPS)
+  w = centred * inv_std
+
+  def grad(dw):
+    # d/dk of (k - mean(k)) / std(k): inv_std * (dw - mean(dw) - w * mean(dw * w)).
+    return inv_std * (dw - tf.reduce_mean(dw, axes, keepdims=True)
+                      - w * tf.reduce_mean(dw * w, axes, keepdims=True))
+  return w, grad
 
 
 def group_norm_relu(x, gamma, beta, groups=GN_GROUPS):
@@ -46,20 +67,60 @@ def group_norm_relu(x, gamma, beta, groups=GN_GROUPS):
   calling tf.nn.moments (fewer passes over the activations, no 5-D reductions).
   float32 statistics keep the one-pass variance accurate for BiT's activations.
   """
-  channels = x.shape[-1]
-  per_group = channels // groups
-  batch = tf.shape(x)[0]
-  x32 = tf.cast(x, tf.float32)
-  mean_c = tf.reduce_mean(x32, axis=[1, 2])  # [B, C]
-  meansq_c = tf.reduce_mean(tf.square(x32), axis=[1, 2])
-  mean = tf.reduce_mean(tf.reshape(mean_c, [batch, groups, per_group]), 2, True)
-  meansq = tf.reduce_mean(tf.reshape(meansq_c, [batch, groups, per_group]), 2, True)
-  inv_std = tf.math.rsqrt(tf.maximum(meansq - tf.square(mean), 0.) + GN_EPS)
-  scale = inv_std * tf.reshape(gamma, [groups, per_group])  # [B, G, C/G]
-  offset = tf.reshape(beta, [groups, per_group]) - mean * scale
-  scale = tf.cast(tf.reshape(scale, [batch, 1, 1, channels]), x.dtype)
-  offset = tf.cast(tf.reshape(offset, [batch, 1, 1, channels]), x.dtype)
-  return tf.nn.relu(x * scale + offset)
+  return _group_norm_relu(groups)(x, tf.convert_to_tensor(gamma),
+                                  tf.convert_to_tensor(beta))
+
+
+@functools.lru_cache(maxsize=None)
+def _group_norm_relu(groups):
+  """ReLU(GroupNorm(x)) with `groups` groups, and its gradient."""
+
+  @tf.custom_gradient
+  def gn_relu(x, gamma, beta):
+    channels = x.shape[-1]
+    per_group = channels // groups
+
+    def per_channel32(t):  # [B, G, C/G] -> [B, 1, 1, C]
+      return tf.reshape(t, [-1, 1, 1, channels])
+
+    def per_channel(t):
+      return tf.cast(per_channel32(t), x.dtype)
+
+    def group_mean(t):  # [B, C] -> [B, G, 1]
+      return tf.reduce_mean(tf.reshape(t, [-1, groups, per_group]), 2, keepdims=True)
+
+    x32 = tf.cast(x, tf.float32)
+    mean = group_mean(tf.reduce_mean(x32, [1, 2]))
+    var = group_mean(tf.reduce_mean(tf.square(x32), [1, 2])) - tf.square(mean)
+    inv_std = tf.math.rsqrt(tf.maximum(var, 0.) + GN_EPS)
+    gamma_g = tf.reshape(gamma, [groups, per_group])
+    scale = inv_std * gamma_g  # y = relu(x * scale + offset), per (example, channel)
+    offset = tf.reshape(beta, [groups, per_group]) - mean * scale
+    scale_c = per_channel(scale)
+    y = tf.nn.relu(x * scale_c + per_channel(offset))
+
+    def grad(dy):
+      dz = tf.raw_ops.ReluGrad(gradients=dy, features=y)
+      dz32 = tf.cast(dz, tf.float32)
+      # Sums over H, W of the gradients of the per-channel scale and offset.
+      d_offset = tf.reshape(tf.reduce_sum(dz32, [1, 2]), [-1, groups, per_group])
+      d_scale = tf.reshape(tf.reduce_sum(dz32 * x32, [1, 2]), [-1, groups, per_group])
+      d_scale -= mean * d_offset  # offset depends on scale too
+      d_gamma = tf.reshape(tf.reduce_sum(d_scale * inv_std, 0), [channels])
+      d_beta = tf.reshape(tf.reduce_sum(d_offset, 0), [channels])
+      # Through the group statistics: mean, and var = E[x^2] - mean^2 (clipped at 0).
+      d_inv_std = tf.reduce_sum(d_scale * gamma_g, 2, keepdims=True)
+      d_var = d_inv_std * -0.5 * inv_std ** 3 * tf.cast(var >= 0., tf.float32)
+      d_mean = -tf.reduce_sum(d_offset * scale, 2, keepdims=True) - 2. * mean * d_var
+      n = tf.cast(tf.reduce_prod(tf.shape(x)[1:3]) * per_group, tf.float32)
+      ones = tf.ones([1, per_group])  # broadcasts [B, G, 1] to every channel
+      # The statistics' share in float32: its two terms nearly cancel.
+      through_stats = (x32 * per_channel32(ones * (2. * d_var / n))
+                       + per_channel32(ones * (d_mean / n)))
+      return dz * scale_c + tf.cast(through_stats, x.dtype), d_gamma, d_beta
+    return y, grad
+
+  return gn_relu
 
 
 def groups_for(channels):

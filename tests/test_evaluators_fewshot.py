@@ -227,3 +227,22 @@ def test_training_runs_the_few_shot_evaluations_of_its_config(folder, tfds_dir,
       module.pre_logits, on_tfds), count=15)
   assert "Eval at step 3/3: fewshot: few-shot linear top-1" in result.stderr
   assert "Eval at step 3/3: fewshot_tfds: few-shot linear top-1" in result.stderr
+
+
+def test_repeated_evaluations_trace_the_pre_logits_once(folder):
+  """The trainer evaluates at every support: the pre-logits step is traced once per
+  model, and the same model gives the same record each time."""
+  from bit_train.evaluators import base  # pylint: disable=import-outside-toplevel
+  from tiny_models import tiny_resnet  # pylint: disable=import-outside-toplevel
+  source = sources.open_source(folder_config(folder, holdout_fraction=0.5))
+  evaluator = fewshot.FewShot(base.Entry(name="fs", type="fewshot",
+                                         options=dict(shots=SHOTS, seeds=SEEDS)), source)
+  context = base.Context(tf.distribute.get_strategy(), CROP, 8)
+  model = tiny_resnet(num_classes=len(CLASSES))
+  first = evaluator.run(model, context).record
+  step = evaluator.pre_logits._step[2]
+  assert evaluator.run(model, context).record == first
+  assert evaluator.pre_logits._step[2] is step
+  assert step.experimental_get_tracing_count() == 1  # drawn shots and held-out split
+  evaluator.run(tiny_resnet(num_classes=len(CLASSES), seed=1), context)
+  assert evaluator.pre_logits._step[2] is not step  # another model, its own step

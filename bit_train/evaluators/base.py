@@ -81,34 +81,46 @@ def with_positions(examples):
       lambda i, example: (example[0], tf.cast(i, tf.int32))), multilabel=False)
 
 
-def pre_logits(model, examples, context):
+class PreLogits:
   """The model's pre-logits [N, D] of every example, in the examples' order.
 
   The eval stream (resized to the crop, padded, sharded over the replicas) gives
   each example's position in place of its label, so the order survives sharding.
+  The step is traced once per model and strategy, not at every call: an evaluator
+  measures its examples at every periodic evaluation.
   """
-  strategy = context.strategy
-  positioned = with_positions(examples)
-  data = strategy.distribute_datasets_from_function(lambda ctx: pipeline.eval_dataset(
-      positioned, context.crop, context.batch_size, ctx))
 
-  def replica_step(batch):
-    images, positions, mask = batch
-    return tf.cast(model.pre_logits(images), tf.float32), positions, mask
+  def __init__(self):
+    self._step = None  # (model, strategy, tf.function)
 
-  @tf.function
-  def step(batch):
-    outputs = strategy.run(replica_step, args=(batch,))
-    return tf.nest.map_structure(lambda t: strategy.gather(t, axis=0), outputs)
-  features, positions = [], []
-  for batch in data:
-    batch_features, batch_positions, mask = (t.numpy() for t in step(batch))
-    real = mask > 0
-    features.append(batch_features[real])
-    positions.append(batch_positions[real])
-  if not features:
-    raise UserError(f"{examples.name} has no examples.")
-  features, positions = np.concatenate(features), np.concatenate(positions)
-  ordered = np.empty_like(features)
-  ordered[positions] = features
-  return ordered
+  def _step_for(self, model, strategy):
+    if self._step is None or self._step[0] is not model or self._step[1] is not strategy:
+      def replica_step(batch):
+        images, positions, mask = batch
+        return tf.cast(model.pre_logits(images), tf.float32), positions, mask
+
+      @tf.function(autograph=False)  # models are traced without AutoGraph
+      def step(batch):
+        outputs = strategy.run(replica_step, args=(batch,))
+        return tf.nest.map_structure(lambda t: strategy.gather(t, axis=0), outputs)
+      self._step = (model, strategy, step)
+    return self._step[2]
+
+  def __call__(self, model, examples, context):
+    strategy = context.strategy
+    step = self._step_for(model, strategy)
+    positioned = with_positions(examples)
+    data = strategy.distribute_datasets_from_function(lambda ctx: pipeline.eval_dataset(
+        positioned, context.crop, context.batch_size, ctx))
+    features, positions = [], []
+    for batch in data:
+      batch_features, batch_positions, mask = (t.numpy() for t in step(batch))
+      real = mask > 0
+      features.append(batch_features[real])
+      positions.append(batch_positions[real])
+    if not features:
+      raise UserError(f"{examples.name} has no examples.")
+    features, positions = np.concatenate(features), np.concatenate(positions)
+    ordered = np.empty_like(features)
+    ordered[positions] = features
+    return ordered

@@ -99,6 +99,7 @@ class FewShot(base.Evaluator):
       raise UserError(f"evals entry {entry.name!r} (fewshot): l2_reg="
                       f"{self.options['l2_reg']} must be positive.")
     self.shots, self.seeds = sorted(set(shots)), list(seeds)
+    self.pre_logits = base.PreLogits()
     train_split = self.options["train_split"] or source.facts.train_split
     self.train = source.examples(train_split, entry.label_key)
     self.examples = source.eval_examples(entry.split, entry.label_key)
@@ -135,9 +136,9 @@ class FewShot(base.Evaluator):
 
   def run(self, model, context):
     train_labels, chosen, drawn, drawn_examples = self._draws
-    features = base.pre_logits(model, drawn_examples, context)
+    features = self.pre_logits(model, drawn_examples, context)
     row = {index: i for i, index in enumerate(drawn)}
-    test_features = base.pre_logits(model, self.examples, context)
+    test_features = self.pre_logits(model, self.examples, context)
     test_labels = self._test_labels
     num_classes = self.train.num_classes
     per_k = {}

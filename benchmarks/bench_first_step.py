@@ -40,9 +40,7 @@ def child(folder, variant, started):
   trainer.start_data()
   set_up = time.time()
   # The one-micro-batch step's tf.function, traced without running it.
-  [step_fn] = [c.cell_contents for c in trainer.train_step.__closure__
-               if getattr(c.cell_contents, "__name__", "") == "whole_batch"]
-  graph = step_fn.get_concrete_function(
+  graph = trainer.whole_batch_step.get_concrete_function(
       trainer.train_iter, tf.constant(plan.lr(0), tf.float32),
       mixup.sample_lambda(plan.mixup_alpha, config.seed, 0)).graph
   traced = time.time()

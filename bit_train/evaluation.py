@@ -110,7 +110,7 @@ def make_eval_step(model, strategy, num_classes, class_order=None, multilabel=Fa
       return multilabel_sums(logits, labels, mask)
     return batch_sums(logits, labels, mask, num_classes)
 
-  @tf.function
+  @tf.function(autograph=False)  # models are traced without AutoGraph (registry.Family)
   def eval_step(batch):
     sums = strategy.run(replica_step, args=(batch,))
     return tf.nest.map_structure(

@@ -33,7 +33,9 @@ class Family:
 
   Every model a family makes takes float32 NHWC images in [0, 1] and has
   `__call__(images, training=False)` -> logits, `pre_logits(images)`,
-  `trainable_variables`, `head_variables`, `num_classes` and `arch`.
+  `trainable_variables`, `head_variables`, `num_classes` and `arch`. The trainer and
+  the evaluators trace models without AutoGraph: control flow on tensors in a
+  model's code must be tf.cond / tf.while_loop, not Python `if` / `while`.
   """
   name: str  # e.g. "ResNet-v2"; names architectures in logs and metrics.json
   names: str  # its models' names for messages, e.g. "BiT-{S,M}-{R50x1,...}"

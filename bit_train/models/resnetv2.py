@@ -112,7 +112,7 @@ def _group_norm_relu(groups):
       d_inv_std = tf.reduce_sum(d_scale * gamma_g, 2, keepdims=True)
       d_var = d_inv_std * -0.5 * inv_std ** 3 * tf.cast(var >= 0., tf.float32)
       d_mean = -tf.reduce_sum(d_offset * scale, 2, keepdims=True) - 2. * mean * d_var
-      n = tf.cast(tf.reduce_prod(tf.shape(x)[1:3]) * per_group, tf.float32)
+      n = per_group * _pixels(x)  # values per group and example
       ones = tf.ones([1, per_group])  # broadcasts [B, G, 1] to every channel
       # The statistics' share in float32: its two terms nearly cancel.
       through_stats = (x32 * per_channel32(ones * (2. * d_var / n))
@@ -121,6 +121,13 @@ def _group_norm_relu(groups):
     return y, grad
 
   return gn_relu
+
+
+def _pixels(x):
+  """H * W of NHWC `x`: a number when the shape says it, else a tensor."""
+  if x.shape[1] is not None and x.shape[2] is not None:
+    return float(x.shape[1] * x.shape[2])
+  return tf.cast(tf.shape(x)[1] * tf.shape(x)[2], tf.float32)
 
 
 def groups_for(channels):

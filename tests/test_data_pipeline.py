@@ -189,6 +189,15 @@ def test_eval_over_workers_counts_every_example_once():
   assert total == 11
 
 
+def test_the_eval_stream_is_not_autotuned():
+  """Each evaluation deletes its iterator, which with tf.data autotuning waits idle
+  for the autotuner's next wake-up: up to 9 s at the end of a 20 s evaluation
+  (README, "The loop against its bare step"). Timing is a benchmark's job; this
+  guards the setting that removed the wait."""
+  source, plan = random_source(5), small_plan(5)
+  assert pipeline.eval_dataset(source, plan.crop, 4).options().autotune.enabled is False
+
+
 def test_mixup_lambda_follows_beta_and_is_a_function_of_seed_and_step():
   lams = np.array([float(mixup.sample_lambda(0.1, 0, step)) for step in range(300)])
   assert np.all((0 <= lams) & (lams <= 1)) and len(set(lams)) > 250

@@ -240,4 +240,10 @@ def eval_dataset(examples, crop, batch_size, input_context=None, cache_bytes=Non
       (tf.zeros([crop, crop, 3]), tf.zeros(label_shape, tf.int32),
        tf.constant(0.0))).repeat()
   ds = ds.concatenate(padding).take(padded)
-  return ds.batch(per_replica, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+  # Not autotuned: deleting an iterator waits for tf.data's autotuning thread to wake,
+  # 10 ms after the start, then 20, 40, ... later (TF 2.21). An evaluation on a
+  # quiet machine waited up to 9 s at its end, idle (benchmarks/bench_loop.py, eval
+  # row). Every evaluation makes a new iterator; the map runs on every core anyway.
+  options = tf.data.Options()
+  options.autotune.enabled = False
+  return ds.batch(per_replica, drop_remainder=True).prefetch(2).with_options(options)

@@ -3,7 +3,8 @@
   python -m bit_train.train --config configs/transfer.py:dataset=cifar10 --workdir W
 
 The story of a run: config -> dataset facts -> plan -> (model, data, loop, export).
-`--dry_run` stops after the plan: it prints it, writes it to the workdir, exits 0.
+`--dry_run` stops after the plan: it prints it, writes it to the workdir (not over
+the plan of a run whose checkpoints are there), exits 0.
 """
 
 from absl import flags
@@ -38,7 +39,7 @@ def describe_model(config, num_classes):
           "location": location}
 
 
-def write_dry_run(workdir, config, facts, model, plan):
+def write_dry_run(workdir, config, facts, model, plan, write=True):
   record = {"config": config.to_dict(), "dataset": {
       "name": facts.name, "num_examples": facts.num_examples,
       "num_classes": facts.num_classes, "image_size": list(facts.image_size),
@@ -46,8 +47,9 @@ def write_dry_run(workdir, config, facts, model, plan):
       "sources": facts.sources}, "model": model, "plan": plan.to_dict()}
   text = "\n".join([facts.describe(), f"Model {model['name']} from {model['source']}: "
                     f"{model['location']}", plan.describe()])
-  files.write_json_atomic(wd.path(workdir, wd.PLAN), record)
-  files.write_text_atomic(wd.path(workdir, wd.PLAN_TEXT), text + "\n")
+  if write:
+    files.write_json_atomic(wd.path(workdir, wd.PLAN), record)
+    files.write_text_atomic(wd.path(workdir, wd.PLAN_TEXT), text + "\n")
   return text, record
 
 
@@ -65,9 +67,18 @@ def main(argv):
     plan = hyperrule.plan_from_config(config, facts.num_examples, facts.image_size,
                                       dataset=facts.name)
     with wd.claim(_WORKDIR.value):
-      text, record = write_dry_run(_WORKDIR.value, config, facts, model, plan)
+      # On a workdir with checkpoints: the check a real run makes, and its plan.json
+      # kept (resume compares the next run's config with it).
+      if not _FORCE.value:
+        wd.check_same_run(_WORKDIR.value, config, plan)
+      kept = wd.holds_run(_WORKDIR.value)
+      text, record = write_dry_run(_WORKDIR.value, config, facts, model, plan,
+                                   write=not kept)
     print(text)
     print(files.json_text(record["plan"]))
+    if kept:
+      print(f"{_WORKDIR.value} holds a run's checkpoints: its {wd.PLAN} is kept, "
+            "not rewritten.")
     return
   # The strategy comes first: multi-worker set-up and CPU device splitting must
   # happen before TensorFlow runs anything.

@@ -143,18 +143,23 @@ def _saved_run(workdir):
   return saved
 
 
+def holds_run(workdir):
+  """Whether W has checkpoints: its plan.json then belongs to that run."""
+  return bool(checkpoints.candidates(path(workdir, CHECKPOINTS)))
+
+
 def check_same_run(workdir, config, plan):
   """Raises UserError when W holds checkpoints of a run with another config or plan.
 
   Only reads: plan.json is written by save_run once the checkpoint has restored.
   """
-  if not (checkpoints.candidates(path(workdir, CHECKPOINTS)) and
-          tf.io.gfile.exists(path(workdir, PLAN))):
+  if not (holds_run(workdir) and tf.io.gfile.exists(path(workdir, PLAN))):
     return
   saved, new = _saved_run(workdir), _records(config, plan)
   run_only = {k for k in new["config"] if bit_config.kind(k) == bit_config.RUN_ONLY}
-  changes = (_differences(saved["plan"], new["plan"]) +
-             _differences(saved["config"], new["config"], run_only))
+  changes = list(dict.fromkeys(  # a field of both the plan and the config once
+      _differences(saved["plan"], new["plan"]) +
+      _differences(saved["config"], new["config"], run_only)))
   if changes:
     raise UserError(f"workdir {workdir} holds a run with a different config or plan "
                     f"({'; '.join(changes[:3])}): use a new --workdir, or pass "

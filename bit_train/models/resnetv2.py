@@ -108,15 +108,16 @@ def _group_norm_relu(groups):
       d_scale -= mean * d_offset  # offset depends on scale too
       d_gamma = tf.reshape(tf.reduce_sum(d_scale * inv_std, 0), [channels])
       d_beta = tf.reshape(tf.reduce_sum(d_offset, 0), [channels])
-      # Through the group statistics: mean, and var = E[x^2] - mean^2 (clipped at 0).
-      d_inv_std = tf.reduce_sum(d_scale * gamma_g, 2, keepdims=True)
-      d_var = d_inv_std * -0.5 * inv_std ** 3 * tf.cast(var >= 0., tf.float32)
-      d_mean = -tf.reduce_sum(d_offset * scale, 2, keepdims=True) - 2. * mean * d_var
-      n = per_group * _pixels(x)  # values per group and example
+      # Through the group statistics, means over n values each: var = E[x^2] -
+      # mean^2 gives d_var = -k / 2 with k = d_inv_std * inv_std^3; with d_mean =
+      # mean * k + what the offset passes back, x gets (d_mean - x * k) / n.
+      k = tf.reduce_sum(d_scale * gamma_g, 2, keepdims=True) * tf.square(inv_std) * inv_std
+      d_mean = mean * k - tf.reduce_sum(d_offset * scale, 2, keepdims=True)
+      inv_n = 1. / (per_group * _pixels(x))  # values per group and example
       ones = tf.ones([1, per_group])  # broadcasts [B, G, 1] to every channel
       # The statistics' share in float32: its two terms nearly cancel.
-      through_stats = (x32 * per_channel32(ones * (2. * d_var / n))
-                       + per_channel32(ones * (d_mean / n)))
+      through_stats = (per_channel32(ones * (d_mean * inv_n))
+                       - x32 * per_channel32(ones * (k * inv_n)))
       return dz * scale_c + tf.cast(through_stats, x.dtype), d_gamma, d_beta
     return y, grad
 

@@ -9,10 +9,11 @@ normalisation at all. The figure that matters is each way's cost above that floo
 since the convolutions around Group Norm are the same whichever way is used
 (README, Models: Speed).
 
-  native       bit_train.models.resnetv2.group_norm_relu (what the model uses)
+  native       bit_train.models.resnetv2.group_norm_relu (what the model uses: its
+               gradient written by hand)
   native_xla   the same, compiled with XLA
-  hand_grad    the same forward with a hand-written gradient: fewer passes over
-               the activations, no broadcast Tile
+  autodiff     the same forward with TensorFlow's autodiff gradient (the model's
+               until the gradient was written by hand)
   fused_bn     FusedBatchNormV3 over a transposed view (one "channel" per example
                and group), then gamma, beta and ReLU
   tf_keras     tf_keras.layers.GroupNormalization, then ReLU (the baseline's layer)
@@ -40,40 +41,20 @@ def native(x, gamma, beta, groups):
   return resnetv2.group_norm_relu(x, gamma, beta, groups)
 
 
-def hand_grad(x, gamma, beta, groups):
-  """native's forward with the gradient written out by hand."""
-
-  @tf.custom_gradient
-  def gn_relu(x, gamma, beta):
-    batch, channels = tf.shape(x)[0], x.shape[-1]
-    per_group = channels // groups
-    count = tf.cast(tf.shape(x)[1] * tf.shape(x)[2] * per_group, tf.float32)
-    by_group = lambda t: tf.reshape(t, [batch, groups, per_group])  # noqa: E731
-    by_channel = lambda t: tf.reshape(t, [batch, 1, 1, channels])  # noqa: E731
-    mean = tf.reduce_mean(by_group(tf.reduce_mean(x, [1, 2])), 2, True)
-    meansq = tf.reduce_mean(by_group(tf.reduce_mean(tf.square(x), [1, 2])), 2, True)
-    inv = tf.math.rsqrt(tf.maximum(meansq - tf.square(mean), 0.) + resnetv2.GN_EPS)
-    gamma_g = tf.reshape(gamma, [groups, per_group])
-    scale = inv * gamma_g
-    offset = tf.reshape(beta, [groups, per_group]) - mean * scale
-    y = tf.nn.relu(x * by_channel(scale) + by_channel(offset))
-
-    def grad(dy):
-      g = tf.raw_ops.ReluGrad(gradients=dy, features=y)
-      d_offset = by_group(tf.reduce_sum(g, [1, 2]))
-      d_scale = by_group(tf.reduce_sum(g * x, [1, 2]))
-      centred = d_scale - mean * d_offset
-      d_inv = tf.reduce_sum(gamma_g * centred, 2, True)
-      inv3 = inv * inv * inv
-      d_mean = -tf.reduce_sum(gamma_g * d_offset, 2, True) * inv + d_inv * inv3 * mean
-      d_meansq = -0.5 * inv3 * d_inv
-      ones = tf.ones_like(scale)
-      dx = (g * by_channel(scale) + x * by_channel(2. * d_meansq / count * ones)
-            + by_channel(d_mean / count * ones))
-      return (dx, tf.reshape(tf.reduce_sum(inv * centred, 0), [channels]),
-              tf.reshape(tf.reduce_sum(d_offset, 0), [channels]))
-    return y, grad
-  return gn_relu(x, gamma, beta)
+def autodiff(x, gamma, beta, groups):
+  """native's forward, its gradient left to TensorFlow's autodiff (what the model
+  used until its gradient was written by hand)."""
+  channels = x.shape[-1]
+  per_group = channels // groups
+  batch = tf.shape(x)[0]
+  by_group = lambda t: tf.reshape(t, [batch, groups, per_group])  # noqa: E731
+  by_channel = lambda t: tf.reshape(t, [batch, 1, 1, channels])  # noqa: E731
+  mean = tf.reduce_mean(by_group(tf.reduce_mean(x, [1, 2])), 2, True)
+  meansq = tf.reduce_mean(by_group(tf.reduce_mean(tf.square(x), [1, 2])), 2, True)
+  inv = tf.math.rsqrt(tf.maximum(meansq - tf.square(mean), 0.) + resnetv2.GN_EPS)
+  scale = inv * tf.reshape(gamma, [groups, per_group])
+  offset = tf.reshape(beta, [groups, per_group]) - mean * scale
+  return tf.nn.relu(x * by_channel(scale) + by_channel(offset))
 
 
 def fused_bn(x, gamma, beta, groups):
@@ -118,7 +99,7 @@ def main():
   tf_keras_gn, keras_vars = keras_layer(shape, gamma, beta)
   ways = {"relu": relu, "native": native,
           "native_xla": tf.function(native, jit_compile=True),
-          "hand_grad": hand_grad, "fused_bn": fused_bn, "tf_keras": tf_keras_gn}
+          "autodiff": autodiff, "fused_bn": fused_bn, "tf_keras": tf_keras_gn}
   variables_of = {name: [x] + ([] if name == "relu" else
                                keras_vars if name == "tf_keras" else [gamma, beta])
                   for name in ways}

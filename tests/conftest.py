@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+from absl import flags
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -15,6 +16,28 @@ def run_module(module, *args, env=None, timeout=600):
   return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=ROOT,
                         capture_output=True, text=True, env=full_env,
                         timeout=timeout)
+
+
+def run_here(entry_point, *args, capsys):
+  """An entry point's `run()` (e.g. bit_train.train.run) in this process, as
+  `python -m` would run it (absl's app.run, flag parsing, one-line errors), without
+  a TensorFlow start-up: (exit code, stdout, stderr). For tests whose point is what
+  a run decides or prints; a real process is for exit codes, signals and tracebacks."""
+  argv, defined = sys.argv, set(flags.FLAGS)
+  sys.argv = [entry_point.__module__, *map(str, args)]
+  flags.FLAGS.unparse_flags()
+  try:
+    entry_point()
+    code = 0
+  except SystemExit as e:
+    code = 0 if e.code is None else e.code
+  finally:
+    sys.argv = argv
+    flags.FLAGS.unparse_flags()
+    for name in set(flags.FLAGS) - defined:  # --config.<field>: defined per parse
+      delattr(flags.FLAGS, name)
+  out, err = capsys.readouterr()
+  return code, out, err
 
 
 def error_lines(stderr):

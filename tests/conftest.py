@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import types
 
 from absl import flags
 import pytest
@@ -21,8 +22,10 @@ def run_module(module, *args, env=None, timeout=600):
 def run_here(entry_point, *args, capsys):
   """An entry point's `run()` (e.g. bit_train.train.run) in this process, as
   `python -m` would run it (absl's app.run, flag parsing, one-line errors), without
-  a TensorFlow start-up: (exit code, stdout, stderr). For tests whose point is what
-  a run decides or prints; a real process is for exit codes, signals and tracebacks."""
+  a TensorFlow start-up: its returncode, stdout and stderr, as run_module gives them.
+  For tests whose point is what a run decides or prints; a real process is for exit
+  codes, signals and tracebacks. (Not bit_train.eval: its flags clash with
+  bit_train.train's in one process.)"""
   argv, defined = sys.argv, set(flags.FLAGS)
   sys.argv = [entry_point.__module__, *map(str, args)]
   flags.FLAGS.unparse_flags()
@@ -37,7 +40,7 @@ def run_here(entry_point, *args, capsys):
     for name in set(flags.FLAGS) - defined:  # --config.<field>: defined per parse
       delattr(flags.FLAGS, name)
   out, err = capsys.readouterr()
-  return code, out, err
+  return types.SimpleNamespace(returncode=code, stdout=out, stderr=err)
 
 
 def error_lines(stderr):

@@ -8,7 +8,6 @@ its exit code and the absence of a traceback on a real stderr.
 
 import json
 import os
-import types
 
 import pytest
 
@@ -23,10 +22,8 @@ def dry_run(capsys):
   """dry_run(tmp_path, arg, *extra): bit-train --dry_run in this process, as a
   result with returncode, stdout and stderr."""
   def run(tmp_path, arg, *extra):
-    code, out, err = run_here(bit_train.run, "--config", f"{TRANSFER}:{arg}",
-                              "--workdir", tmp_path / "w", "--dry_run", *extra,
-                              capsys=capsys)
-    return types.SimpleNamespace(returncode=code, stdout=out, stderr=err)
+    return run_here(bit_train.run, "--config", f"{TRANSFER}:{arg}", "--workdir",
+                    tmp_path / "w", "--dry_run", *extra, capsys=capsys)
   return run
 
 

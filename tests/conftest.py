@@ -8,6 +8,8 @@ import types
 from absl import flags
 import pytest
 
+from pattern_images import write_pattern_folder
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -46,6 +48,12 @@ def run_here(entry_point, *args, capsys):
 def error_lines(stderr):
   """Our `error:` lines, without TensorFlow's start-up chatter."""
   return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+  """The TINY runs' image folder: 12 pattern images per class (pattern_images)."""
+  return write_pattern_folder(tmp_path_factory.mktemp("patterns"), per_class=12)
 
 
 @pytest.fixture

@@ -37,11 +37,6 @@ from bit_train.errors import UserError
 TEMPORARY = ("_temp", ".tmp", ".tempstate")
 
 
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-  return write_pattern_folder(tmp_path_factory.mktemp("patterns"), per_class=12)
-
-
 def config_arg(folder, arg=""):
   config = f"{ROOT}/configs/transfer.py:dataset=image_folder,data_dir={folder},{TINY}"
   return config + ("," + arg if arg else "")

@@ -3,9 +3,10 @@ checkpoints, plan and history, a changed plan, two runs at once, --force across
 models, unusable workdirs, a full disk, Ctrl-C and divergence.
 
 Fast by design: one tiny run trains a workdir once (module fixture, a real process)
-and each case reads it or damages a copy of it. Cases that end before or soon after the restore run bit-train's
-main in this process (no TensorFlow start-up per case); what needs a real process (a
-lock, signals, a real read-only or full file system) runs as a user runs it.
+and each case reads it or damages a copy of it. Cases that end before or soon after
+the restore run bit-train's main in this process (no TensorFlow start-up per case);
+what needs a real process (a lock, signals, a real read-only or full file system)
+runs as a user runs it.
 
 Read-only and full file systems are real: a tmpfs (read-only, or 20 MB) mounted in a
 private mount namespace (`unshare -m`) that only the test's shell sees. That needs
@@ -29,7 +30,7 @@ import tensorflow as tf
 
 from conftest import ROOT, error_lines
 from pattern_images import write_pattern_folder
-from test_trainer import TINY
+from test_trainer import TINY, history
 
 from bit_train import train as bit_train  # defines bit-train's flags in this process
 from bit_train.errors import UserError
@@ -77,11 +78,6 @@ def snapshot(workdir):
 def temporaries(workdir):
   return [os.path.join(root, name) for root, dirs, names in os.walk(workdir)
           for name in dirs + names if any(t in name for t in TEMPORARY)]
-
-
-def history(workdir):
-  with open(os.path.join(workdir, "history.jsonl")) as f:
-    return [json.loads(line) for line in f]
 
 
 def history_steps(workdir):

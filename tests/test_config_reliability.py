@@ -14,11 +14,11 @@ import pytest
 from bit_train import cli as bit_cli
 from bit_train import config as bit_config
 from bit_train import distribute
-from bit_train import train  # noqa: F401 (defines --config, as bit-train does)
+from bit_train import train  # defines --config, as bit-train does
 from bit_train.errors import UserError
 from bit_train.models import bit
 from bit_train.models import registry
-from conftest import error_lines
+from conftest import error_lines, run_here
 from test_trainer import _free_ports as free_ports
 
 TRANSFER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -45,10 +45,11 @@ def test_no_falsy_value_is_replaced_by_the_models_default():
   assert bit.config_arch(config, spec) == ((1, 1, 1, 1), 0.0)
 
 
-def test_width_zero_dry_run_is_one_line_and_writes_no_plan(tmp_path, cli):
-  result = cli("bit_train.train", "--config",
-               "configs/transfer.py:model_source=native,width=0", "--workdir", tmp_path,
-               "--dry_run")
+def test_width_zero_dry_run_is_one_line_and_writes_no_plan(tmp_path, capsys):
+  # bit-train's run() in this process (conftest.run_here): no TensorFlow start-up.
+  result = run_here(train.run, "--config",
+                    "configs/transfer.py:model_source=native,width=0", "--workdir",
+                    tmp_path, "--dry_run", capsys=capsys)
   assert result.returncode == 2
   assert error_lines(result.stderr) == ["error: config field width=0.0 must be positive."]
   assert not (tmp_path / "plan.json").exists()
@@ -171,9 +172,10 @@ def test_a_bug_in_a_config_file_shows_its_traceback(tmp_path, cli, bug, error):
   assert result.stderr.rstrip().splitlines()[-1].startswith(error)
 
 
-def test_a_bad_value_on_the_command_line_stays_one_line(tmp_path, cli):
-  result = cli("bit_train.train", "--config", TRANSFER, "--config.batch_size=abc",
-               "--workdir", tmp_path / "w", "--dry_run")
+def test_a_bad_value_on_the_command_line_stays_one_line(tmp_path, capsys):
+  # In this process; test_train_cli.py runs this kind of mistake as a real process.
+  result = run_here(train.run, "--config", TRANSFER, "--config.batch_size=abc",
+                    "--workdir", tmp_path / "w", "--dry_run", capsys=capsys)
   assert result.returncode == 2, result.stderr[-2000:]
   line, = error_lines(result.stderr)
   assert "--config.batch_size=abc" in line and "Traceback" not in result.stderr

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from bit_train import train as bit_train
 from bit_train.data import folders
 from bit_train.data import preprocess
 from bit_train.data import sources
 from bit_train.errors import UserError
-from conftest import error_lines
+from conftest import error_lines, run_here
 from data_images import encode, folder_config, random_image, write_folder
 
 COUNTS = {"zebra": 12, "ant": 7, "Moth": 5}
@@ -159,12 +160,13 @@ def test_describe_uses_the_folder_and_config_overrides(tmp_path):
   assert facts.image_size == (20, 20) and facts.sources["image_size"].startswith("config")
 
 
-def test_dry_run_on_a_folder_prints_the_measured_size_and_plan(tmp_path, cli):
+def test_dry_run_on_a_folder_prints_the_measured_size_and_plan(tmp_path, capsys):
+  # bit-train's run() in this process (conftest.run_here): no TensorFlow start-up.
   root = write_folder(tmp_path / "images", {"cat": 6, "dog": 6}, size=(50, 60))
   workdir = tmp_path / "work"
-  result = cli("bit_train.train", "--config",
-               f"configs/folder.py:data_dir={root},batch_size=16",
-               "--workdir", workdir, "--dry_run")
+  result = run_here(bit_train.run, "--config",
+                    f"configs/folder.py:data_dir={root},batch_size=16",
+                    "--workdir", workdir, "--dry_run", capsys=capsys)
   assert result.returncode == 0, result.stderr
   assert "median 50x60" in result.stdout
   assert "resize to 160, random crop 128" in result.stdout
@@ -172,6 +174,6 @@ def test_dry_run_on_a_folder_prints_the_measured_size_and_plan(tmp_path, cli):
   assert plan["plan"]["num_examples"] == 10  # one image of each class held out
   empty = tmp_path / "empty"
   os.makedirs(empty)
-  result = cli("bit_train.train", "--config", f"configs/folder.py:data_dir={empty}",
-               "--workdir", workdir, "--dry_run")
+  result = run_here(bit_train.run, "--config", f"configs/folder.py:data_dir={empty}",
+                    "--workdir", workdir, "--dry_run", capsys=capsys)
   assert result.returncode == 2 and len(error_lines(result.stderr)) == 1

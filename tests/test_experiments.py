@@ -8,11 +8,13 @@ import subprocess
 import sys
 import time
 
+from absl import logging as absl_logging
 import pytest
 
 from conftest import ROOT, error_lines, run_module
 from data_images import write_folder
 from experiments import collect
+from experiments import run as experiments_run
 from experiments import runs as runs_lib
 from experiments.suites import paper
 from experiments.suites import vtab
@@ -47,6 +49,17 @@ def runner(*args):
   return run_module("experiments.run", *args)
 
 
+def runner_here(capsys, *args):
+  """The runner's main in this process (no TensorFlow start-up): what it printed.
+  Its mistakes raise; the one line and exit code they become need a real process."""
+  verbosity = absl_logging.get_verbosity()  # a dry run quiets absl for the process
+  try:
+    experiments_run.main([str(a) for a in args])
+  finally:
+    absl_logging.set_verbosity(verbosity)
+  return capsys.readouterr().out
+
+
 @pytest.fixture
 def tiny_suite(tmp_path):
   data = write_folder(tmp_path / "images", {"a": 10, "b": 10}, size=(16, 16))
@@ -60,15 +73,14 @@ def _run(root, variant):
                       seed=0, variant=variant, config="")
 
 
-def test_runner_plans_runs_resumes_after_a_kill_skips_and_collects(tiny_suite):
+def test_runner_plans_runs_resumes_after_a_kill_skips_and_collects(tiny_suite, capsys):
   suite, root = tiny_suite
   long_run, short_run = _run(root, "npz"), _run(root, "native")
   # Plan: the trainer's own HyperRule plan for each run, and the total.
-  result = runner(suite, "--root", root, "--dry_run", "--batch_split", "2")
-  assert result.returncode == 0, result.stderr
-  assert long_run.name in result.stdout and short_run.name in result.stdout
-  assert "3 runnable, 72 steps in total" in result.stdout  # 60 + 6 + 6
-  assert "1 blocked" in result.stdout
+  out = runner_here(capsys, suite, "--root", root, "--dry_run", "--batch_split", "2")
+  assert long_run.name in out and short_run.name in out
+  assert "3 runnable, 72 steps in total" in out  # 60 + 6 + 6
+  assert "1 blocked" in out
   assert not os.path.exists(os.path.join(root, "runs.json"))  # a dry run writes nothing
   # Run, killed (with the trainer under it) once the long run has a checkpoint.
   proc = subprocess.Popen(
@@ -102,9 +114,9 @@ def test_runner_plans_runs_resumes_after_a_kill_skips_and_collects(tiny_suite):
   # skipped, their metrics untouched.
   stamps = {v: os.path.getmtime(os.path.join(_run(root, v).workdir(root), "metrics.json"))
             for v in finished}
-  result = runner(suite, "--root", root, "--batch_split", "2", "--variants", "npz,native")
-  assert result.returncode == 0, result.stderr
-  assert result.stdout.count("finished, skipped") == 2 and "starting" not in result.stdout
+  out = runner_here(capsys, suite, "--root", root, "--batch_split", "2", "--variants",
+                    "npz,native")
+  assert out.count("finished, skipped") == 2 and "starting" not in out
   assert stamps == {v: os.path.getmtime(
       os.path.join(_run(root, v).workdir(root), "metrics.json")) for v in finished}
   # Collect: the numbers are the runs' metrics.json; the others say why.
@@ -121,13 +133,12 @@ def test_runner_plans_runs_resumes_after_a_kill_skips_and_collects(tiny_suite):
   assert f"{100 * finished['npz']['top1']:.1f}" in text and "broken: 1 failed" in text
 
 
-def test_emitted_commands_and_slurm_array_one_task_per_run(tmp_path):
+def test_emitted_commands_and_slurm_array_one_task_per_run(tmp_path, capsys):
   root = str(tmp_path / "root")
-  result = runner("fewshot", "--root", root, "--emit", "--models", "BiT-M-R50x1",
-                  "--datasets", "cifar10,oxford_flowers102", "--seeds", "0,1",
-                  "--batch_size", "128", "--base_lr", "0.001", "--lr_scaling", "none",
-                  "--sbatch=--gres=gpu:8", "--python", "echo")
-  assert result.returncode == 0, result.stderr
+  runner_here(capsys, "fewshot", "--root", root, "--emit", "--models", "BiT-M-R50x1",
+              "--datasets", "cifar10,oxford_flowers102", "--seeds", "0,1",
+              "--batch_size", "128", "--base_lr", "0.001", "--lr_scaling", "none",
+              "--sbatch=--gres=gpu:8", "--python", "echo")
   folder = os.path.join(root, "fewshot")
   with open(os.path.join(folder, "commands.txt")) as f:
     lines = f.read().splitlines()
@@ -159,13 +170,11 @@ def test_emitted_commands_and_slurm_array_one_task_per_run(tmp_path):
     assert out.splitlines()[-1] == commands[task].split(" || echo ")[1]
 
 
-def test_paper_suites_plan_without_data_with_the_scaling_in_the_plan(tmp_path):
-  result = runner("standard", "--root", str(tmp_path), "--dry_run", "--models",
-                  "BiT-M-R50x1", "--batch_size", "128", "--base_lr", "0.001",
-                  "--lr_scaling", "none")
-  assert result.returncode == 0, result.stderr
-  lines = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()
-           if "__" in line}
+def test_paper_suites_plan_without_data_with_the_scaling_in_the_plan(tmp_path, capsys):
+  out = runner_here(capsys, "standard", "--root", tmp_path, "--dry_run", "--models",
+                    "BiT-M-R50x1", "--batch_size", "128", "--base_lr", "0.001",
+                    "--lr_scaling", "none")
+  lines = {line.split()[0]: line.split()[1:] for line in out.splitlines() if "__" in line}
   #                  n, res, mixup, steps, batch, split, lr
   assert lines["cifar10__BiT-M-R50x1__full__seed0"] == [
       "49,000", "160/128", "0.1", "10,000", "128", "1", "0.001"]
@@ -173,10 +182,10 @@ def test_paper_suites_plan_without_data_with_the_scaling_in_the_plan(tmp_path):
       "1,268,355", "512/480", "0.1", "20,000", "128", "1", "0.001"]
   assert lines["oxford_flowers102__BiT-M-R50x1__full__seed0"][:4] == [
       "1,020", "512/480", "0", "500"]
-  assert "5 runs: 5 runnable, 41,000 steps in total" in result.stdout
-  result = runner("vtab", "--root", str(tmp_path), "--dry_run", "--models", "BiT-M-R50x1")
-  assert result.returncode == 0, result.stderr
-  assert "19 runs: 12 runnable, 6,000 steps in total" in result.stdout
+  assert "5 runs: 5 runnable, 41,000 steps in total" in out
+  out = runner_here(capsys, "vtab", "--root", tmp_path, "--dry_run", "--models",
+                    "BiT-M-R50x1")
+  assert "19 runs: 12 runnable, 6,000 steps in total" in out
 
 
 def test_a_filter_naming_nothing_in_the_suite_is_one_line(tmp_path):

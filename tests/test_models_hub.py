@@ -16,12 +16,28 @@ def hub_config(path, **fields):
   return tiny_config(model_source="hub", model_path=str(path), **fields)
 
 
-def test_exported_modules_load_back_with_identical_outputs(tmp_path):
+# Each export traces and saves a model (seconds): the module exports each kind once
+# and the tests only read them.
+@pytest.fixture(scope="module")
+def feature_vector(tmp_path_factory):
+  """(path, the model it holds) of a tiny feature-vector module."""
+  path = tmp_path_factory.mktemp("hub") / "fv"
+  return path, export_tiny_hub_module(path, "feature_vector", seed=1)
+
+
+@pytest.fixture(scope="module")
+def classification(tmp_path_factory):
+  """(path, the model it holds) of a tiny classification module of 5 classes."""
+  path = tmp_path_factory.mktemp("hub") / "cls"
+  return path, export_tiny_hub_module(path, "classification", 5, seed=3)
+
+
+def test_exported_modules_load_back_with_identical_outputs(feature_vector,
+                                                          classification):
   import tensorflow_hub as tfhub
-  features = export_tiny_hub_module(tmp_path / "fv", "feature_vector", seed=1)
-  classifier = export_tiny_hub_module(tmp_path / "cls", "classification", 7, seed=2)
+  (fv_path, features), (cls_path, classifier) = feature_vector, classification
   x = images(2, 40, 48)
-  fv, cls = tfhub.load(str(tmp_path / "fv")), tfhub.load(str(tmp_path / "cls"))
+  fv, cls = tfhub.load(str(fv_path)), tfhub.load(str(cls_path))
   np.testing.assert_array_equal(fv(x), features.pre_logits(x))
   np.testing.assert_array_equal(cls(x, training=True), classifier(x))
   np.testing.assert_array_equal(cls.pre_logits(x), classifier.pre_logits(x))
@@ -30,11 +46,11 @@ def test_exported_modules_load_back_with_identical_outputs(tmp_path):
   assert list(cls.regularization_losses) == []
 
 
-def test_keras_layer_trains_every_module_variable(tmp_path):
+def test_keras_layer_trains_every_module_variable(classification):
   import tensorflow_hub as tfhub
   import tf_keras
-  original = export_tiny_hub_module(tmp_path / "cls", "classification", 4)
-  layer = tfhub.KerasLayer(str(tmp_path / "cls"), trainable=True)
+  path, original = classification
+  layer = tfhub.KerasLayer(str(path), trainable=True)
   model = tf_keras.Sequential([tf_keras.Input((32, 32, 3)), layer])
   x = images(2)
   np.testing.assert_array_equal(model(x), original(x))
@@ -44,9 +60,9 @@ def test_keras_layer_trains_every_module_variable(tmp_path):
   assert all(g is not None for g in tape.gradient(loss, model.trainable_weights))
 
 
-def test_feature_vector_module_gets_a_zero_head(tmp_path):
-  original = export_tiny_hub_module(tmp_path / "fv", "feature_vector")
-  model = create_model(hub_config(tmp_path / "fv"), num_classes=3)
+def test_feature_vector_module_gets_a_zero_head(feature_vector):
+  path, original = feature_vector
+  model = create_model(hub_config(path), num_classes=3)
   x = images(2)
   assert model.num_classes == 3 and model(x).shape == (2, 3) and not np.any(model(x))
   np.testing.assert_array_equal(model.pre_logits(x), original.pre_logits(x))
@@ -57,31 +73,31 @@ def test_feature_vector_module_gets_a_zero_head(tmp_path):
   assert np.any(grads[-2])  # the head kernel learns first
 
 
-def test_mixed_precision_with_a_hub_module_says_it_runs_float32(tmp_path, caplog):
-  export_tiny_hub_module(tmp_path / "fv", "feature_vector")
-  create_model(hub_config(tmp_path / "fv"), num_classes=3)
+def test_mixed_precision_with_a_hub_module_says_it_runs_float32(feature_vector,
+                                                                caplog):
+  path, _ = feature_vector
+  create_model(hub_config(path), num_classes=3)
   assert "precision" not in caplog.text
-  model = create_model(hub_config(tmp_path / "fv", precision="mixed_bfloat16"), 3)
+  model = create_model(hub_config(path, precision="mixed_bfloat16"), 3)
   assert "precision=mixed_bfloat16 does not apply to TF Hub modules" in caplog.text
   assert model(images(1)).dtype == tf.float32
 
 
-def test_classification_module_as_is_or_with_a_new_head(tmp_path):
-  original = export_tiny_hub_module(tmp_path / "cls", "classification", 5, seed=3)
+def test_classification_module_as_is_or_with_a_new_head(classification):
+  path, original = classification
   x = images(2)
-  kept = create_model(hub_config(tmp_path / "cls", head="keep"), None)
+  kept = create_model(hub_config(path, head="keep"), None)
   assert kept.num_classes == 5
   np.testing.assert_array_equal(kept(x), original(x))
-  replaced = create_model(hub_config(tmp_path / "cls"), 2)
+  replaced = create_model(hub_config(path), 2)
   np.testing.assert_array_equal(replaced.pre_logits(x), original.pre_logits(x))
   assert replaced(x).shape == (2, 2) and not np.any(replaced(x))
   with pytest.raises(UserError, match="outputs 5 classes but the dataset has 9"):
-    create_model(hub_config(tmp_path / "cls", head="keep"), 9)
+    create_model(hub_config(path, head="keep"), 9)
 
 
-def test_a_fine_tuned_hub_model_exports_again(tmp_path):
-  export_tiny_hub_module(tmp_path / "fv", "feature_vector")
-  model = create_model(hub_config(tmp_path / "fv"), num_classes=3)
+def test_a_fine_tuned_hub_model_exports_again(feature_vector, tmp_path):
+  model = create_model(hub_config(feature_vector[0]), num_classes=3)
   model.head_kernel.assign(tf.random.normal(model.head_kernel.shape))
   export_hub_module(model, str(tmp_path / "tuned"), "classification")
   again = create_model(hub_config(tmp_path / "tuned", head="keep"), 3)

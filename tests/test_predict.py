@@ -1,4 +1,9 @@
-"""bit-predict on image files with a trainer export, a hub module and an .npz file."""
+"""bit-predict on image files with a trainer export, a hub module and an .npz file.
+
+bit-predict runs through its own `run()` in this process (conftest.run_here: the
+same flag parsing, printing and one-line errors, without a TensorFlow start-up per
+case); a file that is no image at all runs it as a real process, for exit code 2.
+"""
 
 import json
 import os
@@ -10,7 +15,9 @@ import tensorflow as tf
 from bit_train import export
 from bit_train import hyperrule
 from bit_train.data import preprocess
+from bit_train import predict as bit_predict
 from conftest import error_lines
+from conftest import run_here
 from conftest import run_module
 from data_images import write_folder
 from tiny_models import tiny_resnet
@@ -18,6 +25,12 @@ from tiny_models import write_tiny_npz
 
 CLASSES = ["circle", "square", "star"]
 CROP = 32
+
+
+@pytest.fixture
+def predict(capsys):
+  """predict(*args): bit-predict in this process."""
+  return lambda *args: run_here(bit_predict.run, *args, capsys=capsys)
 
 
 def probabilities(model, path, crop=CROP):
@@ -52,11 +65,12 @@ def photos(tmp_path_factory):
   return str(root / "a.jpg"), album, good, os.path.join(album, "sub", "broken.jpg")
 
 
-def test_export_dir_prints_top_classes_and_skips_the_unreadable(exported, photos):
+def test_export_dir_prints_top_classes_and_skips_the_unreadable(predict, exported,
+                                                                 photos):
   workdir, model = exported
   single, album, good, broken = photos
-  result = run_module("bit_train.predict", "--model", os.path.join(workdir, "export"),
-                      "--images", single, album, "--top", "2", "--json")
+  result = predict("--model", os.path.join(workdir, "export"), "--images", single,
+                   album, "--top", "2", "--json")
   assert result.returncode == 0, result.stderr[-2000:]
   out = json.loads(result.stdout)
   assert [r["image"] for r in out["predictions"]] == sorted(good, key=good.index)
@@ -71,12 +85,11 @@ def test_export_dir_prints_top_classes_and_skips_the_unreadable(exported, photos
   assert f"skipped {broken}: not a readable image" in result.stderr
 
 
-def test_hub_module_of_an_export_finds_its_class_names(exported, photos):
+def test_hub_module_of_an_export_finds_its_class_names(predict, exported, photos):
   workdir, model = exported
   single = photos[0]
-  result = run_module("bit_train.predict", "--model",
-                      os.path.join(workdir, "export", "hub_module"), "--crop", CROP,
-                      "--top", "3", single)
+  result = predict("--model", os.path.join(workdir, "export", "hub_module"), "--crop",
+                   CROP, "--top", "3", single)
   assert result.returncode == 0, result.stderr[-2000:]
   expected = probabilities(model, single)
   lines = result.stdout.strip().splitlines()
@@ -85,25 +98,25 @@ def test_hub_module_of_an_export_finds_its_class_names(exported, photos):
   assert lines[1:] == [f"  {expected[i]:.4f}  {CLASSES[i]}" for i in order]
 
 
-def test_npz_classifier_with_a_user_label_file(tmp_path, photos):
+def test_npz_classifier_with_a_user_label_file(predict, tmp_path, photos):
   model = write_tiny_npz(str(tmp_path / "tiny.npz"), num_classes=4, seed=5)
   lemmas = ["tench, Tinca tinca", "goldfish, Carassius auratus", "great white shark",
             "tiger shark"]
   (tmp_path / "lemmas.txt").write_text("\n".join(lemmas) + "\n")
-  result = run_module("bit_train.predict", "--model", str(tmp_path / "tiny.npz"),
-                      "--labels", str(tmp_path / "lemmas.txt"), "--crop", CROP,
-                      "--top", "1", "--json", photos[0])
+  result = predict("--model", str(tmp_path / "tiny.npz"), "--labels",
+                   str(tmp_path / "lemmas.txt"), "--crop", CROP, "--top", "1", "--json",
+                   photos[0])
   assert result.returncode == 0, result.stderr[-2000:]
   best = int(np.argmax(probabilities(model, photos[0])))
   assert json.loads(result.stdout)["predictions"][0]["predictions"][0]["class"] == (
       lemmas[best])
 
 
-def test_a_label_file_of_the_wrong_length_is_one_line(exported, photos, tmp_path):
+def test_a_label_file_of_the_wrong_length_is_one_line(predict, exported, photos,
+                                                      tmp_path):
   (tmp_path / "two.txt").write_text("a\nb\n")
-  result = run_module("bit_train.predict", "--model",
-                      os.path.join(exported[0], "export"), "--labels",
-                      str(tmp_path / "two.txt"), photos[0])
+  result = predict("--model", os.path.join(exported[0], "export"), "--labels",
+                   str(tmp_path / "two.txt"), photos[0])
   assert result.returncode == 2
   assert error_lines(result.stderr) == [
       f"error: the label file {tmp_path / 'two.txt'} lists 2 classes but the model "
@@ -121,8 +134,8 @@ def test_no_readable_image_at_all_is_exit_2(exported, photos, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["export", "npz"])
-def test_batches_of_mixed_sizes_give_each_image_its_own_classes(exported, photos,
-                                                                tmp_path, kind):
+def test_batches_of_mixed_sizes_give_each_image_its_own_classes(predict, exported,
+                                                                photos, tmp_path, kind):
   # Batches of 3 over four images: the first interleaves 60x50 and 40x30 images
   # (two calls of the serving export, rows put back in order), the last has one.
   if kind == "export":
@@ -132,8 +145,7 @@ def test_batches_of_mixed_sizes_give_each_image_its_own_classes(exported, photos
     args = ["--model", str(tmp_path / "tiny.npz"), "--crop", str(CROP)]
   single, _, (_, album0, album1), _ = photos
   good = [album0, single, album1, single]
-  result = run_module("bit_train.predict", *args, "--batch_size", "3", "--top", "3",
-                      "--json", *good)
+  result = predict(*args, "--batch_size", "3", "--top", "3", "--json", *good)
   assert result.returncode == 0, result.stderr[-2000:]
   records = json.loads(result.stdout)["predictions"]
   assert [r["image"] for r in records] == good
@@ -143,9 +155,8 @@ def test_batches_of_mixed_sizes_give_each_image_its_own_classes(exported, photos
     assert [got[i] for i in range(3)] == pytest.approx(expected, abs=1e-5)
 
 
-def test_a_batch_size_below_one_is_one_line(exported, photos):
-  result = run_module("bit_train.predict", "--model",
-                      os.path.join(exported[0], "export"), "--batch_size", "0",
-                      photos[0])
+def test_a_batch_size_below_one_is_one_line(predict, exported, photos):
+  result = predict("--model", os.path.join(exported[0], "export"), "--batch_size", "0",
+                   photos[0])
   assert result.returncode == 2
   assert error_lines(result.stderr) == ["error: --batch_size=0 must be at least 1."]

@@ -12,12 +12,13 @@ import pytest
 import tensorflow as tf
 
 import bit_train
+import bit_train.train  # bit-train's entry point, run in this process
 from bit_train import config as bit_config
 from bit_train import evaluators
 from bit_train.data import sources
 from bit_train.data.sources import csv_files
 from bit_train.errors import UserError
-from conftest import run_module
+from conftest import run_here, run_module
 from pattern_images import CLASSES, write_pattern_folder
 from tiny_models import tiny_resnet
 
@@ -108,13 +109,15 @@ def test_a_csv_source_is_one_module_and_a_line_in_the_lookup(tmp_path):
     sources.from_config(config)
 
 
-def test_training_and_bit_eval_read_a_csv_source(tmp_path):
+def test_training_and_bit_eval_read_a_csv_source(tmp_path, capsys):
   root, _, num_test = write_csv_dataset(tmp_path / "data")
   workdir = tmp_path / "w"
-  result = run_module("bit_train.train", "--config", "configs/transfer.py:dataset=csv,"
-                      f"data_dir={root},model_source=native,num_units=1/1/1/1,width=0.5,"
-                      "precrop=36,crop=32,batch_size=8,supports=1/2/3,lr_scaling=none,"
-                      "strategy=cpu", "--workdir", workdir)
+  # bit-train in this process (conftest.run_here); bit-eval as a real process (its
+  # flags clash with bit-train's in one process).
+  result = run_here(bit_train.train.run, "--config", "configs/transfer.py:dataset=csv,"
+                    f"data_dir={root},model_source=native,num_units=1/1/1/1,width=0.5,"
+                    "precrop=36,crop=32,batch_size=8,supports=1/2/3,lr_scaling=none,"
+                    "strategy=cpu", "--workdir", workdir, capsys=capsys)
   assert result.returncode == 0, result.stderr[-3000:]
   metrics = json.load(open(workdir / "metrics.json"))
   assert metrics["count"] == num_test and metrics["eval_split"] == "test"

@@ -4,6 +4,8 @@ built, and the tools' mistakes are one line that is true for the tool.
 
 One tiny native run (one unit per block, width 0.5, 32 px crops) is shared by the
 module; it was trained at 32 px while the HyperRule for its 32x32 images says 128.
+bit-predict runs through its own `run()` in this process (conftest.run_here);
+bit-train and bit-eval run as real processes.
 """
 
 import json
@@ -18,7 +20,9 @@ from bit_train import export
 from bit_train import models
 from bit_train.errors import UserError
 from bit_train.models import resnetv2
+from bit_train import predict as bit_predict
 from conftest import error_lines
+from conftest import run_here
 from conftest import run_module
 from pattern_images import CLASSES
 from pattern_images import write_pattern_folder
@@ -40,6 +44,12 @@ def run(tmp_path_factory):
                       f"configs/folder.py:data_dir={folder},{TINY}", "--workdir", workdir)
   assert result.returncode == 0, result.stderr[-3000:]
   return folder, workdir, result.stderr
+
+
+@pytest.fixture
+def predict(capsys):
+  """predict(*args): bit-predict in this process."""
+  return lambda *args: run_here(bit_predict.run, *args, capsys=capsys)
 
 
 def read_json(*parts):
@@ -129,11 +139,11 @@ def test_bit_eval_takes_the_export_dir_and_its_name_classes_and_crop(run, tmp_pa
   assert metrics["count"] == 3 * 8 and not metrics["reordered_classes"]
 
 
-def test_bit_predict_says_the_same_of_the_export(run):
+def test_bit_predict_says_the_same_of_the_export(run, predict):
   folder, workdir, _ = run
   image = os.path.join(folder, CLASSES[0], "000.png")
-  result = run_module("bit_train.predict", "--model",
-                      os.path.join(workdir, "export", "serving"), "--json", image)
+  result = predict("--model", os.path.join(workdir, "export", "serving"), "--json",
+                   image)
   assert result.returncode == 0, result.stderr[-3000:]
   out = json.loads(result.stdout)
   assert out["model"] == {"name": BUILT, "crop": CROP, "num_classes": 3,
@@ -143,17 +153,17 @@ def test_bit_predict_says_the_same_of_the_export(run):
 
 
 @pytest.mark.parametrize("crop", ["-5", "0"])
-def test_a_crop_below_one_is_one_line(run, crop):
+def test_a_crop_below_one_is_one_line(run, predict, crop):
   folder, workdir, _ = run
-  result = run_module("bit_train.predict", "--model",
-                      os.path.join(workdir, "export", "hub_module"), "--crop", crop, folder)
+  result = predict("--model", os.path.join(workdir, "export", "hub_module"), "--crop",
+                   crop, folder)
   assert result.returncode == 2, result.stderr[-3000:]
   assert error_lines(result.stderr) == [f"error: --crop={crop} must be at least 1."]
 
 
-def test_a_model_that_is_not_there_is_one_line_naming_the_flag(run):
+def test_a_model_that_is_not_there_is_one_line_naming_the_flag(run, predict):
   """Not bit-train's `model_path`: bit-predict's --model."""
-  result = run_module("bit_train.predict", "--model", "BiT-S-R50x", run[0])
+  result = predict("--model", "BiT-S-R50x", run[0])
   assert result.returncode == 2, result.stderr[-3000:]
   assert error_lines(result.stderr) == [
       "error: --model 'BiT-S-R50x' is no file or folder, TF Hub handle or BiT name: "
@@ -161,12 +171,11 @@ def test_a_model_that_is_not_there_is_one_line_naming_the_flag(run):
       " Did you mean BiT-S-R50x3, BiT-S-R50x1, BiT-M-R50x3?"]
 
 
-def test_a_folder_without_images_is_one_line_naming_it(run, tmp_path):
+def test_a_folder_without_images_is_one_line_naming_it(run, predict, tmp_path):
   _, workdir, _ = run
   (tmp_path / "empty" / "sub").mkdir(parents=True)
   (tmp_path / "empty" / "notes.txt").write_text("not an image")
-  result = run_module("bit_train.predict", "--model", os.path.join(workdir, "export"),
-                      str(tmp_path / "empty"))
+  result = predict("--model", os.path.join(workdir, "export"), str(tmp_path / "empty"))
   assert result.returncode == 2
   lines = error_lines(result.stderr)
   assert len(lines) == 1 and "no images given" not in lines[0]
@@ -174,7 +183,8 @@ def test_a_folder_without_images_is_one_line_naming_it(run, tmp_path):
 
 
 @pytest.mark.parametrize("tool", ["bit-predict", "bit-eval"])
-def test_an_npz_without_a_head_is_one_line_true_for_each_tool(run, tmp_path, tool):
+def test_an_npz_without_a_head_is_one_line_true_for_each_tool(run, predict, tmp_path,
+                                                              tool):
   """bit-train's fix (head=new) is no fix for the tools that need a classifier."""
   folder = run[0]
   write_tiny_npz(str(tmp_path / "full.npz"), num_classes=3)
@@ -183,8 +193,7 @@ def test_an_npz_without_a_head_is_one_line_true_for_each_tool(run, tmp_path, too
     np.savez(features,
              **{k: data[k] for k in data.files if not k.startswith("resnet/head/")})
   if tool == "bit-predict":
-    result = run_module("bit_train.predict", "--model", features, "--crop", CROP,
-                        folder)
+    result = predict("--model", features, "--crop", CROP, folder)
   else:
     result = run_module("bit_train.eval", "--config", "configs/imagenet_eval.py:"
                         f"dataset=image_folder,data_dir={folder},model_source=npz,"

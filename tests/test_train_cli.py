@@ -1,18 +1,30 @@
-"""`bit-train --dry_run` as a user runs it: the plan, and one-line errors."""
+"""`bit-train --dry_run` as a user runs it: the plan, and one-line errors.
+
+The dry runs go through bit-train's own `run()` in this process (absl's app.run, its
+flag parsing and one-line errors: conftest.run_here), which spares each case a
+TensorFlow start-up; one case per kind of mistake also runs as a real process, for
+its exit code and the absence of a traceback on a real stderr.
+"""
 
 import json
 import os
 
 import pytest
 
-from conftest import error_lines, run_module
+from bit_train import train as bit_train
+from conftest import error_lines, run_here, run_module
 
 TRANSFER = "configs/transfer.py"
 
 
-def dry_run(tmp_path, arg, *extra):
-  return run_module("bit_train.train", "--config", f"{TRANSFER}:{arg}",
-                    "--workdir", tmp_path / "w", "--dry_run", *extra)
+@pytest.fixture
+def dry_run(capsys):
+  """dry_run(tmp_path, arg, *extra): bit-train --dry_run in this process, as a
+  result with returncode, stdout and stderr."""
+  def run(tmp_path, arg, *extra):
+    return run_here(bit_train.run, "--config", f"{TRANSFER}:{arg}", "--workdir",
+                    tmp_path / "w", "--dry_run", *extra, capsys=capsys)
+  return run
 
 
 def saved_plan(tmp_path):
@@ -20,7 +32,7 @@ def saved_plan(tmp_path):
     return json.load(f)
 
 
-def test_cifar10_plan_from_the_table_of_known_sizes(tmp_path):
+def test_cifar10_plan_from_the_table_of_known_sizes(tmp_path, dry_run):
   result = dry_run(tmp_path, "dataset=cifar10,model=BiT-M-R50x1",
                    f"--config.data_dir={tmp_path / 'no_data'}")
   assert result.returncode == 0, result.stderr
@@ -34,7 +46,7 @@ def test_cifar10_plan_from_the_table_of_known_sizes(tmp_path):
   assert os.path.exists(tmp_path / "w" / "plan.txt")
 
 
-def test_imagenet2012_plan(tmp_path):
+def test_imagenet2012_plan(tmp_path, dry_run):
   result = dry_run(tmp_path, "dataset=imagenet2012,batch_size=256",
                    f"--config.data_dir={tmp_path / 'no_data'}")
   assert result.returncode == 0, result.stderr
@@ -45,7 +57,7 @@ def test_imagenet2012_plan(tmp_path):
   assert plan["base_lr"] == pytest.approx(0.0015)
 
 
-def test_dataset_described_only_in_the_config(tmp_path):
+def test_dataset_described_only_in_the_config(tmp_path, dry_run):
   result = dry_run(tmp_path, "dataset=my_scans,num_examples=5000,image_size=300x400,"
                    "resolution_rule=paper")
   assert result.returncode == 0, result.stderr
@@ -55,7 +67,7 @@ def test_dataset_described_only_in_the_config(tmp_path):
   assert plan["supports"] == [100, 200, 300, 400, 500]
 
 
-def test_command_line_overrides_reach_the_plan(tmp_path):
+def test_command_line_overrides_reach_the_plan(tmp_path, dry_run):
   result = dry_run(tmp_path, "dataset=my,num_examples=100,image_size=32x32",
                    "--config.supports=(10,20,30)", "--config.mixup_alpha=0.3",
                    "--config.examples_per_class=5", "--config.num_classes=4")
@@ -81,13 +93,28 @@ def test_command_line_overrides_reach_the_plan(tmp_path):
     ("dataset=cifar10", ["--config.image_size=3y4"], "image_size"),
     ("dataset=cifar10", ["stray_argument"], "stray_argument"),
 ])
-def test_bad_input_is_one_line_and_exit_2(tmp_path, arg, extra, names):
-  result = dry_run(tmp_path, arg, *extra)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, dry_run, arg, extra, names):
+  assert_one_line_exit_2_and_no_plan(dry_run(tmp_path, arg, *extra), tmp_path, names)
+
+
+def assert_one_line_exit_2_and_no_plan(result, tmp_path, names):
   assert result.returncode == 2, result.stderr
   lines = error_lines(result.stderr)
   assert len(lines) == 1 and names in lines[0], result.stderr
   assert "Traceback" not in result.stderr
   assert not os.path.exists(tmp_path / "w" / "plan.json")
+
+
+@pytest.mark.parametrize("arg, extra, names", [
+    ("batchsize=64", [], "batchsize"),  # in the config file's argument
+    ("dataset=cifar10", ["--config.batch_size=many"], "batch_size"),  # a flag
+    ("supports=100/50", [], "supports"),  # found by validation after the parse
+])
+def test_bad_input_in_a_real_process_is_one_line_exit_2_and_no_traceback(
+    tmp_path, arg, extra, names):
+  result = run_module("bit_train.train", "--config", f"{TRANSFER}:{arg}",
+                      "--workdir", tmp_path / "w", "--dry_run", *extra)
+  assert_one_line_exit_2_and_no_plan(result, tmp_path, names)
 
 
 def test_missing_config_file_is_one_line(tmp_path):
@@ -98,7 +125,7 @@ def test_missing_config_file_is_one_line(tmp_path):
   assert "Traceback" not in result.stderr
 
 
-def test_dry_run_names_the_classifier_for_head_keep(tmp_path):
+def test_dry_run_names_the_classifier_for_head_keep(tmp_path, dry_run):
   result = dry_run(tmp_path, "dataset=imagenet2012,head=keep,model=BiT-S-R101x3",
                    f"--config.data_dir={tmp_path / 'no_data'}")
   assert result.returncode == 0, result.stderr

@@ -1,11 +1,12 @@
-"""Issue 11, checkpoints and the workdir: damaged checkpoints, plan and history, two
-runs at once, --force across models, unusable workdirs, a full disk, Ctrl-C and
-divergence.
+"""Issue 11, checkpoints and the workdir: what a finished run leaves, damaged
+checkpoints, plan and history, a changed plan, two runs at once, --force across
+models, unusable workdirs, a full disk, Ctrl-C and divergence.
 
-Fast by design: one tiny run trains a workdir once (module fixture) and each case
-damages a copy of it. Cases that end before or soon after the restore run bit-train's
-main in this process (no TensorFlow start-up per case); what needs a real process (a
-lock, signals, a real read-only or full file system) runs as a user runs it.
+Fast by design: one tiny run trains a workdir once (module fixture, a real process)
+and each case reads it or damages a copy of it. Cases that end before or soon after
+the restore run bit-train's main in this process (no TensorFlow start-up per case);
+what needs a real process (a lock, signals, a real read-only or full file system)
+runs as a user runs it.
 
 Read-only and full file systems are real: a tmpfs (read-only, or 20 MB) mounted in a
 private mount namespace (`unshare -m`) that only the test's shell sees. That needs
@@ -29,17 +30,12 @@ import tensorflow as tf
 
 from conftest import ROOT, error_lines
 from pattern_images import write_pattern_folder
-from test_trainer import TINY
+from test_trainer import TINY, history
 
 from bit_train import train as bit_train  # defines bit-train's flags in this process
 from bit_train.errors import UserError
 
 TEMPORARY = ("_temp", ".tmp", ".tempstate")
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-  return write_pattern_folder(tmp_path_factory.mktemp("patterns"), per_class=12)
 
 
 def config_arg(folder, arg=""):
@@ -85,8 +81,7 @@ def temporaries(workdir):
 
 
 def history_steps(workdir):
-  with open(os.path.join(workdir, "history.jsonl")) as f:
-    return [json.loads(line)["step"] for line in f if "top1" not in line]
+  return [r["step"] for r in history(workdir) if "top1" not in r]
 
 
 def all_finite(checkpoint_prefix):
@@ -97,11 +92,19 @@ def all_finite(checkpoint_prefix):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, folder):
-  """A finished tiny run: checkpoints at steps 2, 4 and 6."""
+def trained_run(tmp_path_factory, folder):
+  """A finished tiny run, as a user runs it: (workdir, its stderr); checkpoints at
+  steps 2, 4 and 6."""
   workdir = tmp_path_factory.mktemp("trained") / "w"
-  assert train_here(workdir, folder) is None
-  return workdir
+  result = subprocess.run(command(workdir, folder), cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return workdir, result.stderr
+
+
+@pytest.fixture(scope="module")
+def trained(trained_run):
+  return trained_run[0]
 
 
 @pytest.fixture
@@ -114,6 +117,43 @@ def copy(trained, tmp_path):
 def checkpoint_file(workdir, step, kind):
   name = f"ckpt-{step}.index" if kind == "index" else f"ckpt-{step}.data-00000-of-00001"
   return workdir / "checkpoints" / name
+
+
+# --- what a finished run leaves ------------------------------------------------------
+
+def test_native_run_writes_metrics_checkpoints_curves_and_exports(trained_run):
+  workdir, stderr = trained_run
+  metrics = json.load(open(workdir / "metrics.json"))
+  # The folder has no test split: a stratified holdout is evaluated, in full.
+  plan = json.load(open(workdir / "plan.json"))["plan"]
+  assert metrics["count"] == 36 - plan["num_examples"] > 0
+  assert metrics["step"] == 6 and 0 <= metrics["top1"] <= 1
+  assert (workdir / "curves.png").stat().st_size > 1000
+  assert tf.train.latest_checkpoint(str(workdir / "checkpoints")).endswith("ckpt-6")
+  assert os.listdir(workdir / "tensorboard" / "train")
+  steps = [r["step"] for r in history(workdir) if "loss" in r and "top1" not in r]
+  assert steps == [1, 2, 3, 4, 5, 6]
+  assert "step 6/6" in stderr and "img/s" in stderr and "ETA" in stderr
+
+  serving = tf.saved_model.load(str(workdir / "export" / "serving"))
+  images = np.random.default_rng(0).integers(0, 255, (3, 50, 40, 3), dtype=np.uint8)
+  out = serving.signatures["serving_default"](tf.constant(images))
+  assert out["probabilities"].shape == (3, 3)
+  np.testing.assert_allclose(out["probabilities"].numpy().sum(-1), 1, rtol=1e-5)
+  names = [n.decode() for n in out["class_names"].numpy()]
+  assert set(names) <= {"checker", "horizontal", "vertical"}
+  hub_module = tf.saved_model.load(str(workdir / "export" / "hub_module"))
+  logits = hub_module(tf.constant(images[:, :32, :32] / 255.0, tf.float32))
+  assert logits.shape == (3, 3)
+
+
+def test_changed_plan_on_resume_is_an_error_unless_forced(copy, folder):
+  changed = subprocess.run(command(copy, folder, "supports=2/4/8"), cwd=ROOT,
+                           capture_output=True, text=True, timeout=600)
+  assert changed.returncode == 2, changed.stderr[-3000:]
+  assert "supports" in error_lines(changed.stderr)[0]
+  assert train_here(copy, folder, "supports=2/4/8", "--force") is None
+  assert json.load(open(copy / "metrics.json"))["step"] == 8
 
 
 # --- damaged checkpoints and history -------------------------------------------------

@@ -156,6 +156,18 @@ def test_changed_plan_on_resume_is_an_error_unless_forced(copy, folder):
   assert json.load(open(copy / "metrics.json"))["step"] == 8
 
 
+def test_dry_run_on_a_run_keeps_its_plan_and_refuses_what_a_resume_would(copy, folder):
+  """A dry run rewrote plan.json, and the next run with its config then resumed
+  these checkpoints unchecked: resume compares the config with plan.json."""
+  before = snapshot(copy)
+  assert train_here(copy, folder, "", "--dry_run") is None
+  error = train_here(copy, folder, "supports=2/4/8", "--dry_run")
+  assert error.startswith(f"workdir {copy} holds a run with a different config")
+  assert error.count("supports") == 1  # in the plan and the config, named once
+  assert train_here(copy, folder, "supports=2/4/8", "--dry_run", "--force") is None
+  assert snapshot(copy) == before
+
+
 # --- damaged checkpoints and history -------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,10 @@ from bit_train.data import preprocess
 from bit_train.errors import UserError
 
 SHUFFLE_BLOCK = 10_000  # examples shuffled together, for sources read in order
+# Our dataset functions have no control flow on tensors (preprocessing is plain graph
+# code), so tf.data need not run AutoGraph over them: converting the train and eval
+# maps and what they call took 0.7 s of the time to the first step.
+NOT_CONVERTED = tf.autograph.experimental.do_not_convert
 CACHE_SHARE = 0.25  # of physical memory that encoded images may take when cached
 CACHE_UNKNOWN_SIZE = 50_000  # examples cached when their size in bytes is unknown
 NO_EXAMPLES = ("an input pipeline got no training examples: the dataset has fewer "
@@ -182,6 +186,7 @@ def train_dataset(train, plan, input_context=None, seed=0, cache_bytes=None, ski
   pipeline_id = input_context.input_pipeline_id if input_context else 0
   ds, fetch = _positioned_examples(train, input_context, seed, cache_bytes, skip)
 
+  @NOT_CONVERTED
   def example(*element):
     # Lookup and augmentation in one parallel map: on small images every
     # per-example stage costs speed (benchmarks/bench_data.py).
@@ -231,8 +236,8 @@ def eval_dataset(examples, crop, batch_size, input_context=None, cache_bytes=Non
   ds = _shard(examples, input_context)
   if cache:
     ds = ds.cache()  # evaluation runs more than once; decode from memory next time
-  ds = ds.map(lambda encoded, label: (preprocess.eval_image(encoded, crop),
-                                      tf.cast(label, tf.int32), tf.constant(1.0)),
+  ds = ds.map(NOT_CONVERTED(lambda encoded, label: (
+      preprocess.eval_image(encoded, crop), tf.cast(label, tf.int32), tf.constant(1.0))),
               num_parallel_calls=tf.data.AUTOTUNE)
   # Labels are class indices, or fixed-size rows (multi-hot ReaL labels).
   label_shape = examples.element_spec[1].shape

@@ -116,7 +116,8 @@ def file_examples(paths, labels):
   """(encoded, label) read from files, in the given order."""
   return tf.data.Dataset.from_tensor_slices(
       (tf.constant(paths, tf.string), tf.constant(labels, tf.int32))).map(
-          lambda path, label: (tf.io.read_file(path), label),
+          tf.autograph.experimental.do_not_convert(
+              lambda path, label: (tf.io.read_file(path), label)),
           num_parallel_calls=tf.data.AUTOTUNE)
 
 

@@ -37,11 +37,16 @@ def standardize(kernel):
   return _standardize(tf.convert_to_tensor(kernel))
 
 
-# Both normalisations carry their own gradient. Autodiff of the forward formulas
-# builds ~3x their op count again (each reduce_mean's gradient alone is a reshape,
-# a tile and a division); the step's graph is then ~10,800 ops for R50x1 and
-# tracing it plus Grappler is most of the time to the first step. By hand, the
-# backward pass is the textbook normalisation gradient in a few ops per layer.
+# Building the step's graph in Python and optimising it (Grappler) were most of the
+# time to the first step, and the normalisations most of the graph. So both carry
+# their own gradient: autodiff of their forward formulas built ~3x their op count
+# again (each reduce_mean's gradient alone is a reshape, a tile and a division);
+# by hand it is the textbook normalisation gradient in a few ops. And both are
+# tf.functions, traced once per shape and called by every layer of that shape:
+# R50x1's 53 weight standardisations are 20 traces, its 49 Group Norms 11 (the
+# step's own graph: 10,801 ops before, 1,687 now). Measured with
+# benchmarks/bench_first_step.py; the README has the figures.
+@tf.function(autograph=False)
 @tf.custom_gradient
 def _standardize(kernel):
   axes = [0, 1, 2]
@@ -73,8 +78,9 @@ def group_norm_relu(x, gamma, beta, groups=GN_GROUPS):
 
 @functools.lru_cache(maxsize=None)
 def _group_norm_relu(groups):
-  """ReLU(GroupNorm(x)) with `groups` groups, and its gradient."""
+  """ReLU(GroupNorm(x)) with `groups` groups, and its gradient (see above)."""
 
+  @tf.function(autograph=False)
   @tf.custom_gradient
   def gn_relu(x, gamma, beta):
     channels = x.shape[-1]

@@ -44,17 +44,7 @@ def native(x, gamma, beta, groups):
 def autodiff(x, gamma, beta, groups):
   """native's forward, its gradient left to TensorFlow's autodiff (what the model
   used until its gradient was written by hand)."""
-  channels = x.shape[-1]
-  per_group = channels // groups
-  batch = tf.shape(x)[0]
-  by_group = lambda t: tf.reshape(t, [batch, groups, per_group])  # noqa: E731
-  by_channel = lambda t: tf.reshape(t, [batch, 1, 1, channels])  # noqa: E731
-  mean = tf.reduce_mean(by_group(tf.reduce_mean(x, [1, 2])), 2, True)
-  meansq = tf.reduce_mean(by_group(tf.reduce_mean(tf.square(x), [1, 2])), 2, True)
-  inv = tf.math.rsqrt(tf.maximum(meansq - tf.square(mean), 0.) + resnetv2.GN_EPS)
-  scale = inv * tf.reshape(gamma, [groups, per_group])
-  offset = tf.reshape(beta, [groups, per_group]) - mean * scale
-  return tf.nn.relu(x * by_channel(scale) + by_channel(offset))
+  return resnetv2.group_norm_relu_forward(x, gamma, beta, groups)[0]
 
 
 def fused_bn(x, gamma, beta, groups):

@@ -39,7 +39,8 @@ def describe_model(config, num_classes):
           "location": location}
 
 
-def write_dry_run(workdir, config, facts, model, plan, write=True):
+def dry_run_plan(config, facts, model, plan):
+  """(text, record) of a dry run: what it prints and writes to plan.txt/plan.json."""
   record = {"config": config.to_dict(), "dataset": {
       "name": facts.name, "num_examples": facts.num_examples,
       "num_classes": facts.num_classes, "image_size": list(facts.image_size),
@@ -47,9 +48,6 @@ def write_dry_run(workdir, config, facts, model, plan, write=True):
       "sources": facts.sources}, "model": model, "plan": plan.to_dict()}
   text = "\n".join([facts.describe(), f"Model {model['name']} from {model['source']}: "
                     f"{model['location']}", plan.describe()])
-  if write:
-    files.write_json_atomic(wd.path(workdir, wd.PLAN), record)
-    files.write_text_atomic(wd.path(workdir, wd.PLAN_TEXT), text + "\n")
   return text, record
 
 
@@ -71,9 +69,11 @@ def main(argv):
       # kept (resume compares the next run's config with it).
       if not _FORCE.value:
         wd.check_same_run(_WORKDIR.value, config, plan)
+      text, record = dry_run_plan(config, facts, model, plan)
       kept = wd.holds_run(_WORKDIR.value)
-      text, record = write_dry_run(_WORKDIR.value, config, facts, model, plan,
-                                   write=not kept)
+      if not kept:
+        files.write_json_atomic(wd.path(_WORKDIR.value, wd.PLAN), record)
+        files.write_text_atomic(wd.path(_WORKDIR.value, wd.PLAN_TEXT), text + "\n")
     print(text)
     print(files.json_text(record["plan"]))
     if kept:

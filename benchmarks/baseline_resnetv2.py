@@ -3,13 +3,13 @@
 `tf_keras.layers.GroupNormalization` and a `Conv2D` whose kernel is standardised in
 its call: the straightforward way to write BiT in Keras 2, which is also how the
 authors' TF2 code is built. Same architecture and variable shapes as
-`bit_train.models.resnetv2.ResNetV2`, so weights copy across by order.
+`bit_train.models.bit.ResNetV2`, so weights copy across by order.
 """
 
 import tensorflow as tf
 import tf_keras
 
-from bit_train.models import resnetv2
+from bit_train.models import bit
 
 layers = tf_keras.layers
 
@@ -18,7 +18,7 @@ class StandardizedConv2D(layers.Conv2D):
   """Conv2D (no bias) whose kernel is weight-standardised in its call."""
 
   def call(self, inputs):
-    return self.convolution_op(inputs, resnetv2.standardize(self.kernel))
+    return self.convolution_op(inputs, bit.standardize(self.kernel))
 
 
 def _name(key):
@@ -26,7 +26,7 @@ def _name(key):
 
 
 def _gn_relu(x, channels, prefix):
-  x = layers.GroupNormalization(resnetv2.groups_for(channels), epsilon=resnetv2.GN_EPS,
+  x = layers.GroupNormalization(bit.groups_for(channels), epsilon=bit.GN_EPS,
                                 name=_name(f"{prefix}/group_norm"))(x)
   return layers.ReLU()(x)
 

@@ -22,8 +22,7 @@ import tensorflow as tf
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_models  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from bit_train.models import registry  # pylint: disable=g-import-not-at-top,wrong-import-position
-from bit_train.models import resnetv2  # pylint: disable=g-import-not-at-top,wrong-import-position
+from bit_train.models import bit  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
@@ -41,7 +40,7 @@ def cpu_bf16_flags():
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--arch", default="R50x1", choices=list(registry.ARCHS))
+  parser.add_argument("--arch", default="R50x1", choices=list(bit.ARCHS))
   parser.add_argument("--image_size", type=int, default=128)
   parser.add_argument("--batch", type=int, default=32)
   parser.add_argument("--steps", type=int, default=2)
@@ -52,14 +51,14 @@ def main():
   print(f"CPU bfloat16 support: {', '.join(flags) if flags else 'none'} "
         f"({'native' if native else 'unknown' if flags is None else 'emulated'} "
         "bfloat16 arithmetic)", flush=True)
-  units, width = registry.ARCHS[args.arch]
+  units, width = bit.ARCHS[args.arch]
   rng = np.random.default_rng(0)
   images = tf.constant(rng.uniform(size=(args.batch, args.image_size, args.image_size,
                                          3)), tf.float32)
   labels = tf.constant(rng.integers(0, 10, args.batch))
   fns = {}
   for name, dtype in (("float32", tf.float32), ("bfloat16", tf.bfloat16)):
-    model = resnetv2.ResNetV2(units, width, 10, compute_dtype=dtype)
+    model = bit.ResNetV2(units, width, 10, compute_dtype=dtype)
     train_step, forward = bench_models.make_steps(
         model, list(model.trainable_variables), images, labels, jit=False)
     fns[f"{name}_train"], fns[f"{name}_forward"] = train_step, forward

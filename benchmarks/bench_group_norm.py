@@ -9,7 +9,7 @@ normalisation at all. The figure that matters is each way's cost above that floo
 since the convolutions around Group Norm are the same whichever way is used
 (README, Models: Speed).
 
-  native       bit_train.models.resnetv2.group_norm_relu (what the model uses: its
+  native       bit_train.models.bit.group_norm_relu (what the model uses: its
                gradient written by hand)
   native_xla   the same, compiled with XLA
   autodiff     the same forward with TensorFlow's autodiff gradient (the model's
@@ -29,7 +29,7 @@ import tensorflow as tf
 import tf_keras
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bit_train.models import resnetv2  # pylint: disable=g-import-not-at-top
+from bit_train.models import bit  # pylint: disable=g-import-not-at-top
 
 
 def relu(x, gamma, beta, groups):
@@ -38,13 +38,13 @@ def relu(x, gamma, beta, groups):
 
 
 def native(x, gamma, beta, groups):
-  return resnetv2.group_norm_relu(x, gamma, beta, groups)
+  return bit.group_norm_relu(x, gamma, beta, groups)
 
 
 def autodiff(x, gamma, beta, groups):
   """native's forward, its gradient left to TensorFlow's autodiff (what the model
   used until its gradient was written by hand)."""
-  return resnetv2.group_norm_relu_forward(x, gamma, beta, groups)[0]
+  return bit.group_norm_relu_forward(x, gamma, beta, groups)[0]
 
 
 def fused_bn(x, gamma, beta, groups):
@@ -56,7 +56,7 @@ def fused_bn(x, gamma, beta, groups):
   view = tf.reshape(view, [1, height * width, per_group, batch * groups])
   normed, *_ = tf.raw_ops.FusedBatchNormV3(
       x=view, scale=tf.ones([batch * groups]), offset=tf.zeros([batch * groups]),
-      mean=tf.zeros([0]), variance=tf.zeros([0]), epsilon=resnetv2.GN_EPS,
+      mean=tf.zeros([0]), variance=tf.zeros([0]), epsilon=bit.GN_EPS,
       data_format="NHWC", is_training=True)
   normed = tf.transpose(tf.reshape(normed, [height * width, per_group, batch, groups]),
                         [2, 0, 3, 1])
@@ -66,8 +66,8 @@ def fused_bn(x, gamma, beta, groups):
 def keras_layer(shape, gamma, beta):
   """tf_keras GroupNormalization + ReLU with the given gamma and beta, and its
   variables."""
-  layer = tf_keras.layers.GroupNormalization(resnetv2.groups_for(shape[-1]),
-                                             epsilon=resnetv2.GN_EPS)
+  layer = tf_keras.layers.GroupNormalization(bit.groups_for(shape[-1]),
+                                             epsilon=bit.GN_EPS)
   layer.build(shape)
   layer.gamma.assign(gamma)
   layer.beta.assign(beta)
@@ -81,7 +81,7 @@ def main():
   parser.add_argument("--repeats", type=int, default=5)
   args = parser.parse_args()
   shape = [int(s) for s in args.shape.split(",")]
-  groups = resnetv2.groups_for(shape[-1])
+  groups = bit.groups_for(shape[-1])
   x = tf.Variable(tf.random.normal(shape))
   gamma = tf.Variable(tf.random.uniform(shape[-1:]) + 0.5)
   beta = tf.Variable(tf.random.normal(shape[-1:]))

@@ -30,7 +30,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import baseline_resnetv2  # pylint: disable=g-import-not-at-top
 
 from bit_train.models import bit  # pylint: disable=g-import-not-at-top
-from bit_train.models import resnetv2  # pylint: disable=g-import-not-at-top
 
 
 def timed_rate(fn, items, steps):
@@ -71,7 +70,7 @@ def matmul(n=4096):
   return tf.function(lambda: tf.reduce_sum(tf.matmul(a, b))), 2 * n**3
 
 
-class ConvsOnly(resnetv2.ResNetV2):
+class ConvsOnly(bit.ResNetV2):
   """The native network with each Group Norm + ReLU replaced by a ReLU."""
 
   def _norm(self, x, prefix):
@@ -119,9 +118,9 @@ def main():
                                          args.image_size, 3)), tf.float32)
   labels = tf.constant(rng.integers(0, 10, args.batch))
 
-  native = resnetv2.ResNetV2(units, width, 10)
-  native.params[resnetv2.HEAD_KERNEL].assign(
-      tf.random.normal(native.params[resnetv2.HEAD_KERNEL].shape, stddev=0.01))
+  native = bit.ResNetV2(units, width, 10)
+  native.params[bit.HEAD_KERNEL].assign(
+      tf.random.normal(native.params[bit.HEAD_KERNEL].shape, stddev=0.01))
   baseline = baseline_resnetv2.baseline_resnetv2(units, width, 10, args.image_size)
   baseline_resnetv2.copy_weights(native, baseline)
   gap = float(tf.reduce_max(tf.abs(native(images) - baseline(images))))

@@ -28,7 +28,6 @@ from bit_train import models
 from bit_train import workdir as wd
 from bit_train.errors import UserError
 from bit_train.models import registry
-from bit_train.models import npz
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file and arguments, e.g. "
@@ -84,7 +83,7 @@ def create_classifier(config):
   """The model with its own head; an .npz without one is bit-eval's one line."""
   try:
     return models.create_model(config, None)
-  except npz.NoHead as e:
+  except registry.NoHead as e:
     raise UserError(f"{e.problem}: bit-eval measures a classifier with its own "
                     "head; give a file that has one (e.g. BiT-S-R50x1.npz).") from None
 
@@ -96,7 +95,7 @@ def classifier_config(config, num_classes):
   if config.model_path or config.model_source == "native":
     return config
   config = config.copy_and_resolve_references()
-  config.model_path = registry.model_location(config, num_classes)
+  config.model_path = models.model_location(config, num_classes)
   return config
 
 

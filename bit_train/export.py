@@ -28,7 +28,6 @@ from bit_train import models
 from bit_train import workdir as wd
 from bit_train.data import preprocess
 from bit_train.errors import UserError
-from bit_train.models import hub_export
 
 
 class ServingModule(tf.Module):
@@ -100,7 +99,7 @@ def export_all(model, plan, class_names, workdir, strategy, chief=True, about=No
   files.make_dirs(root, "export directory")
   export_serving(model, plan.crop, class_names, os.path.join(root, wd.SERVING), chief)
   hub_target = _target(os.path.join(root, wd.HUB_MODULE), chief)
-  _write_whole(hub_target, lambda folder: hub_export.export_hub_module(model, folder))
+  _write_whole(hub_target, lambda folder: models.export_module(model, folder))
   if not chief:
     shutil.rmtree(hub_target, ignore_errors=True)
     return

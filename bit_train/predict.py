@@ -32,8 +32,8 @@ from bit_train.data import folders
 from bit_train.data import preprocess
 from bit_train.errors import UserError, quote
 from bit_train.models import hub
+from bit_train import models
 from bit_train.models import registry
-from bit_train.models import npz
 
 _MODEL = flags.DEFINE_string("model", None, "Export dir, TF Hub handle or folder, "
                              ".npz file, or BiT name (e.g. BiT-S-R50x1).")
@@ -131,8 +131,8 @@ def load_predictor(name, crop=None):
   crop = crop or DEFAULT_CROP
   if name.endswith(".npz") and ("://" in name or os.path.isfile(name)):
     try:
-      model = npz.load_npz_model(name, None, "keep")
-    except npz.NoHead as e:
+      model = registry.family().load(name, None, "keep")
+    except registry.NoHead as e:
       raise UserError(f"{e.problem}: bit-predict needs a classifier; give an .npz "
                       "that has its head (e.g. BiT-S-R50x1.npz).") from None
     return Predictor(_logits_fn(model, crop), model.num_classes, name, crop)
@@ -156,7 +156,7 @@ def _hub_handle(name):
                     f"BiT-M-R50x1).{registry.did_you_mean(name)}") from None
   config = bit_config.base_config()
   config.update(model=name, model_source="hub", head="keep")
-  return registry.model_location(config)
+  return models.model_location(config)
 
 
 def image_paths(args):

@@ -34,7 +34,7 @@ _FORCE = flags.DEFINE_bool("force", False, "Resume a workdir even though its sav
 
 def describe_model(config, num_classes):
   """The architecture the config builds and where its weights come from."""
-  location = registry.model_location(config, num_classes) or "random init"
+  location = models.model_location(config, num_classes) or "random init"
   return {"name": models.model_name(config), "source": config.model_source,
           "location": location}
 

@@ -40,9 +40,9 @@ def test_zero_or_negative_numbers_that_make_no_sense_are_errors(arg, field):
 def test_no_falsy_value_is_replaced_by_the_models_default():
   spec = registry.lookup("BiT-M-R50x1")
   config = bit_config.base_config()
-  assert bit.config_arch(config, spec) == spec.arch
+  assert bit.arch(config, spec, config.model) == spec.arch
   config.width, config.num_units = 0.0, (1, 1, 1, 1)  # past validation, as a caller may
-  assert bit.config_arch(config, spec) == ((1, 1, 1, 1), 0.0)
+  assert bit.arch(config, spec, config.model) == ((1, 1, 1, 1), 0.0)
 
 
 def test_width_zero_dry_run_is_one_line_and_writes_no_plan(tmp_path, capsys):

@@ -13,7 +13,7 @@ from bit_train import evaluation
 from bit_train import labels
 from bit_train.data import preprocess
 from bit_train.errors import UserError
-from bit_train.models import hub_export
+from bit_train.models import hub
 from conftest import error_lines
 from conftest import run_module
 import fake_imagenet
@@ -44,7 +44,7 @@ def imagenet(tmp_path_factory):
   model.params["resnet/head/conv2d/bias"].assign_add(
       tf.scatter_nd([[c] for c in val_labels], lean, [1000]))
   path = str(root / "classifier")
-  hub_export.export_hub_module(model, path, "classification")
+  hub.export_module(model, path, "classification")
   logits = logits_of(model, images)
   predicted = logits.argmax(1)
   # Hand-made ReaL labels: a hit, an image without labels (left out), the
@@ -175,7 +175,7 @@ def test_label_files_that_do_not_name_the_classes_are_errors():
 
 def test_a_model_with_the_wrong_number_of_classes_is_one_line(imagenet, tmp_path):
   path = str(tmp_path / "ten")
-  hub_export.export_hub_module(tiny_resnet(10), path, "classification")
+  hub.export_module(tiny_resnet(10), path, "classification")
   result = run_module("bit_train.eval", *eval_args(
       {**imagenet, "model_path": path}, str(tmp_path / "w")))
   assert result.returncode == 2, result.stderr[-2000:]
@@ -201,7 +201,7 @@ def test_an_image_folder_with_a_class_map_in_another_order(tmp_path):
   model_order = [CLASSES[2], CLASSES[0], CLASSES[1]]
   (tmp_path / "classes.txt").write_text("\n".join(model_order) + "\n")
   model = tiny_resnet(3, seed=4)
-  hub_export.export_hub_module(model, str(tmp_path / "m"), "classification")
+  hub.export_module(model, str(tmp_path / "m"), "classification")
   workdir = str(tmp_path / "w")
   result = run_module("bit_train.eval", "--config", "configs/imagenet_eval.py:"
                       f"dataset=image_folder,data_dir={root},model_source=hub,"

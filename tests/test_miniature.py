@@ -14,7 +14,8 @@ from bit_train.data import preprocess
 from bit_train.errors import UserError
 from bit_train.models import create_model
 from bit_train.models import registry
-from bit_train.models import npz
+from bit_train.models import bit
+from bit_train.models import weights
 from conftest import ROOT, run_module
 
 sys.path.insert(0, os.path.join(ROOT, "experiments", "miniature"))
@@ -39,18 +40,19 @@ def bundled_config(**fields):
 
 def test_the_bundled_npz_loads_through_the_registry_and_its_checksum_holds():
   spec = registry.lookup(NAME.lower())
-  assert spec.bundled and os.path.isfile(spec.npz_url)
-  assert npz.sha256(spec.npz_url) == npz.CHECKSUMS[os.path.basename(spec.npz_url)]
+  npz_file = registry.location(spec, "npz", "new")
+  assert spec.bundled and os.path.isfile(npz_file)
+  assert weights.sha256(npz_file) == bit.CHECKSUMS[os.path.basename(npz_file)]
   model = create_model(bundled_config(model_source="npz", head="keep"), None)
   assert model.num_classes == 10 and model.num_units == (1, 1, 1, 1)
   assert model.width == 0.25 and model.feature_dim == 512
 
 
 def test_a_corrupt_copy_of_the_bundled_npz_is_one_error(tmp_path):
-  spec = registry.lookup(NAME)
-  data = bytearray(open(spec.npz_url, "rb").read())
+  npz_file = registry.location(registry.lookup(NAME), "npz", "new")
+  data = bytearray(open(npz_file, "rb").read())
   data[len(data) // 2] ^= 0xFF
-  copy = tmp_path / os.path.basename(spec.npz_url)
+  copy = tmp_path / os.path.basename(npz_file)
   copy.write_bytes(bytes(data))
   with pytest.raises(UserError, match="corrupt"):
     create_model(bundled_config(model_source="npz", model_path=str(copy)), 10)

@@ -19,7 +19,7 @@ from bit_train import train
 from bit_train.errors import UserError
 from bit_train.models import create_model
 from bit_train.models import model_name
-from bit_train.models import npz
+from bit_train.models import weights
 from bit_train.models import registry
 from pattern_images import write_pattern_folder
 
@@ -62,7 +62,8 @@ class ToyNet(tf.Module):
 def load_toy(location, num_classes, head="new", arch=None, *, seed=0,
              compute_dtype=tf.float32):
   """A ToyNet from an .npz of its variables (keys CONV, HEAD_KERNEL, HEAD_BIAS)."""
-  arrays = npz.read_npz(location)  # the framework's download, cache and checksum
+  with np.load(weights.fetch(location)) as data:  # the framework's download and cache
+    arrays = dict(data)
   if arch is not None and arrays[CONV].shape[-1] != arch[0]:
     raise UserError(f"{location} holds a toy of {arrays[CONV].shape[-1]} channels")
   if head == "keep":
@@ -83,8 +84,9 @@ TOY = registry.Family(
     build=lambda arch, num_classes, **kw: ToyNet(arch[0], num_classes, **kw),
     load=load_toy,
     # The toy has no architecture fields in the config: the name says it.
-    config_arch=lambda config, spec: spec.arch if spec is not None else None,
-    file_arch=toy_file_arch, describe=lambda arch: f"C{arch[0]}")
+    arch_fields=(), arch=lambda overrides, named, name: named and named.arch,
+    file_arch=toy_file_arch, describe=lambda arch: f"C{arch[0]}",
+    location=lambda named, source, head, num_classes=None: None)
 
 
 @pytest.fixture
@@ -94,9 +96,8 @@ def toy_registered(monkeypatch):
   monkeypatch.setattr(registry, "FAMILIES", dict(registry.FAMILIES))
   monkeypatch.setattr(registry, "MODELS", dict(registry.MODELS))
   registry.register_family(TOY)
-  return registry.register(registry.ModelSpec(
-      name="Toy-C8", family="Toy", arch=(8,), feature_handle=None,
-      classifier_handle=None, npz_url=None, upstream_classes=3))
+  return registry.register(registry.NamedModel(
+      name="Toy-C8", family="Toy", arch=(8,), upstream_classes=3))
 
 
 def run_bit_train(*args):

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from bit_train.errors import UserError
 from bit_train.models import create_model
-from bit_train.models import export_hub_module
+from bit_train.models import export_module
 from bit_train.models import hub
 from bit_train.models import registry
 from tiny_models import export_tiny_hub_module, images, tiny_config
@@ -99,7 +99,7 @@ def test_classification_module_as_is_or_with_a_new_head(classification):
 def test_a_fine_tuned_hub_model_exports_again(feature_vector, tmp_path):
   model = create_model(hub_config(feature_vector[0]), num_classes=3)
   model.head_kernel.assign(tf.random.normal(model.head_kernel.shape))
-  export_hub_module(model, str(tmp_path / "tuned"), "classification")
+  export_module(model, str(tmp_path / "tuned"), "classification")
   again = create_model(hub_config(tmp_path / "tuned", head="keep"), 3)
   np.testing.assert_array_equal(again(images(2)), model(images(2)))
 

@@ -7,7 +7,8 @@ import pytest
 
 from bit_train.errors import UserError
 from bit_train.models import create_model
-from bit_train.models import npz
+from bit_train.models import bit
+from bit_train.models import weights
 from tiny_models import images, tiny_config, write_tiny_npz
 
 
@@ -49,18 +50,19 @@ def test_a_url_is_downloaded_once_into_the_cache(tmp_path, monkeypatch):
 
 def test_a_download_with_the_wrong_checksum_is_refused(tmp_path, monkeypatch):
   write_tiny_npz(tmp_path / "BiT-T.npz")
-  monkeypatch.setitem(npz.CHECKSUMS, "BiT-T.npz", "0" * 64)
+  monkeypatch.setitem(bit.CHECKSUMS, "BiT-T.npz", "0" * 64)
   with pytest.raises(UserError, match="corrupt"):
-    npz.fetch((tmp_path / "BiT-T.npz").as_uri(), str(tmp_path / "cache"))
+    weights.fetch((tmp_path / "BiT-T.npz").as_uri(), bit.CHECKSUMS,
+                  str(tmp_path / "cache"))
   assert not os.listdir(tmp_path / "cache")
-  monkeypatch.setitem(npz.CHECKSUMS, "BiT-T.npz", npz.sha256(tmp_path / "BiT-T.npz"))
-  assert os.path.exists(npz.fetch((tmp_path / "BiT-T.npz").as_uri(),
+  monkeypatch.setitem(bit.CHECKSUMS, "BiT-T.npz", weights.sha256(tmp_path / "BiT-T.npz"))
+  assert os.path.exists(weights.fetch((tmp_path / "BiT-T.npz").as_uri(), bit.CHECKSUMS,
                                       str(tmp_path / "cache")))
 
 
 def test_an_unreachable_url_is_one_user_error(tmp_path):
   with pytest.raises(UserError, match="cannot download .*model_path"):
-    npz.fetch((tmp_path / "nothing.npz").as_uri(), str(tmp_path / "cache"))
+    weights.fetch((tmp_path / "nothing.npz").as_uri(), None, str(tmp_path / "cache"))
 
 
 def rewrite(path, change):

@@ -19,7 +19,7 @@ import tensorflow as tf
 from bit_train import export
 from bit_train import models
 from bit_train.errors import UserError
-from bit_train.models import resnetv2
+from bit_train.models import bit
 from bit_train import predict as bit_predict
 from conftest import error_lines
 from conftest import run_here
@@ -79,7 +79,7 @@ def test_model_name_follows_overrides_and_npz_files(tmp_path):
   config = tiny_config(model="mine", model_source="npz", num_units=None, width=None,
                        model_path=str(tmp_path / "mine.npz"))
   assert models.model_name(config) == "ResNet-v2 R14x0.25 (units 1/1/1/1, width 0.25)"
-  built = resnetv2.ResNetV2((1, 1, 2, 1), 0.25, 3)
+  built = bit.ResNetV2((1, 1, 2, 1), 0.25, 3)
   assert models.model_name(config, built) == (
       "ResNet-v2 R17x0.25 (units 1/1/2/1, width 0.25)")
 

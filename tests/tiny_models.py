@@ -10,8 +10,8 @@ import numpy as np
 import tensorflow as tf
 
 from bit_train import config as bit_config
-from bit_train.models import resnetv2
-from bit_train.models import hub_export
+from bit_train.models import bit
+from bit_train.models import hub
 
 TINY_UNITS = (1, 1, 1, 1)
 TINY_WIDTH = 0.25  # 16 root channels, 512 pre-logits
@@ -20,12 +20,12 @@ TINY_WIDTH = 0.25  # 16 root channels, 512 pre-logits
 def tiny_resnet(num_classes=10, seed=0, num_units=TINY_UNITS, width=TINY_WIDTH):
   """A tiny native model whose GN parameters and head are random (not the
   initial identity / zeros), so every parameter shows in its outputs."""
-  model = resnetv2.ResNetV2(num_units, width, num_classes, seed=seed)
+  model = bit.ResNetV2(num_units, width, num_classes, seed=seed)
   rng = np.random.default_rng(seed)
   for key, var in model.params.items():
     if key.endswith("/gamma"):
       var.assign(1. + 0.2 * rng.standard_normal(var.shape))
-    elif key.endswith(("/beta", "/bias")) or key == resnetv2.HEAD_KERNEL:
+    elif key.endswith(("/beta", "/bias")) or key == bit.HEAD_KERNEL:
       var.assign(0.2 * rng.standard_normal(var.shape))
   return model
 
@@ -37,7 +37,7 @@ def export_tiny_hub_module(path, kind="feature_vector", num_classes=10, seed=0):
   kind="classification": logits of `num_classes` (like .../ilsvrc2012_classification/1).
   """
   model = tiny_resnet(num_classes, seed)
-  hub_export.export_hub_module(model, str(path), kind)
+  hub.export_module(model, str(path), kind)
   return model
 
 

@@ -5,5 +5,6 @@ The families that ship register themselves on import: BiT's ResNet-v2 (`bit`).
 
 from bit_train.models import bit  # noqa: F401 (registers ResNet-v2 and the BiT models)
 from bit_train.models.factory import create_model  # noqa: F401
+from bit_train.models.factory import model_location  # noqa: F401
 from bit_train.models.factory import model_name  # noqa: F401
-from bit_train.models.hub_export import export_hub_module  # noqa: F401
+from bit_train.models.hub import export_module  # noqa: F401

@@ -29,23 +29,29 @@ def model_name(config, model=None):
   own architecture. A TF Hub module keeps the config's name: its architecture is
   not read.
   """
-  spec = _spec(config, required=False)
+  named = _named(config, required=False)
   if config.model_source == "hub":
-    return spec.name if spec else config.model
-  family = registry.family(spec)
+    return named.name if named else config.model
+  family = registry.family(named)
   arch = getattr(model, "arch", None)
   if arch is None:
-    arch = family.config_arch(config, spec)
+    arch = _arch(family, config, named)
   if arch is None and config.model_path:
     arch = family.file_arch(config.model_path)
   if arch is None:
     return config.model
-  if spec is not None and arch == spec.arch:
-    return spec.name
+  if named is not None and arch == named.arch:
+    return named.name
   return f"{family.name} {family.describe(arch)}"
 
 
-def _spec(config, required):
+def _arch(family, config, named):
+  """The architecture the config's family fields (and the named model) ask for."""
+  overrides = {field: config.get(field) for field in family.arch_fields}
+  return family.arch(overrides, named, config.model)
+
+
+def _named(config, required):
   """The registry entry for config.model; optional when model_path says where."""
   try:
     return registry.lookup(config.model)
@@ -53,6 +59,23 @@ def _spec(config, required):
     if required:
       raise
     return None
+
+
+def model_location(config, num_classes=None):
+  """Where the config's model comes from: model_path, else the registry's module or
+  file for model_source and head (see `registry.location`); None for model_source=native
+  (random weights). A UserError when the registry has none."""
+  if config.model_source == "native":
+    return None
+  if config.model_path:
+    return config.model_path
+  named = registry.lookup(config.model)
+  found = registry.location(named, config.model_source, config.head, num_classes)
+  if found is None:
+    what = "classifier" if config.head == "keep" else "model"
+    raise UserError(f"{named.name} has no {config.model_source} {what} in the registry: "
+                    "set model_source or model_path.")
+  return found
 
 
 def create_model(config, num_classes):
@@ -68,8 +91,8 @@ def create_model(config, num_classes):
   source, head = config.model_source, config.head
   if head == "new" and not num_classes:
     raise UserError("head=new needs the number of classes of the dataset.")
-  spec = _spec(config, required=not config.model_path)
-  location = registry.model_location(config, num_classes)
+  named = _named(config, required=not config.model_path)
+  location = model_location(config, num_classes)
   if source == "hub":
     if config.get("precision", "float32") != "float32":
       # A SavedModel's graph is fixed: its convolutions stay float32.
@@ -77,15 +100,15 @@ def create_model(config, num_classes):
                       "in float32. Use model_source=npz for mixed precision.",
                       config.precision)
     return hub.hub_model(location, num_classes, head)
-  family = registry.family(spec)
+  family = registry.family(named)
   dtype = COMPUTE_DTYPES[config.get("precision", "float32")]
   if source == "npz":
-    return family.load(location, num_classes, head, family.config_arch(config, spec),
+    return family.load(location, num_classes, head, _arch(family, config, named),
                        seed=config.seed, compute_dtype=dtype)
   if head == "keep":
     raise UserError("head=keep needs pre-trained weights: use model_source=hub or npz "
                     "(model_source=native starts from random weights).")
-  arch = family.config_arch(config, spec)
+  arch = _arch(family, config, named)
   if arch is None:
     raise UserError(f"model {config.model!r} is not a known {family.name} name: set "
                     "its architecture fields for model_source=native.")

@@ -1,16 +1,22 @@
-"""TF Hub BiT modules (feature vectors and classifiers) behind the model interface.
+"""TF Hub modules, both ways: load one (BiT's feature vectors and classifiers, or any
+reusable SavedModel) behind the model interface, and write any model as one.
 
 Modules load with `hub.load` (no Keras needed) from a handle (`google/bit/m-r50x1/1`),
 a URL, or a local SavedModel folder; downloads are kept in $TFHUB_CACHE_DIR when set.
 Every module variable is trainable for fine-tuning.
 
 Which output a module gives: a module with a `pre_logits` function (those
-`hub_export.export_hub_module` writes for classifiers) is a classifier whose head can
+`export_module` writes for classifiers) is a classifier whose head can
 be replaced; otherwise `__call__` gives logits when head="keep" and pre-logits
 (a feature vector) when head="new".
+
+A written module takes float32 images [B, H, W, 3] in [0, 1]; it loads back with
+`hub.load(path)` or `hub.KerasLayer(path, trainable=True)`. The bundled models'
+modules are written from their weight file on first use (`bundled_module`).
 """
 
 import os
+import shutil
 
 import tensorflow as tf
 from tensorflow.python.util import tf_inspect  # pylint: disable=g-direct-tensorflow-import
@@ -18,7 +24,7 @@ from tensorflow.python.util import tf_inspect  # pylint: disable=g-direct-tensor
 from bit_train.errors import UserError
 from bit_train.errors import quote
 from bit_train.models import registry
-from bit_train.models import hub_export
+from bit_train.models import weights
 
 HUB_HOST = "https://tfhub.dev/"
 
@@ -36,7 +42,7 @@ def load_module(handle):
   """`hub.load(handle)`; any failure is the user's path or network -> UserError."""
   import tensorflow_hub as hub  # pylint: disable=g-import-not-at-top
   if handle.startswith(registry.BUNDLED_HANDLE):
-    location = hub_export.bundled_hub_module(handle)
+    location = bundled_module(handle)
   else:
     location = resolve_handle(handle)
   try:
@@ -128,3 +134,67 @@ class HubModel(tf.Module):
 def hub_model(handle, num_classes, head="new"):
   """A `HubModel` for a handle, URL or local SavedModel folder."""
   return HubModel(load_module(handle), num_classes, head, handle)
+
+
+def _hub_root(model, kind):
+  """The reusable-SavedModel interface around a model's logits or pre-logits."""
+  head = {v.ref() for v in model.head_variables}
+  keep = (lambda v: True) if kind == "classification" else (
+      lambda v: v.ref() not in head)
+  output = model.__call__ if kind == "classification" else model.pre_logits
+
+  @tf.function
+  def call(images, training=False):
+    del training  # BiT has no batch norm or dropout
+    return output(images)
+
+  spec = tf.TensorSpec([None, None, None, 3], tf.float32)
+  for training in (False, True):
+    call.get_concrete_function(spec, training=training)
+  root = tf.train.Checkpoint()  # an object with plain attributes, as Hub expects
+  root.model = model
+  root.variables = [v for v in model.variables if keep(v)]
+  root.trainable_variables = [v for v in model.trainable_variables if keep(v)]
+  root.regularization_losses = []
+  root.__call__ = call
+  if kind == "classification":  # lets a loader replace the head
+    root.pre_logits = tf.function(model.pre_logits, input_signature=[spec])
+  return root
+
+
+def export_module(model, path, kind="classification"):
+  """Saves `model` as a reusable TF Hub SavedModel at `path`.
+
+  kind="classification": `__call__` gives logits (and `pre_logits` pre-logits);
+  kind="feature_vector": `__call__` gives pre-logits and the head is left out of
+  the variables. Images are float32 [B, H, W, 3] in [0, 1]. Loads back with
+  `hub.load(path)` or `hub.KerasLayer(path, trainable=True)`.
+  """
+  if kind not in ("classification", "feature_vector"):
+    raise ValueError(f"kind={kind!r}: use classification or feature_vector")
+  tf.saved_model.save(_hub_root(model, kind), path)
+  return path
+
+
+def bundled_module(handle, cache=None):
+  """The local folder of a `bundled:<name>/<kind>` TF Hub handle.
+
+  The module is exported from the bundled weight file the first time it is asked for,
+  into the cache directory, under the file's sha256 (a changed file gets a new
+  module); it is written whole before it is moved into place.
+  """
+  name, _, kind = handle[len(registry.BUNDLED_HANDLE):].partition("/")
+  named = registry.lookup(name)
+  family = registry.family(named)
+  weight_file = weights.fetch(family.location(named, "npz", "new"))
+  folder = os.path.join(weights.cache_dir(cache), "hub",
+                        f"{named.name}-{weights.sha256(weight_file)[:12]}", kind)
+  if not os.path.isdir(folder):
+    partial = f"{folder}.partial-{os.getpid()}"
+    model = family.load(weight_file, None, "keep")
+    export_module(model, partial, kind)
+    try:
+      os.rename(partial, folder)
+    except OSError:  # another process exported it first
+      shutil.rmtree(partial, ignore_errors=True)
+  return folder

@@ -32,11 +32,11 @@ from absl import flags
 import numpy as np
 import tensorflow as tf
 
-from bit_train.models import resnetv2
-from bit_train.models import npz
+from bit_train.models import bit
+from bit_train.models import weights
 
 NAME = "BiT-MNIST-R14x0.25"
-OUT_DIR = os.path.join(os.path.dirname(npz.__file__), "pretrained")
+OUT_DIR = os.path.join(os.path.dirname(bit.__file__), "pretrained")
 
 _OUT = flags.DEFINE_string("out", os.path.join(OUT_DIR, f"{NAME}.npz"), "Weights file.")
 _EPOCHS = flags.DEFINE_integer("epochs", 30, "Passes over the training digits.")
@@ -99,7 +99,7 @@ def main(argv):
   train_y = tf.one_hot(labels[train_idx], CLASSES)
   held_x, held_y = as_rgb(images[held_idx], _CROP.value), labels[held_idx]
 
-  model = resnetv2.ResNetV2(UNITS, WIDTH, CLASSES, seed=_SEED.value)
+  model = bit.ResNetV2(UNITS, WIDTH, CLASSES, seed=_SEED.value)
   variables = list(model.params.values())
   kernels = [v for k, v in model.params.items() if k.endswith("/kernel")]
   slots = [tf.Variable(tf.zeros_like(v)) for v in variables]
@@ -151,7 +151,7 @@ def main(argv):
   seconds = time.time() - start
   out = _OUT.value
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-  npz.save_npz(model, out)
+  bit.save_npz(model, out)
   record = {
       "name": NAME, "command": " ".join(
           ["python experiments/miniature/pretrain.py", *sys.argv[1:]]), "architecture": {"num_units": list(UNITS), "width": WIDTH},
@@ -163,7 +163,7 @@ def main(argv):
                  "precrop": _PRECROP.value, "crop": crop, "flip": _FLIP.value,
                  "seed": _SEED.value},
       "held_out_top1": accuracy, "run_seconds": round(seconds, 1),
-      "machine": f"{os.cpu_count()} CPU cores", "sha256": npz.sha256(out)}
+      "machine": f"{os.cpu_count()} CPU cores", "sha256": weights.sha256(out)}
   with open(os.path.splitext(out)[0] + ".json", "w") as f:
     json.dump(record, f, indent=2)
     f.write("\n")

@@ -6,10 +6,11 @@ bit_train/data/sources/tfds.py). Weights come from the authors' .npz files (ever
 architecture has one; R152x2 has no TF Hub module).
 """
 
+from bit_train.models import registry
 from experiments.runs import Run, config_arg
 
-ARCHS = ("R50x1", "R50x3", "R101x1", "R101x3", "R152x2", "R152x4")
-MODELS = tuple(f"BiT-{family}-{arch}" for family in "SM" for arch in ARCHS)
+# The published BiT-S and BiT-M models, as the model registry names them.
+MODELS = tuple(name for name, named in registry.MODELS.items() if not named.bundled)
 DATASETS = ("cifar10", "cifar100", "oxford_iiit_pet", "oxford_flowers102", "imagenet2012")
 FEW_SHOTS = (1, 5, 10, 25)
 IMAGENET_FEW_SHOTS = (1, 5)

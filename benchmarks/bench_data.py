@@ -30,6 +30,7 @@ import tensorflow as tf
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bit_train import config as bit_config  # pylint: disable=g-import-not-at-top
 from bit_train import hyperrule  # pylint: disable=g-import-not-at-top
+from bit_train import specs  # pylint: disable=g-import-not-at-top
 from bit_train.data import pipeline  # pylint: disable=g-import-not-at-top
 from bit_train.data import preprocess  # pylint: disable=g-import-not-at-top
 from bit_train.data import sources  # pylint: disable=g-import-not-at-top
@@ -102,10 +103,9 @@ def measure(setting, images, seconds, repeats):
     config = bit_config.base_config()
     config.update(dataset="image_folder", data_dir=root, holdout_fraction=0.01)
     start = time.perf_counter()
-    source = sources.from_config(config)
+    source = sources.for_training(specs.data_spec(config))
     scan_seconds = time.perf_counter() - start
-    plan = hyperrule.plan_from_config(config, source.facts.num_examples,
-                                      source.facts.image_size)
+    plan = specs.recipe(config).plan(source.facts.num_examples, source.facts.image_size)
     plan = hyperrule.plan(plan.num_examples, plan.image_size, batch_size=BATCH)
     assert f"{plan.precrop}/{plan.crop}" == setting, (setting, plan)
     stream, bare = best_rates([pipeline.train_dataset(source.train_examples(), plan,

@@ -25,7 +25,7 @@ VARIANTS = {"default": {}, "no_grappler": {"disable_meta_optimizer": True}}
 
 def child(folder, variant, started):
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  from bit_train import config as bit_config, distribute, hyperrule  # pylint: disable=import-outside-toplevel
+  from bit_train import config as bit_config, distribute, specs  # pylint: disable=import-outside-toplevel
   from bit_train.data import mixup, sources  # pylint: disable=import-outside-toplevel
   from bit_train.trainer import Trainer  # pylint: disable=import-outside-toplevel
   imported = time.time()
@@ -33,10 +33,9 @@ def child(folder, variant, started):
   config = bit_config.apply_arg(bit_config.base_config(), (
       f"dataset=image_folder,data_dir={folder},model=BiT-M-R50x1,model_source=native,"
       "batch_size=32,batch_split=1,mixup_alpha=0.0,strategy=cpu,supports=1/5/6"))
-  source = sources.from_config(config)
-  plan = hyperrule.plan_from_config(config, source.facts.num_examples,
-                                    source.facts.image_size)
-  trainer = Trainer(config, plan, source, distribute.create_strategy(config))
+  source = sources.for_training(specs.data_spec(config))
+  plan = specs.recipe(config).plan(source.facts.num_examples, source.facts.image_size)
+  trainer = Trainer(specs.from_config(config, evals=True), plan, source, distribute.create_strategy(specs.run_spec(config)))
   trainer.start_data()
   set_up = time.time()
   # The one-micro-batch step's tf.function, traced without running it.

@@ -44,7 +44,7 @@ from pattern_images import write_pattern_folder  # pylint: disable=g-import-not-
 
 from bit_train import config as bit_config  # pylint: disable=g-import-not-at-top,wrong-import-position
 from bit_train import distribute  # pylint: disable=g-import-not-at-top,wrong-import-position
-from bit_train import hyperrule  # pylint: disable=g-import-not-at-top,wrong-import-position
+from bit_train import specs  # pylint: disable=g-import-not-at-top,wrong-import-position
 from bit_train.data import sources  # pylint: disable=g-import-not-at-top,wrong-import-position
 from bit_train.trainer import Trainer  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -56,10 +56,9 @@ def make_trainer(folder, batch, split, crop, precision="float32"):
       f"dataset=image_folder,data_dir={folder},model=BiT-M-R50x1,model_source=native,"
       f"batch_size={batch},batch_split={split},mixup_alpha=0.0,strategy=cpu,"
       f"precrop={crop},crop={crop},supports=1/1000/2000,precision={precision}"))
-  source = sources.from_config(config)
-  plan = hyperrule.plan_from_config(config, source.facts.num_examples,
-                                    source.facts.image_size)
-  trainer = Trainer(config, plan, source, distribute.create_strategy(config))
+  source = sources.for_training(specs.data_spec(config))
+  plan = specs.recipe(config).plan(source.facts.num_examples, source.facts.image_size)
+  trainer = Trainer(specs.from_config(config, evals=True), plan, source, distribute.create_strategy(specs.run_spec(config)))
   trainer.start_data()
   return trainer
 

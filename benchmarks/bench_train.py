@@ -37,7 +37,7 @@ def child(folder, batch_split, steps, started):
   """One measured run (in its own process so peak memory is its own)."""
   marks = {}
   import tensorflow as tf  # pylint: disable=unused-import
-  from bit_train import config as bit_config, distribute, hyperrule
+  from bit_train import config as bit_config, distribute, specs
   from bit_train.data import sources
   from bit_train.trainer import Trainer
   marks["imports"] = time.time()
@@ -46,12 +46,11 @@ def child(folder, batch_split, steps, started):
       f"dataset=image_folder,data_dir={folder},model=BiT-M-R50x1,model_source=native,"
       f"batch_size=32,batch_split={batch_split},mixup_alpha=0.0,strategy=cpu,"
       f"supports=1/{steps + 1}/{steps + 2}"))
-  strategy = distribute.create_strategy(config)
-  source = sources.from_config(config)
-  plan = hyperrule.plan_from_config(config, source.facts.num_examples,
-                                    source.facts.image_size)
+  strategy = distribute.create_strategy(specs.run_spec(config))
+  source = sources.for_training(specs.data_spec(config))
+  plan = specs.recipe(config).plan(source.facts.num_examples, source.facts.image_size)
   marks["dataset scan"] = time.time()
-  trainer = Trainer(config, plan, source, strategy)
+  trainer = Trainer(specs.from_config(config, evals=True), plan, source, strategy)
   marks["model build"] = time.time()
   trainer.start_data()
   marks["train stream"] = time.time()

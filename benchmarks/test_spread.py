@@ -173,9 +173,10 @@ def inprocess(args):
     kernel, bias = model.head_variables
     add("pre_logits @ head: tolerance used (rtol=atol=1e-5)",
         used(model(x), model.pre_logits(x) @ kernel[0, 0] + bias, 1e-5, 1e-5))
+    from bit_train import specs
     from bit_train.models import create_model
     config = tiny_models.tiny_config(model_source="native", precision="mixed_bfloat16")
-    low = create_model(config, num_classes=3)
+    low = create_model(specs.model_spec(config), num_classes=3)
     reference = tiny_models.tiny_resnet(num_classes=3, seed=seed)
     for key, var in low.params.items():
       var.assign(reference.params[key])
@@ -193,8 +194,8 @@ def inprocess(args):
       add("hub module vs native: max abs (test: exactly 0)",
           float(np.abs(tfhub.load(os.path.join(tmp, "cls"))(x) - original(x)).max()))
       original = tiny_models.write_tiny_npz(os.path.join(tmp, "w.npz"), 5, seed=seed)
-      loaded = create_model(tiny_models.tiny_config(
-          model_source="npz", model_path=os.path.join(tmp, "w.npz"), head="keep"), None)
+      loaded = create_model(specs.model_spec(tiny_models.tiny_config(
+          model_source="npz", model_path=os.path.join(tmp, "w.npz"), head="keep")), None)
       add("npz vs native: max abs (test: exactly 0)",
           float(np.abs(loaded(x) - original(x)).max()))
     # Data statistics (the tests use seed 0).

@@ -14,6 +14,7 @@ import types
 
 from absl import app
 from absl import flags
+from ml_collections import config_flags
 
 from bit_train import config as bit_config
 from bit_train import console
@@ -107,9 +108,17 @@ def reject_arguments(argv):
                     "file (file.py:key=val) or as --config.<field>=<value>.")
 
 
-def load_config(holder, flag_name="config"):
-  """The validated ConfigDict behind a config_flags holder."""
-  config = holder.value
+def load_config(source, overrides=(), flag_name="config"):
+  """The validated ConfigDict of a config file, loaded the way --config loads it.
+
+  source: the config_flags holder of an entry point's --config, or the text
+    `FILE.py[:ARGS]` itself (the experiments runner).
+  overrides: `--config.<field>=<value>` (or `<field>=<value>`) settings on top.
+  """
+  if isinstance(source, str):
+    source = types.SimpleNamespace(value=config_flags.config_flags.ConfigFileFlagParser(
+        flag_name).parse(source))
+  config = source.value
   if config is None:
     raise UserError(f"--{flag_name} is required, e.g. "
                     f"--{flag_name} configs/transfer.py:dataset=cifar10")
@@ -117,5 +126,7 @@ def load_config(holder, flag_name="config"):
     config.keys()
   except OSError as e:  # config_flags defers "file not found" to first access
     raise UserError(f"cannot load the config file: {quote(e, 'last')}"
-                    " (check the path given to --config)") from None
+                    f" (check the path given to --{flag_name})") from None
+  for item in overrides:
+    bit_config.apply_arg(config, item.removeprefix(f"--{flag_name}."))
   return bit_config.validate(config)

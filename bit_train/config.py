@@ -15,7 +15,6 @@ import difflib
 import ml_collections
 from ml_collections import config_dict
 
-from bit_train import hyperrule
 from bit_train.errors import UserError
 
 STRATEGIES = ("auto", "cpu", "mirrored", "multi_worker", "tpu")
@@ -193,7 +192,11 @@ def _normalise_tuples(config):
 
 
 def validate(config):
-  """Checks values a user can get wrong; raises UserError naming field and fix."""
+  """Checks values a user can get wrong; raises UserError naming field and fix.
+
+  holdout_fraction, the batch split and the model name are checked once, when the
+  run's records are made from the config (bit_train/specs.py).
+  """
   _normalise_tuples(config)
   _one_of(config, "strategy", STRATEGIES)
   _one_of(config, "precision", PRECISIONS)
@@ -205,14 +208,10 @@ def validate(config):
             "eval_batch_size", "cpu_devices", "width", "startup_timeout")
   _not_negative(config, eval_every="0: evaluate only at the end",
                 mixup_alpha="0: no MixUp", seed="a seed", few_shot_seed="a seed")
-  if not 0 <= config.holdout_fraction < 1:
-    raise UserError(f"config field holdout_fraction={config.holdout_fraction} must be "
-                    "in [0, 1): the share of every class held out for evaluation.")
   if config.num_units is not None and (
       len(config.num_units) != 4 or min(config.num_units) <= 0):
     raise UserError(f"config field num_units={config.num_units} must be four positive "
                     "numbers (units per block), e.g. num_units=3/4/6/3.")
-  hyperrule.check_batch_split(config.batch_size, config.batch_split)
   if config.image_size is not None and (
       len(config.image_size) != 2 or min(config.image_size) <= 0):
     raise UserError(f"config field image_size={config.image_size} must be two "

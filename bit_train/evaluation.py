@@ -14,7 +14,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from bit_train.errors import UserError
+from bit_train import distribute
 
 
 @dataclasses.dataclass
@@ -41,16 +41,11 @@ class Metrics:
                       np.nan)
 
 
-def eval_batch_size(config, strategy):
-  """The global eval batch: eval_batch_size, else the training micro-batch; it must
-  split evenly over the replicas."""
-  batch = config.eval_batch_size
-  if batch is None:
-    batch = config.batch_size // config.batch_split
-  replicas = strategy.num_replicas_in_sync
-  if batch % replicas:
-    raise UserError(f"eval_batch_size={batch} cannot be shared by {replicas} "
-                    f"replicas: make it a multiple of {replicas}.")
+def eval_batch_size(given, micro_batch_size, strategy):
+  """The global eval batch: `given` (eval_batch_size), else the training
+  micro-batch; it must split evenly over the replicas."""
+  batch = micro_batch_size if given is None else given
+  distribute.check_shared(batch, strategy, f"eval_batch_size={batch}", "make it")
   return batch
 
 

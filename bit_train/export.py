@@ -19,7 +19,6 @@ import os
 import shutil
 import tempfile
 
-import ml_collections
 import tensorflow as tf
 
 from bit_train import files
@@ -151,28 +150,16 @@ def find(path):
 
 
 def _is_export(folder):
-  return any(tf.io.gfile.exists(os.path.join(folder, f))
-             for f in (wd.EXPORT_FACTS, wd.CLASS_NAMES))
+  return tf.io.gfile.exists(os.path.join(folder, wd.EXPORT_FACTS))
 
 
 def _read(root):
-  """export.json; exports written before it have class_names.txt beside them and
-  their run's crop and config in W/plan.json."""
+  """The ExportFacts of W/export, from its export.json."""
   serving, hub_module = (os.path.join(root, d) for d in (wd.SERVING, wd.HUB_MODULE))
   facts = os.path.join(root, wd.EXPORT_FACTS)
-  if tf.io.gfile.exists(facts):
-    record, origin = files.read_json(facts), facts
-  else:
-    origin = os.path.join(root, wd.CLASS_NAMES)
-    record = {"class_names": labels.read_names(origin)}
-    plan = os.path.join(os.path.dirname(root), wd.PLAN)
-    if tf.io.gfile.exists(plan):
-      run = files.read_json(plan)
-      record["crop"] = run.get("plan", {}).get("crop")
-      record["model"] = models.model_name(ml_collections.ConfigDict(run["config"]))
-      origin = f"{origin} and {plan}"
+  record = files.read_json(facts)
   return ExportFacts(
       root=root, serving=serving if tf.io.gfile.isdir(serving) else None,
       hub_module=hub_module if tf.io.gfile.isdir(hub_module) else None,
       model=record.get("model") or f"the trainer export {root}",
-      class_names=record.get("class_names"), crop=record.get("crop"), origin=origin)
+      class_names=record.get("class_names"), crop=record.get("crop"), origin=facts)

@@ -23,7 +23,6 @@ import numpy as np
 import tensorflow as tf
 
 from bit_train import cli
-from bit_train import config as bit_config
 from bit_train import export
 from bit_train import hyperrule
 from bit_train import labels
@@ -33,6 +32,7 @@ from bit_train.data import preprocess
 from bit_train.errors import UserError, quote
 from bit_train.models import hub
 from bit_train import models
+from bit_train import specs
 from bit_train.models import registry
 
 _MODEL = flags.DEFINE_string("model", None, "Export dir, TF Hub handle or folder, "
@@ -149,14 +149,12 @@ def _hub_handle(name):
   if "://" in name or name.startswith("google/"):
     return name
   try:
-    registry.lookup(name)
+    spec = specs.ModelSpec.of(name, source="hub", head="keep")
   except UserError:
     raise UserError(f"--model {name!r} is no file or folder, TF Hub handle or BiT name:"
                     " give an export dir, TF Hub module, .npz file or BiT name (such as "
                     f"BiT-M-R50x1).{registry.did_you_mean(name)}") from None
-  config = bit_config.base_config()
-  config.update(model=name, model_source="hub", head="keep")
-  return models.model_location(config)
+  return models.model_location(spec)
 
 
 def image_paths(args):

@@ -35,31 +35,32 @@ class TrainingDiverged(UserError):
 class Trainer:
   """Holds the model, optimizer state and compiled steps for one run."""
 
-  def __init__(self, config, plan, source, strategy):
-    self.config, self.plan, self.source, self.strategy = config, plan, source, strategy
-    replicas = strategy.num_replicas_in_sync
-    if plan.micro_batch_size % replicas:
-      raise UserError(
-          f"batch_size={plan.batch_size} / batch_split={plan.batch_split} = "
-          f"{plan.micro_batch_size} images per micro-batch cannot be shared by "
-          f"{replicas} replicas: make batch_size / batch_split a multiple of {replicas}.")
+  def __init__(self, specs, plan, source, strategy):
+    """specs: the run's specs.Specs; plan: its hyperrule.Plan; source: the open
+    DataSource of specs.data; strategy: the tf.distribute strategy."""
+    self.specs, self.plan, self.source, self.strategy = specs, plan, source, strategy
+    self.run_spec = specs.run
+    distribute.check_shared(
+        plan.micro_batch_size, strategy,
+        f"batch_size={plan.batch_size} / batch_split={plan.batch_split} = "
+        f"{plan.micro_batch_size} images per micro-batch", "make batch_size / batch_split")
     self.num_classes = source.facts.num_classes
     with strategy.scope():
-      self.model = models.create_model(config, self.num_classes)
+      self.model = models.create_model(specs.model, self.num_classes)
       self.variables = list(self.model.trainable_variables)
       self.optimizer = Momentum(self.variables)
       # Sums over the micro-batches of a batch split; one micro-batch needs none.
       self.accumulator = (GradientAccumulator(self.variables)
                           if plan.batch_split > 1 else None)
-      self.loss_scale = LossScale(config.precision == "mixed_float16")
+      self.loss_scale = LossScale(specs.run.precision == "mixed_float16")
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     self.train_iter = None  # made by start_data(), once the resumed step is known
     self.train_step = self._make_train_step()
-    # The run's own eval split first, then config.evals and extra_evals; each keeps
-    # its eval stream, so the in-memory cache serves every periodic evaluation.
-    self.evaluators = evaluators.build(config, source)
-    self.eval_context = evaluators.Context(
-        strategy, plan.crop, evaluation.eval_batch_size(config, strategy))
+    # The run's own eval split first, then its EvalSpecs; each keeps its eval
+    # stream, so the in-memory cache serves every periodic evaluation.
+    self.evaluators = evaluators.build(specs.data, specs.evals, source)
+    self.eval_context = evaluators.Context(strategy, plan.crop, evaluation.eval_batch_size(
+        specs.run.eval_batch_size, plan.micro_batch_size, strategy))
 
   def checkpoint(self):
     return tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
@@ -93,7 +94,7 @@ class Trainer:
     def dataset_fn(ctx):
       skip = done * self.plan.batch_size // ctx.num_input_pipelines
       return pipeline.train_dataset(self.source.train_examples(), self.plan, ctx,
-                                    seed=self.config.seed, skip=skip)
+                                    seed=self.run_spec.seed, skip=skip)
     self.train_iter = iter(self.strategy.distribute_datasets_from_function(dataset_fn))
 
   def done_steps(self):
@@ -104,13 +105,13 @@ class Trainer:
     gradients were finite), as Python values; the update is skipped when not."""
     # One MixUp lambda per global step, shared by every replica and micro-batch;
     # a pure function of (seed, step), so a resumed run draws the same ones.
-    lam = mixup.sample_lambda(self.plan.mixup_alpha, self.config.seed, step)
+    lam = mixup.sample_lambda(self.plan.mixup_alpha, self.run_spec.seed, step)
     loss, finite = self.train_step(self.train_iter,
                                    tf.constant(self.plan.lr(step), tf.float32), lam)
     return float(loss), float(finite) == 1.0
 
   def _make_train_step(self):
-    plan, strategy, config = self.plan, self.strategy, self.config
+    plan, strategy, run = self.plan, self.strategy, self.run_spec
     model, variables, num_classes = self.model, self.variables, self.num_classes
 
     def gradients(batch, lam):
@@ -129,7 +130,7 @@ class Trainer:
       return tape.gradient(scaled, variables,
                            unconnected_gradients=tf.UnconnectedGradients.ZERO), loss
 
-    if config.jit_compile:
+    if run.jit_compile:
       gradients = tf.function(gradients, jit_compile=True, autograph=False)
 
     def apply(grads, loss, lr):
@@ -139,8 +140,8 @@ class Trainer:
       if self.loss_scale.enabled:
         grads = [g / self.loss_scale.scale for g in grads]
       grads_finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
-      if config.clip_grad_norm:
-        grads, _ = tf.clip_by_global_norm(grads, config.clip_grad_norm)
+      if run.clip_grad_norm:
+        grads, _ = tf.clip_by_global_norm(grads, run.clip_grad_norm)
       ok = tf.logical_and(grads_finite, tf.math.is_finite(loss))
       self.optimizer.apply(grads, lr, ok)
       self.loss_scale.update(grads_finite)
@@ -188,19 +189,20 @@ class Trainer:
     return [e.run(self.model, self.eval_context) for e in self.evaluators]
 
 
-def train(config, plan, source, workdir, strategy, force=False):
+def train(specs, plan, source, workdir, strategy, force=False):
   """Fine-tunes to the end of the plan, resuming from W's newest good checkpoint.
 
-  The workdir must be held (workdir.claim). Nothing in it is written before the
-  checkpoint to resume from has restored into this config's model.
+  specs: the run's specs.Specs; plan: its hyperrule.Plan; source: the open DataSource
+  of specs.data. The workdir must be held (workdir.claim). Nothing in it is written
+  before the checkpoint to resume from has restored into this run's model.
   """
   chief = distribute.is_chief(strategy)
   if chief and not force:
-    wd.check_same_run(workdir, config, plan)
-  tf.random.set_seed(config.seed)
-  trainer = Trainer(config, plan, source, strategy)
+    wd.check_same_run(workdir, specs.identity(plan))
+  tf.random.set_seed(specs.run.seed)
+  trainer = Trainer(specs, plan, source, strategy)
   saver = _resume(trainer, workdir, chief)
-  log = RunLog(workdir, plan, config.log_every, trainer.done_steps(), chief)
+  log = RunLog(workdir, plan, specs.run.log_every, trainer.done_steps(), chief)
   try:
     _fit(trainer, saver, log)
     results = log.evaluation(trainer.done_steps(), trainer.evaluate())
@@ -222,29 +224,29 @@ def _resume(trainer, workdir, chief):
   if resumed:
     logging.info("Resumed from %s at step %d.", resumed, trainer.done_steps())
   if chief:
-    wd.save_run(workdir, trainer.config, trainer.plan)
+    wd.save_run(workdir, trainer.specs.identity(trainer.plan))
   return checkpoints.Saver(tf.train.CheckpointManager(
       checkpoint, wd.path(wd.own_dir(workdir, trainer.strategy), wd.CHECKPOINTS),
-      max_to_keep=trainer.config.keep_checkpoints), resumed)
+      max_to_keep=trainer.run_spec.keep_checkpoints), resumed)
 
 
 def _fit(trainer, saver, log):
   """The steps from the restored one to the end of the plan: each update, its
   divergence check, progress, and the periodic checkpoints and evaluations."""
-  config, plan = trainer.config, trainer.plan
+  run, plan = trainer.run_spec, trainer.plan
   trainer.start_data()
   for step in range(trainer.done_steps(), plan.total_steps):
     loss, finite = trainer.fit_step(step)
     done = step + 1
-    if not np.isfinite(loss) or (not finite and config.precision != "mixed_float16"):
+    if not np.isfinite(loss) or (not finite and run.precision != "mixed_float16"):
       raise _diverged("loss" if not np.isfinite(loss) else "gradient", done,
                       saver.latest)
     log.progress(done, loss, plan.lr(step))
-    if done % config.checkpoint_every == 0 or done == plan.total_steps:
+    if done % run.checkpoint_every == 0 or done == plan.total_steps:
       if trainer.non_finite_state():
         raise _diverged("weights", done, saver.latest)
       saver.save(done)
-    if config.eval_every and done % config.eval_every == 0 and done < plan.total_steps:
+    if run.eval_every and done % run.eval_every == 0 and done < plan.total_steps:
       log.evaluation(done, trainer.evaluate())
 
 
@@ -262,11 +264,11 @@ def _diverged(what, step, latest):
 
 def _finish(trainer, results, log, workdir, chief):
   """The final record: W/metrics.json, the curves and the exports -> the record."""
-  config, source = trainer.config, trainer.source
+  source = trainer.source
   main, *others = results
   record = dict(main.metrics.to_dict(), step=trainer.done_steps(),
                 eval_split=source.facts.eval_split, dataset=source.facts.name,
-                model=models.model_name(config, trainer.model))
+                model=models.model_name(trainer.specs.model, trainer.model))
   if others:
     record["evals"] = {result.name: result.record for result in others}
   export.export_all(trainer.model, trainer.plan, source.class_names, workdir,

@@ -123,11 +123,6 @@ def _differences(old, new, ignore=()):
           if k not in ignore and old.get(k) != new.get(k)]
 
 
-def _records(config, plan):
-  return {"config": json.loads(json.dumps(config.to_dict())),  # tuples -> lists
-          "plan": plan.to_dict()}
-
-
 def _saved_run(workdir):
   """plan.json's config and plan, or a UserError naming the file and the fix."""
   file = path(workdir, PLAN)
@@ -148,26 +143,29 @@ def holds_run(workdir):
   return bool(checkpoints.candidates(path(workdir, CHECKPOINTS)))
 
 
-def check_same_run(workdir, config, plan):
+def check_same_run(workdir, record):
   """Raises UserError when W holds checkpoints of a run with another config or plan.
 
-  Only reads: plan.json is written by save_run once the checkpoint has restored.
+  `record` is this run's {"config": the config as plain data, "plan": the plan's
+  dict} (specs.Specs.identity). Only reads: plan.json is written by save_run once
+  the checkpoint has restored.
   """
   if not (holds_run(workdir) and tf.io.gfile.exists(path(workdir, PLAN))):
     return
-  saved, new = _saved_run(workdir), _records(config, plan)
-  run_only = {k for k in new["config"] if bit_config.kind(k) == bit_config.RUN_ONLY}
+  saved = _saved_run(workdir)
+  run_only = {k for k in record["config"] if bit_config.kind(k) == bit_config.RUN_ONLY}
   changes = list(dict.fromkeys(  # a field of both the plan and the config once
-      _differences(saved["plan"], new["plan"]) +
-      _differences(saved["config"], new["config"], run_only)))
+      _differences(saved["plan"], record["plan"]) +
+      _differences(saved["config"], record["config"], run_only)))
   if changes:
     raise UserError(f"workdir {workdir} holds a run with a different config or plan "
                     f"({'; '.join(changes[:3])}): use a new --workdir, or pass "
                     "--force to resume it with the new settings.")
 
 
-def save_run(workdir, config, plan):
-  files.write_json_atomic(path(workdir, PLAN), _records(config, plan))
+def save_run(workdir, record):
+  """Writes this run's record (see check_same_run) as W/plan.json."""
+  files.write_json_atomic(path(workdir, PLAN), record)
 
 
 def _parse(lines):

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from bit_train import config as bit_config
-from bit_train import hyperrule
+from bit_train import specs
 from bit_train.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -54,7 +54,7 @@ def test_validate_names_the_field(arg, field):
 def test_quickstart_config_validates_and_its_overrides_are_marked_in_the_plan():
   config = bit_config.validate(load_config_file("quickstart.py"))
   assert config.dataset == "image_folder" and config.model == "BiT-MNIST-R14x0.25"
-  plan = hyperrule.plan_from_config(config, 1618, (8, 8), dataset="digits")
+  plan = specs.recipe(config).plan(1618, (8, 8), "digits")
   assert set(plan.overridden) == {"precrop", "crop", "batch_size", "supports",
                                   "base_lr", "flip"}
   # resolution (precrop and crop), flip, supports, batch and base_lr lines

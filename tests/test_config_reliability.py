@@ -14,6 +14,7 @@ import pytest
 from bit_train import cli as bit_cli
 from bit_train import config as bit_config
 from bit_train import distribute
+from bit_train import specs
 from bit_train import train  # defines --config, as bit-train does
 from bit_train.errors import UserError
 from bit_train.models import bit
@@ -34,7 +35,7 @@ TRANSFER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 def test_zero_or_negative_numbers_that_make_no_sense_are_errors(arg, field):
   config = bit_config.apply_arg(bit_config.base_config(), arg)
   with pytest.raises(UserError, match=rf"config field {field}=.+ must"):
-    bit_config.validate(config)
+    specs.from_config(bit_config.validate(config))
 
 
 def test_no_falsy_value_is_replaced_by_the_models_default():
@@ -64,7 +65,7 @@ def test_tf_config_that_is_not_a_cluster_is_one_error(monkeypatch, tf_config):
   config = bit_config.base_config()
   config.strategy = "multi_worker"
   with pytest.raises(UserError, match="TF_CONFIG must be a JSON object"):
-    distribute.create_strategy(config)
+    distribute.create_strategy(specs.run_spec(config))
 
 
 @pytest.mark.parametrize("task, message", [
@@ -78,7 +79,7 @@ def test_tf_config_task_outside_the_cluster_is_one_error(monkeypatch, task, mess
   config = bit_config.base_config()
   config.strategy = "multi_worker"
   with pytest.raises(UserError, match=message):
-    distribute.create_strategy(config)
+    distribute.create_strategy(specs.run_spec(config))
 
 
 def test_wait_for_tasks_names_the_missing_tasks_and_returns_when_all_answer():

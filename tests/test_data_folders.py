@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from bit_train import specs
 from bit_train import train as bit_train
 from bit_train.data import folders
 from bit_train.data import preprocess
@@ -25,7 +26,7 @@ def labels_of(dataset):
 
 def test_classes_are_sorted_and_counts_match(tmp_path):
   write_folder(tmp_path, COUNTS)
-  source = sources.from_config(folder_config(tmp_path, holdout_fraction=0.2))
+  source = sources.for_training(specs.data_spec(folder_config(tmp_path, holdout_fraction=0.2)))
   names = sorted(COUNTS)
   assert source.class_names == tuple(names)
   train = labels_of(source.train_examples().read())
@@ -43,8 +44,8 @@ def test_classes_are_sorted_and_counts_match(tmp_path):
 def test_holdout_is_the_same_every_time_and_disjoint(tmp_path):
   write_folder(tmp_path, COUNTS)
   config = folder_config(tmp_path)
-  first = sources.from_config(config)
-  second = sources.from_config(config)
+  first = sources.for_training(specs.data_spec(config))
+  second = sources.for_training(specs.data_spec(config))
   encoded = lambda ex: sorted(e for e, _ in ex.read().as_numpy_iterator())  # noqa: E731
   assert encoded(first.eval_examples()) == encoded(second.eval_examples())
   assert not set(encoded(first.eval_examples())) & set(encoded(first.train_examples()))
@@ -53,22 +54,22 @@ def test_holdout_is_the_same_every_time_and_disjoint(tmp_path):
 def test_split_folders_are_used_and_eval_classes_must_exist_in_train(tmp_path):
   write_folder(tmp_path / "train", {"a": 4, "b": 3}, seed=1)
   write_folder(tmp_path / "test", {"b": 2}, seed=2)
-  source = sources.from_config(folder_config(tmp_path))
+  source = sources.for_training(specs.data_spec(folder_config(tmp_path)))
   assert (source.facts.train_split, source.facts.eval_split) == ("train", "test")
   assert sorted(labels_of(source.train_examples().read())) == [0] * 4 + [1] * 3
   assert labels_of(source.eval_examples().read()) == [1, 1]
   write_folder(tmp_path / "test", {"c": 1}, seed=3)
   with pytest.raises(UserError, match="no counterpart in the train split"):
-    sources.from_config(folder_config(tmp_path))
+    sources.for_training(specs.data_spec(folder_config(tmp_path)))
   with pytest.raises(UserError, match="no folder 'nope'"):
-    sources.from_config(folder_config(tmp_path, eval_split="nope"))
+    sources.for_training(specs.data_spec(folder_config(tmp_path, eval_split="nope")))
 
 
 def test_few_shot_gives_exactly_k_per_class_the_same_for_the_same_seed(tmp_path):
   write_folder(tmp_path, {"a": 9, "b": 8, "c": 11})
   def few_shot(k, seed):
-    source = sources.from_config(folder_config(tmp_path, examples_per_class=k,
-                                               few_shot_seed=seed))
+    source = sources.for_training(specs.data_spec(folder_config(tmp_path, examples_per_class=k,
+                                               few_shot_seed=seed)))
     examples = list(source.train_examples().read().as_numpy_iterator())
     assert source.facts.num_examples == len(examples) == 3 * k
     assert np.bincount([label for _, label in examples]).tolist() == [k] * 3
@@ -95,7 +96,7 @@ def test_every_image_kind_becomes_rgb(tmp_path, mode, fmt, ext):
   for name in ("one", "two"):  # a classifier needs two classes
     os.makedirs(tmp_path / name)
     image.save(tmp_path / name / f"x.{ext.upper()}", fmt)
-  source = sources.from_config(folder_config(tmp_path, holdout_fraction=0.5))
+  source = sources.for_training(specs.data_spec(folder_config(tmp_path, holdout_fraction=0.5)))
   examples = list(source.train_examples().read().as_numpy_iterator())
   assert [label for _, label in examples] == [0, 1]
   assert source.facts.image_size == (33, 45)
@@ -113,7 +114,7 @@ def test_unreadable_files_are_skipped_with_one_warning_naming_each(tmp_path, cap
     (tmp_path / name).write_bytes(data)
   (tmp_path / "b" / "readme.txt").write_text("not an image extension: ignored")
   with caplog.at_level(logging.WARNING):
-    source = sources.from_config(folder_config(tmp_path, holdout_fraction=0.25))
+    source = sources.for_training(specs.data_spec(folder_config(tmp_path, holdout_fraction=0.25)))
   warnings = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
   assert len(warnings) == 1 and f"skipped {len(bad)} unreadable" in warnings[0]
   for name in bad:
@@ -128,16 +129,16 @@ def test_unreadable_files_are_skipped_with_one_warning_naming_each(tmp_path, cap
 
 def test_empty_folder_and_empty_class_are_one_clear_error(tmp_path):
   with pytest.raises(UserError, match="no images in"):
-    sources.from_config(folder_config(tmp_path))
+    sources.for_training(specs.data_spec(folder_config(tmp_path)))
   write_folder(tmp_path, {"a": 3})
   os.makedirs(tmp_path / "b")
   (tmp_path / "b" / "broken.jpg").write_bytes(b"")
   with pytest.raises(UserError, match=r"class folder .*b has no readable images"):
-    sources.from_config(folder_config(tmp_path))
+    sources.for_training(specs.data_spec(folder_config(tmp_path)))
   with pytest.raises(UserError, match="data_dir"):
-    sources.from_config(folder_config(tmp_path / "missing"))
+    sources.for_training(specs.data_spec(folder_config(tmp_path / "missing")))
   with pytest.raises(UserError, match="needs data_dir"):
-    sources.from_config(folder_config(tmp_path, data_dir=None))
+    sources.for_training(specs.data_spec(folder_config(tmp_path, data_dir=None)))
 
 
 def test_holdout_keeps_one_for_training_and_fraction_must_be_in_range(tmp_path):
@@ -149,14 +150,14 @@ def test_holdout_keeps_one_for_training_and_fraction_must_be_in_range(tmp_path):
   assert sorted(kept + held) == list(range(len(labels)))
   write_folder(tmp_path, {"a": 3})
   with pytest.raises(UserError, match="holdout_fraction=1"):
-    sources.from_config(folder_config(tmp_path, holdout_fraction=1.0))
+    sources.for_training(specs.data_spec(folder_config(tmp_path, holdout_fraction=1.0)))
 
 
 def test_describe_uses_the_folder_and_config_overrides(tmp_path):
   write_folder(tmp_path, {"a": 5, "b": 5}, size=(120, 100))
-  facts = sources.describe(folder_config(tmp_path))
+  facts = sources.describe(specs.data_spec(folder_config(tmp_path)))
   assert facts.image_size == (120, 100) and facts.class_names == ("a", "b")
-  facts = sources.describe(folder_config(tmp_path, image_size=(20, 20)))
+  facts = sources.describe(specs.data_spec(folder_config(tmp_path, image_size=(20, 20))))
   assert facts.image_size == (20, 20) and facts.sources["image_size"].startswith("config")
 
 

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from bit_train import config as bit_config
 from bit_train import hyperrule
+from bit_train import specs
 from bit_train.data import mixup
 from bit_train.data import pipeline
 from bit_train.data import preprocess
@@ -117,7 +118,7 @@ def test_every_epoch_is_a_permutation_whether_cached_read_from_files_or_streamed
   root = write_folder(tmp_path, {"a": 6, "b": 6, "c": 6}, size=(20, 20))
   config = bit_config.base_config()
   config.update(dataset="image_folder", data_dir=root, holdout_fraction=0.2)
-  folder = sources.from_config(config)
+  folder = sources.for_training(specs.data_spec(config))
   n = folder.facts.num_examples
   # Too big to cache and no files: read in order through a shuffle buffer.
   train = folder.train_examples()

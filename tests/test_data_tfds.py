@@ -15,6 +15,7 @@ from bit_train.data import pipeline
 from bit_train.data import sources
 from bit_train.data.sources import tfds as tfds_source
 from bit_train.errors import UserError
+from bit_train import specs
 from data_images import random_image
 
 CLASSES = ["circle", "square", "star"]
@@ -66,9 +67,9 @@ def labels_of(dataset):
 
 
 def test_split_strings_select_the_examples_tfds_would(data_dir):
-  source = sources.from_config(tfds_config(
+  source = sources.for_training(specs.data_spec(tfds_config(
       dataset="tiny_shapes", data_dir=data_dir, train_split="train[:50%]",
-      eval_split="test+train[50%:]"))
+      eval_split="test+train[50%:]")))
   direct = tfds.builder("tiny_shapes", data_dir=data_dir).as_dataset(split="train[:50%]")
   assert labels_of(source.train_examples().read()) == [int(e["label"]) for e in direct]
   assert len(labels_of(source.eval_examples().read())) == 15 + 30
@@ -78,20 +79,20 @@ def test_split_strings_select_the_examples_tfds_would(data_dir):
 
 
 def test_unknown_image_size_is_measured_from_a_seeded_sample(data_dir):
-  facts = sources.describe(tfds_config(dataset="tiny_shapes", data_dir=data_dir))
+  facts = sources.describe(specs.data_spec(tfds_config(dataset="tiny_shapes", data_dir=data_dir)))
   sizes = _sizes(len(TRAIN_LABELS), 0)
   # 64 sampled of 60: the whole split, so the median is the split's median.
   assert facts.image_size == (int(np.median([h for h, _ in sizes])),
                               int(np.median([w for _, w in sizes])))
   assert "measuring" in facts.sources["image_size"]
-  assert facts == sources.describe(tfds_config(dataset="tiny_shapes", data_dir=data_dir))
+  assert facts == sources.describe(specs.data_spec(tfds_config(dataset="tiny_shapes", data_dir=data_dir)))
 
 
 def test_few_shot_from_tfds_is_exact_and_deterministic(data_dir):
   def few_shot(seed):
-    source = sources.from_config(tfds_config(
+    source = sources.for_training(specs.data_spec(tfds_config(
         dataset="tiny_shapes", data_dir=data_dir, examples_per_class=4,
-        few_shot_seed=seed))
+        few_shot_seed=seed)))
     examples = list(source.train_examples().read().as_numpy_iterator())
     assert source.facts.num_examples == len(examples) == 12
     assert np.bincount([label for _, label in examples]).tolist() == [4, 4, 4]
@@ -103,15 +104,15 @@ def test_few_shot_from_tfds_is_exact_and_deterministic(data_dir):
 def test_a_split_tfds_rejects_is_a_user_error(data_dir):
   for split in ("bogus", "train[:200%]"):
     with pytest.raises(UserError, match="split"):
-      sources.from_config(tfds_config(dataset="tiny_shapes", data_dir=data_dir,
-                                      eval_split=split))
+      sources.for_training(specs.data_spec(tfds_config(dataset="tiny_shapes", data_dir=data_dir,
+                                      eval_split=split)))
 
 
 def test_unknown_name_and_missing_manual_dir_are_user_errors(tmp_path):
   with pytest.raises(UserError, match="unknown dataset 'cifar11'"):
-    sources.from_config(tfds_config(dataset="cifar11", data_dir=str(tmp_path)))
+    sources.for_training(specs.data_spec(tfds_config(dataset="cifar11", data_dir=str(tmp_path))))
   with pytest.raises(UserError, match="manual_dir"):
-    sources.from_config(tfds_config(dataset="imagenet2012", data_dir=str(tmp_path)))
+    sources.for_training(specs.data_spec(tfds_config(dataset="imagenet2012", data_dir=str(tmp_path))))
 
 
 def test_known_datasets_get_the_authors_splits_including_pets_and_flowers():
@@ -119,7 +120,7 @@ def test_known_datasets_get_the_authors_splits_including_pets_and_flowers():
                        ("oxford_iiit_pet", ("train[:90%]", "test")),
                        ("oxford_flowers102", ("train", "test")),
                        ("imagenet2012", ("train[:99%]", "validation"))]:
-    facts = sources.describe(tfds_config(dataset=name))
+    facts = sources.describe(specs.data_spec(tfds_config(dataset=name)))
     assert (facts.train_split, facts.eval_split) == splits
 
 
@@ -128,7 +129,7 @@ def test_cifar10_through_mock_data_streams_encoded_images_and_names(monkeypatch)
   # request to the real host) is replaced too: tests never touch the network.
   monkeypatch.setattr(tfds_source, "_check_downloads_can_start", lambda *args: None)
   with tfds.testing.mock_data(num_examples=12):
-    source = sources.from_config(tfds_config(dataset="cifar10"))
+    source = sources.for_training(specs.data_spec(tfds_config(dataset="cifar10")))
     examples = list(source.train_examples().read().as_numpy_iterator())
   assert len(examples) == 12
   assert all(encoded[:4] == b"\x89PNG" for encoded, _ in examples)
@@ -140,7 +141,7 @@ def test_a_tfds_stream_too_big_to_cache_resumes_by_reading_at_most_one_epoch(dat
   # The global seed the trainer sets for seed=0: tf.data's shuffle used to fail
   # under it (comparing the epoch's seed tensor as a Python bool).
   tf.random.set_seed(0)
-  source = sources.from_config(tfds_config(dataset="tiny_shapes", data_dir=data_dir))
+  source = sources.for_training(specs.data_spec(tfds_config(dataset="tiny_shapes", data_dir=data_dir)))
   n = source.facts.num_examples
   reads = []
   train = source.train_examples()
@@ -178,7 +179,7 @@ def fake_builder(features=(), splits=()):
     (("unlabelled",), "unlabelled")])
 def test_the_default_eval_split_is_test_then_validation_then_the_only_split(
     splits, expected, monkeypatch):
-  source = tfds_source.TfdsSource(tfds_config(dataset="not_in_the_table"))
+  source = tfds_source.TfdsSource(specs.data_spec(tfds_config(dataset="not_in_the_table")))
   monkeypatch.setattr(source, "builder", lambda prepare=True: fake_builder(splits=splits))
   assert source.default_eval_split() == expected
   monkeypatch.setattr(source, "builder", lambda prepare=True: fake_builder(

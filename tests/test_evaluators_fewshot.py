@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from bit_train import specs
 from bit_train.data import preprocess
 from bit_train.data import sources
 from bit_train.evaluators import fewshot
@@ -89,7 +90,7 @@ def test_well_separated_features_are_near_perfect_from_five_shots():
 def expected_fewshot(pre_logits, config, shots=SHOTS, seeds=SEEDS, l2_reg=1024.0):
   """{k: [accuracy per seed]} computed here: the source's splits, the model's
   pre-logits of every image at CROP, the same draws, numpy's ridge fit."""
-  source = sources.open_source(config)
+  source = sources.open_source(specs.data_spec(config))
   train = source.examples(source.facts.train_split)
   test = source.eval_examples()
 
@@ -234,7 +235,7 @@ def test_repeated_evaluations_trace_the_pre_logits_once(folder):
   model, and the same model gives the same record each time."""
   from bit_train.evaluators import base  # pylint: disable=import-outside-toplevel
   from tiny_models import tiny_resnet  # pylint: disable=import-outside-toplevel
-  source = sources.open_source(folder_config(folder, holdout_fraction=0.5))
+  source = sources.open_source(specs.data_spec(folder_config(folder, holdout_fraction=0.5)))
   evaluator = fewshot.FewShot(base.Entry(name="fs", type="fewshot",
                                          options=dict(shots=SHOTS, seeds=SEEDS)), source)
   context = base.Context(tf.distribute.get_strategy(), CROP, 8)

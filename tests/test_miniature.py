@@ -16,6 +16,7 @@ from bit_train.models import create_model
 from bit_train.models import registry
 from bit_train.models import bit
 from bit_train.models import weights
+from bit_train import specs
 from conftest import ROOT, run_module
 
 sys.path.insert(0, os.path.join(ROOT, "experiments", "miniature"))
@@ -43,7 +44,7 @@ def test_the_bundled_npz_loads_through_the_registry_and_its_checksum_holds():
   npz_file = registry.location(spec, "npz", "new")
   assert spec.bundled and os.path.isfile(npz_file)
   assert weights.sha256(npz_file) == bit.CHECKSUMS[os.path.basename(npz_file)]
-  model = create_model(bundled_config(model_source="npz", head="keep"), None)
+  model = create_model(specs.model_spec(bundled_config(model_source="npz", head="keep")), None)
   assert model.num_classes == 10 and model.num_units == (1, 1, 1, 1)
   assert model.width == 0.25 and model.feature_dim == 512
 
@@ -55,7 +56,7 @@ def test_a_corrupt_copy_of_the_bundled_npz_is_one_error(tmp_path):
   copy = tmp_path / os.path.basename(npz_file)
   copy.write_bytes(bytes(data))
   with pytest.raises(UserError, match="corrupt"):
-    create_model(bundled_config(model_source="npz", model_path=str(copy)), 10)
+    create_model(specs.model_spec(bundled_config(model_source="npz", model_path=str(copy))), 10)
 
 
 def test_the_folder_writer_writes_every_scan_as_a_png_per_class(digits):
@@ -91,9 +92,9 @@ def probe_accuracy(model, views, labels):
 
 def test_the_bundled_pre_logits_are_real_features_of_the_digits():
   views, labels = digit_views()
-  pretrained = probe_accuracy(create_model(bundled_config(model_source="npz"), 10),
+  pretrained = probe_accuracy(create_model(specs.model_spec(bundled_config(model_source="npz")), 10),
                               views, labels)
-  scratch = probe_accuracy(create_model(bundled_config(model_source="native"), 10),
+  scratch = probe_accuracy(create_model(specs.model_spec(bundled_config(model_source="native")), 10),
                            views, labels)
   # Measured (5-fold means): 0.945 pre-trained; 0.779, 0.799 and 0.791 from random
   # init with seeds 0, 1, 2 (chance 0.10). The figures move by float noise only.

@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 
 from bit_train import config as bit_config
+from bit_train import specs
 from bit_train import train
 from bit_train.errors import UserError
 from bit_train.models import create_model
@@ -142,11 +143,11 @@ def test_a_registered_family_reads_its_weight_files_and_names_them(toy_registere
                     HEAD_BIAS: saved.head_bias.numpy()})
   config = bit_config.base_config()
   config.update(model="toy-c8", model_source="npz", model_path=path, head="keep")
-  model = create_model(config, None)
+  model = create_model(specs.model_spec(config), None)
   images = tf.random.stateless_uniform([2, 16, 16, 3], seed=[3, 1])
   np.testing.assert_allclose(model(images), saved(images), rtol=1e-5, atol=1e-6)
-  assert model_name(config, model) == "Toy-C8"
-  assert model_name(config, ToyNet(4, 3)) == "Toy C4"  # the family's words
+  assert model_name(specs.model_spec(config), model) == "Toy-C8"
+  assert model_name(specs.model_spec(config), ToyNet(4, 3)) == "Toy C4"  # the family's words
   np.savez(path, **{CONV: np.zeros([3, 3, 3, 4], np.float32)})
   with pytest.raises(UserError, match="holds a toy of 4 channels"):
-    create_model(config, None)
+    create_model(specs.model_spec(config), None)

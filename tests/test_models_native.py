@@ -7,6 +7,7 @@ import tensorflow as tf
 from bit_train.errors import UserError
 from bit_train.models import create_model
 from bit_train.models import bit
+from bit_train import specs
 from tiny_models import images, tiny_config, tiny_resnet
 
 
@@ -137,7 +138,7 @@ def test_named_architectures_have_the_published_shapes(arch, features):
 
 
 def test_a_new_head_starts_at_zero_and_learns():
-  model = create_model(tiny_config(model_source="native"), num_classes=6)
+  model = create_model(specs.model_spec(tiny_config(model_source="native")), num_classes=6)
   x = images(2)
   assert model.num_classes == 6
   assert not np.any(model(x)) and not any(np.any(v) for v in model.head_variables)
@@ -160,7 +161,7 @@ def test_tiny_widths_cap_the_groups_and_odd_widths_are_refused():
 
 def test_bfloat16_compute_keeps_float32_variables_and_logits():
   config = tiny_config(model_source="native", precision="mixed_bfloat16")
-  model = create_model(config, num_classes=3)
+  model = create_model(specs.model_spec(config), num_classes=3)
   reference = tiny_resnet(num_classes=3)
   for key, var in model.params.items():
     var.assign(reference.params[key])
@@ -202,7 +203,7 @@ def test_bfloat16_gradients_are_float32_and_follow_float32():
 def test_variables_are_created_in_the_strategy_scope():
   strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
   with strategy.scope():
-    model = create_model(tiny_config(model_source="native"), num_classes=2)
+    model = create_model(specs.model_spec(tiny_config(model_source="native")), num_classes=2)
   assert all(strategy.extended.variable_created_in_scope(v)
              for v in model.trainable_variables)
   out = strategy.run(tf.function(lambda x: model(x)), (images(2),))
@@ -211,10 +212,10 @@ def test_variables_are_created_in_the_strategy_scope():
 
 def test_native_config_errors():
   with pytest.raises(UserError, match="head=keep needs pre-trained weights"):
-    create_model(tiny_config(model_source="native", head="keep"), None)
+    create_model(specs.model_spec(tiny_config(model_source="native", head="keep")), None)
   with pytest.raises(UserError, match="unknown model"):
-    create_model(tiny_config(model_source="native", model="BiT-X-R50x1"), 3)
+    create_model(specs.model_spec(tiny_config(model_source="native", model="BiT-X-R50x1")), 3)
   config = tiny_config(model_source="native", model="R50x1")  # bare arch: not a name
   config.num_units = None
   with pytest.raises(UserError, match="unknown model"):
-    create_model(config, 3)
+    create_model(specs.model_spec(config), 3)

@@ -18,6 +18,7 @@ from bit_train import evaluators
 from bit_train.data import sources
 from bit_train.data.sources import csv_files
 from bit_train.errors import UserError
+from bit_train import specs
 from conftest import run_here, run_module
 from pattern_images import CLASSES, write_pattern_folder
 from tiny_models import tiny_resnet
@@ -96,17 +97,17 @@ def test_a_csv_source_is_one_module_and_a_line_in_the_lookup(tmp_path):
   root, num_train, num_test = write_csv_dataset(tmp_path)
   config = bit_config.base_config()
   config.update(dataset="csv", data_dir=root, examples_per_class=2)
-  source = sources.from_config(config)
+  source = sources.for_training(specs.data_spec(config))
   assert source.class_names == tuple(sorted(CLASSES))
   assert source.facts.num_examples == 2 * len(CLASSES)
   labels = [int(l) for _, l in source.train_examples().read().as_numpy_iterator()]
   assert np.bincount(labels).tolist() == [2] * len(CLASSES)
   assert source.eval_examples().num_examples == num_test
   config.examples_per_class = None
-  assert sources.from_config(config).facts.num_examples == num_train
+  assert sources.for_training(specs.data_spec(config)).facts.num_examples == num_train
   (tmp_path / "test.csv").write_text("images/missing.png,checker\n")
   with pytest.raises(UserError, match="missing.png"):
-    sources.from_config(config)
+    sources.for_training(specs.data_spec(config))
 
 
 def test_training_and_bit_eval_read_a_csv_source(tmp_path, capsys):
@@ -146,13 +147,18 @@ class MeanLogit(evaluators.base.Evaluator):
                              f"{self.name}: {value:.4f}", {"mean_max_logit": value})
 
 
+def _evals_of(config):
+  run = specs.from_config(config, evals=True)
+  return run.data, run.evals
+
+
 def test_an_evaluator_type_is_a_class_and_a_line_in_types(tmp_path, monkeypatch):
   monkeypatch.setitem(evaluators.TYPES, "mean_logit", MeanLogit)
   folder = write_pattern_folder(str(tmp_path), per_class=4)
   config = bit_config.base_config()
   config.update(dataset="image_folder", data_dir=folder, holdout_fraction=0.5)
   config.evals.confidence = dict(type="mean_logit", scale=2.0)
-  built = evaluators.build(config)
+  built = evaluators.build(*_evals_of(config))
   assert [type(e).__name__ for e in built] == ["Classification", "MeanLogit"]
   model = tiny_resnet(len(CLASSES), seed=1)
   context = evaluators.Context(tf.distribute.get_strategy(), 32, 4)
@@ -163,7 +169,7 @@ def test_an_evaluator_type_is_a_class_and_a_line_in_types(tmp_path, monkeypatch)
   assert result.name == "confidence" and result.record["mean_max_logit"] == pytest.approx(want)
   config.evals.confidence = dict(type="mean_logit", scael=2.0)
   with pytest.raises(UserError, match="unknown option scael"):
-    evaluators.build(config)
+    evaluators.build(*_evals_of(config))
   config.evals.confidence = dict(type="nope")
   with pytest.raises(UserError, match="type='nope' is not known"):
-    evaluators.build(config)
+    evaluators.build(*_evals_of(config))

@@ -10,7 +10,6 @@ bit-train and bit-eval run as real processes.
 
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -21,6 +20,7 @@ from bit_train import models
 from bit_train.errors import UserError
 from bit_train.models import bit
 from bit_train import predict as bit_predict
+from bit_train import specs
 from conftest import error_lines
 from conftest import run_here
 from conftest import run_module
@@ -68,19 +68,19 @@ def test_a_run_names_the_architecture_it_built(run):
 
 def test_model_name_follows_overrides_and_npz_files(tmp_path):
   native = dict(model_source="native")
-  assert models.model_name(tiny_config(**native, num_units=None, width=None)) == (
+  assert models.model_name(specs.model_spec(tiny_config(**native, num_units=None, width=None))) == (
       "BiT-M-R50x1")
   # Overrides that spell the named architecture keep its name.
-  assert models.model_name(tiny_config(**native, num_units=(3, 4, 6, 3), width=1.0)) == (
+  assert models.model_name(specs.model_spec(tiny_config(**native, num_units=(3, 4, 6, 3), width=1.0))) == (
       "BiT-M-R50x1")
-  assert models.model_name(tiny_config(model_source="native", width=0.5)) == BUILT
+  assert models.model_name(specs.model_spec(tiny_config(model_source="native", width=0.5))) == BUILT
   # With an .npz at model_path and no name the registry knows, the file decides.
   write_tiny_npz(str(tmp_path / "mine.npz"), num_classes=3)
   config = tiny_config(model="mine", model_source="npz", num_units=None, width=None,
                        model_path=str(tmp_path / "mine.npz"))
-  assert models.model_name(config) == "ResNet-v2 R14x0.25 (units 1/1/1/1, width 0.25)"
+  assert models.model_name(specs.model_spec(config)) == "ResNet-v2 R14x0.25 (units 1/1/1/1, width 0.25)"
   built = bit.ResNetV2((1, 1, 2, 1), 0.25, 3)
-  assert models.model_name(config, built) == (
+  assert models.model_name(specs.model_spec(config), built) == (
       "ResNet-v2 R17x0.25 (units 1/1/2/1, width 0.25)")
 
 
@@ -94,17 +94,6 @@ def test_every_path_of_an_export_reads_the_same_facts(run):
     assert facts.hub_module == os.path.join(root, "hub_module")
   with pytest.raises(UserError, match=f"is a training workdir, not a model: use {root}"):
     export.find(workdir)
-
-
-def test_an_export_without_export_json_falls_back_to_plan_and_class_names(run,
-                                                                         tmp_path):
-  """Exports written before export.json: class_names.txt and W/plan.json."""
-  _, workdir, _ = run
-  shutil.copytree(os.path.join(workdir, "export"), tmp_path / "export")
-  shutil.copy(os.path.join(workdir, "plan.json"), tmp_path / "plan.json")
-  os.remove(tmp_path / "export" / "export.json")
-  facts = export.find(str(tmp_path / "export" / "serving"))
-  assert (facts.model, facts.crop, facts.class_names) == (BUILT, CROP, list(CLASSES))
 
 
 def test_an_export_on_another_file_system_is_found(run):

@@ -219,10 +219,6 @@ def scan(root, train_split=None, eval_split=None, holdout_fraction=0.1):
   if not os.path.isdir(root):
     raise UserError(f"data_dir={root!r} is not a folder: give the folder that holds "
                     "one sub-folder of images per class.")
-  if not 0 <= holdout_fraction < 1:
-    raise UserError(f"holdout_fraction={holdout_fraction}: {root} has no eval split "
-                    "folder, so a fraction between 0 and 1 of the train images is "
-                    "held out for evaluation.")
   train_dir, train_name, eval_dir, eval_name = _choose_splits(
       root, train_split, eval_split)
   class_names = _class_names(train_dir)

@@ -3,7 +3,7 @@
 The trainer wraps them with `strategy.distribute_datasets_from_function`:
 
   strategy.distribute_datasets_from_function(lambda ctx: pipeline.train_dataset(
-      source.train_examples(), plan, ctx, seed=config.seed))
+      source.train_examples(), plan, ctx, seed=run.seed))
 
 MixUp is not applied here: the trainer mixes each micro-batch in the step, with the
 step's lambda (see mixup.py), so this stream only decodes, augments and batches.

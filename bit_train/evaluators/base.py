@@ -1,7 +1,7 @@
-"""What every evaluator shares: its config entry, the run's context, its result.
+"""What every evaluator shares: its EvalSpec, the run's context, its result.
 
-An evaluator is built from one entry (a name, a type, a dataset and split, options)
-and the DataSource of that dataset, then `run(model, context)` measures a model and
+An evaluator is built from one specs.EvalSpec (a name, a type, a DataSpec and split,
+options) and the DataSource of that dataset, then `run(model, context)` measures a model and
 returns a Result. The trainer (periodic and final evaluation) and `bit-eval` build
 and run them the same way (evaluators.build).
 """
@@ -13,18 +13,6 @@ import tensorflow as tf
 
 from bit_train.data import pipeline
 from bit_train.errors import UserError
-
-
-@dataclasses.dataclass(frozen=True)
-class Entry:
-  """One evaluation of a run, as config.evals (or the extra_evals shorthand) says it."""
-  name: str | None  # None: the evaluated split's name (dataset@split)
-  type: str | None  # None: real when the dataset has ReaL labels, else classification
-  dataset: str | None = None  # None: the run's dataset
-  data_dir: str | None = None  # None: the run's data_dir
-  split: str | None = None  # None: the dataset's eval split
-  label_key: str | None = None
-  options: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,10 +19,10 @@ KIND = "image_folder"
 class FolderSource(base.DataSource):
   """A folder of class folders, scanned once when the source opens."""
 
-  def __init__(self, config, read=True):
-    super().__init__(config, read)
-    self.folder = folders.scan(config.data_dir, config.train_split, config.eval_split,
-                               config.holdout_fraction)
+  def __init__(self, spec, read=True):
+    super().__init__(spec, read)
+    self.folder = folders.scan(spec.data_dir, spec.train_split, spec.eval_split,
+                               spec.holdout_fraction)
     self._splits = {self.folder.train_split: self.folder.train}
     if self.folder.eval is not None:
       self._splits[self.folder.eval_split] = self.folder.eval
@@ -53,15 +53,15 @@ class FolderSource(base.DataSource):
             found.sizes, f"the headers of all {len(found.sizes)} images of {split!r}")))
 
   def _find_facts(self):
-    folder, config = self.folder, self.config
+    folder, spec = self.folder, self.spec
     if folder.eval is None:
-      raise UserError(f"holdout_fraction={config.holdout_fraction}: {folder.root} has "
+      raise UserError(f"holdout_fraction={spec.holdout_fraction}: {folder.root} has "
                       "no eval split folder, so a fraction between 0 and 1 of the "
                       "train images is held out for evaluation.")
     train = folder.train
     origin = f"the class folders in {folder.root}"
     return base.resolve(
-        config, num_examples=len(train.paths), num_classes=len(folder.class_names),
+        spec, num_examples=len(train.paths), num_classes=len(folder.class_names),
         image_size=base.typical_size(train.sizes), train_split=folder.train_split,
         eval_split=folder.eval_split, class_names=folder.class_names,
         sources={"num_examples": f"the {len(train.paths)} readable train images in "

@@ -10,26 +10,31 @@ final partial batch included). Writes W/eval/metrics.json and one per-class accu
 file per single-label classification.
 """
 
-import dataclasses
-import os
+from bit_train import console
 
-from absl import flags
-from absl import logging
-from ml_collections import config_flags
+# Before TensorFlow is imported: its C++ lines stay out of this run (console.py).
+console.quiet_native_logs(script=__name__ == "__main__")
 
-from bit_train import cli
-from bit_train import distribute
-from bit_train import evaluation
-from bit_train import evaluators
-from bit_train import export
-from bit_train import files
-from bit_train import hyperrule
-from bit_train import labels
-from bit_train import models
-from bit_train import specs
-from bit_train import workdir as wd
-from bit_train.errors import UserError
-from bit_train.models import registry
+import dataclasses  # pylint: disable=wrong-import-position
+import os  # pylint: disable=wrong-import-position
+
+from absl import flags  # pylint: disable=wrong-import-position
+from absl import logging  # pylint: disable=wrong-import-position
+from ml_collections import config_flags  # pylint: disable=wrong-import-position
+
+from bit_train import cli  # pylint: disable=wrong-import-position
+from bit_train import distribute  # pylint: disable=wrong-import-position
+from bit_train import evaluation  # pylint: disable=wrong-import-position
+from bit_train import evaluators  # pylint: disable=wrong-import-position
+from bit_train import export  # pylint: disable=wrong-import-position
+from bit_train import files  # pylint: disable=wrong-import-position
+from bit_train import hyperrule  # pylint: disable=wrong-import-position
+from bit_train import labels  # pylint: disable=wrong-import-position
+from bit_train import models  # pylint: disable=wrong-import-position
+from bit_train import specs  # pylint: disable=wrong-import-position
+from bit_train import workdir as wd  # pylint: disable=wrong-import-position
+from bit_train.errors import UserError  # pylint: disable=wrong-import-position
+from bit_train.models import registry  # pylint: disable=wrong-import-position
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file and arguments, e.g. "

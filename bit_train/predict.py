@@ -14,26 +14,31 @@ reported on stderr and skipped; the exit code is 0 when at least one image was
 classified and 2 when none could be.
 """
 
-import json
-import os
-import sys
+from bit_train import console
 
-from absl import flags
-import numpy as np
-import tensorflow as tf
+# Before TensorFlow is imported: its C++ lines stay out of this run (console.py).
+console.quiet_native_logs(script=__name__ == "__main__")
 
-from bit_train import cli
-from bit_train import export
-from bit_train import hyperrule
-from bit_train import labels
-from bit_train.data.sources import tfds as tfds_source
-from bit_train.data import folders
-from bit_train.data import preprocess
-from bit_train.errors import UserError, quote
-from bit_train.models import hub
-from bit_train import models
-from bit_train import specs
-from bit_train.models import registry
+import json  # pylint: disable=wrong-import-position
+import os  # pylint: disable=wrong-import-position
+import sys  # pylint: disable=wrong-import-position
+
+from absl import flags  # pylint: disable=wrong-import-position
+import numpy as np  # pylint: disable=wrong-import-position
+import tensorflow as tf  # pylint: disable=wrong-import-position
+
+from bit_train import cli  # pylint: disable=wrong-import-position
+from bit_train import export  # pylint: disable=wrong-import-position
+from bit_train import hyperrule  # pylint: disable=wrong-import-position
+from bit_train import labels  # pylint: disable=wrong-import-position
+from bit_train.data.sources import tfds as tfds_source  # pylint: disable=wrong-import-position
+from bit_train.data import folders  # pylint: disable=wrong-import-position
+from bit_train.data import preprocess  # pylint: disable=wrong-import-position
+from bit_train.errors import UserError, quote  # pylint: disable=wrong-import-position
+from bit_train.models import hub  # pylint: disable=wrong-import-position
+from bit_train import models  # pylint: disable=wrong-import-position
+from bit_train import specs  # pylint: disable=wrong-import-position
+from bit_train.models import registry  # pylint: disable=wrong-import-position
 
 _MODEL = flags.DEFINE_string("model", None, "Export dir, TF Hub handle or folder, "
                              ".npz file, or BiT name (e.g. BiT-S-R50x1).")

@@ -8,19 +8,24 @@ The story of a run: config -> specs (bit_train/specs.py) -> dataset facts -> pla
 the plan of a run whose checkpoints are there), exits 0.
 """
 
-from absl import flags
-from absl import logging
-from ml_collections import config_flags
+from bit_train import console
 
-from bit_train import cli
-from bit_train import distribute
-from bit_train import files
-from bit_train import models
-from bit_train import specs
-from bit_train import trainer
-from bit_train import workdir as wd
-from bit_train.data import sources
-from bit_train.errors import UserError
+# Before TensorFlow is imported: its C++ lines stay out of this run (console.py).
+console.quiet_native_logs(script=__name__ == "__main__")
+
+from absl import flags  # pylint: disable=wrong-import-position
+from absl import logging  # pylint: disable=wrong-import-position
+from ml_collections import config_flags  # pylint: disable=wrong-import-position
+
+from bit_train import cli  # pylint: disable=wrong-import-position
+from bit_train import distribute  # pylint: disable=wrong-import-position
+from bit_train import files  # pylint: disable=wrong-import-position
+from bit_train import models  # pylint: disable=wrong-import-position
+from bit_train import specs  # pylint: disable=wrong-import-position
+from bit_train import trainer  # pylint: disable=wrong-import-position
+from bit_train import workdir as wd  # pylint: disable=wrong-import-position
+from bit_train.data import sources  # pylint: disable=wrong-import-position
+from bit_train.errors import UserError  # pylint: disable=wrong-import-position
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file and arguments, e.g. configs/transfer.py:dataset=cifar10.")

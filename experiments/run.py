@@ -28,7 +28,7 @@ import time
 
 from bit_train import console
 
-console.quiet_native_logs(script=True)  # before TensorFlow is imported
+console.quiet_native_logs(script=__name__ == "__main__")  # before TensorFlow is imported
 
 from bit_train import cli  # pylint: disable=wrong-import-position
 from bit_train.errors import UserError  # pylint: disable=wrong-import-position

@@ -6,6 +6,8 @@ import ast
 import json
 import os
 import pkgutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -15,11 +17,11 @@ import bit_train
 import bit_train.train  # bit-train's entry point, run in this process
 from bit_train import config as bit_config
 from bit_train import evaluators
+from bit_train import specs
 from bit_train.data import sources
 from bit_train.data.sources import csv_files
 from bit_train.errors import UserError
-from bit_train import specs
-from conftest import run_here, run_module
+from conftest import ROOT, run_here, run_module
 from pattern_images import CLASSES, write_pattern_folder
 from tiny_models import tiny_resnet
 
@@ -89,6 +91,27 @@ def write_csv_dataset(root, per_class=8):
     with open(os.path.join(root, f"{split}.csv"), "w") as f:
       f.write("\n".join(lines) + "\n")
   return str(root), len(rows["train"]) - 1, len(rows["test"]) - 1
+
+
+def test_importing_bit_train_changes_nothing_in_the_process():
+  """A notebook's `import bit_train`, even in a process named like an entry point:
+  stderr (its object and its file descriptor), the threads and the environment
+  stay as they were. Only a run of an entry point quiets the libraries' logs."""
+  script = """
+import json, os, sys, threading
+sys.argv = ["bit-train"]
+def state():
+  fd = os.fstat(2)
+  return [id(sys.stderr), fd.st_dev, fd.st_ino, sorted(t.name for t in threading.enumerate()),
+          dict(os.environ)]
+before = state()
+import bit_train
+print(json.dumps([before, state()]))
+"""
+  result = subprocess.run([sys.executable, "-c", script], capture_output=True,
+                          text=True, check=True, cwd=ROOT)
+  before, after = json.loads(result.stdout)
+  assert before == after
 
 
 def test_a_csv_source_is_one_module_and_a_line_in_the_lookup(tmp_path):

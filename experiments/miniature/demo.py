@@ -23,7 +23,7 @@ import time
 
 from bit_train import console  # pylint: disable=wrong-import-position
 
-console.quiet_native_logs(script=True)  # before TensorFlow is imported
+console.quiet_native_logs(script=__name__ == "__main__")  # before TensorFlow is imported
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from write_digits import write_digits  # pylint: disable=g-import-not-at-top,wrong-import-position
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from bit_train import console
 
-console.quiet_native_logs(script=True)  # before TensorFlow is imported
+console.quiet_native_logs(script=__name__ == "__main__")  # before TensorFlow is imported
 
 
 def linear_probe(run):

@@ -24,7 +24,6 @@ from ml_collections import config_flags  # pylint: disable=wrong-import-position
 
 from bit_train import cli  # pylint: disable=wrong-import-position
 from bit_train import distribute  # pylint: disable=wrong-import-position
-from bit_train import evaluation  # pylint: disable=wrong-import-position
 from bit_train import evaluators  # pylint: disable=wrong-import-position
 from bit_train import export  # pylint: disable=wrong-import-position
 from bit_train import files  # pylint: disable=wrong-import-position
@@ -125,7 +124,7 @@ def main(argv):
   if facts is not None:
     model_spec = export_model(model_spec, facts)
   crop, crop_from = eval_crop(run_specs.recipe, evals[0].examples.image_size, facts)
-  batch = evaluation.eval_batch_size(run_specs.run.eval_batch_size,
+  batch = evaluators.eval_batch_size(run_specs.run.eval_batch_size,
                                      run_specs.recipe.micro_batch_size, strategy)
   model_names, names_origin = model_class_names(config.class_map, facts)
   num_classes = evals[0].examples.num_classes

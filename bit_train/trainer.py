@@ -16,7 +16,6 @@ import tensorflow as tf
 
 from bit_train import checkpoints
 from bit_train import distribute
-from bit_train import evaluation
 from bit_train import evaluators
 from bit_train import export
 from bit_train import files
@@ -59,7 +58,7 @@ class Trainer:
     # The run's own eval split first, then its EvalSpecs; each keeps its eval
     # stream, so the in-memory cache serves every periodic evaluation.
     self.evaluators = evaluators.build(specs.data, specs.evals, source)
-    self.eval_context = evaluators.Context(strategy, plan.crop, evaluation.eval_batch_size(
+    self.eval_context = evaluators.Context(strategy, plan.crop, evaluators.eval_batch_size(
         specs.run.eval_batch_size, plan.micro_batch_size, strategy))
 
   def checkpoint(self):

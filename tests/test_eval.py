@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bit_train import evaluation
 from bit_train import labels
 from bit_train.data import preprocess
+from bit_train.evaluators import metrics as metrics_lib
 from bit_train.errors import UserError
 from bit_train.models import hub
 from conftest import error_lines
@@ -154,10 +154,10 @@ def test_a_label_file_in_another_order_reorders_the_outputs(imagenet, tmp_path):
       return logits
 
   strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
-  step = evaluation.make_eval_step(Reversed(), strategy, 1000, order)
+  step = metrics_lib.make_eval_step(Reversed(), strategy, 1000, order)
   batch = (tf.zeros([NUM_VAL, 1, 1, 3]), tf.constant(imagenet["labels"]),
            tf.ones([NUM_VAL]))
-  metrics = evaluation.evaluate(step, [batch])
+  metrics = metrics_lib.evaluate(step, [batch])
   expected = numpy_metrics(imagenet["logits"], imagenet["labels"])
   assert metrics.top1 == pytest.approx(expected["top1"])
   assert metrics.top5 == pytest.approx(expected["top5"])

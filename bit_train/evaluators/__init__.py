@@ -24,6 +24,7 @@ from bit_train.evaluators import classification
 from bit_train.evaluators import fewshot
 from bit_train.evaluators import real
 from bit_train.evaluators.base import Context  # noqa: F401
+from bit_train.evaluators.base import eval_batch_size  # noqa: F401
 from bit_train.evaluators.base import Result  # noqa: F401
 
 TYPES = {

@@ -11,8 +11,17 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+from bit_train import distribute
 from bit_train.data import pipeline
 from bit_train.errors import UserError
+
+
+def eval_batch_size(given, micro_batch_size, strategy):
+  """The global eval batch: `given` (eval_batch_size), else the training
+  micro-batch; it must split evenly over the replicas."""
+  batch = micro_batch_size if given is None else given
+  distribute.check_shared(batch, strategy, f"eval_batch_size={batch}", "make it")
+  return batch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +42,7 @@ class Result:
   line: str  # one line for the log and the terminal
   scalars: dict  # name -> number, for TensorBoard and history.jsonl
   files: dict = dataclasses.field(default_factory=dict)  # file name -> text
-  metrics: object = None  # evaluation.Metrics of a classification
+  metrics: object = None  # metrics.Metrics of a classification
 
 
 class Evaluator:

@@ -1,8 +1,9 @@
-"""Top-1, top-5, loss and per-class accuracy over an eval stream, no example dropped.
+"""Classification metrics: top-1, top-5, loss and per-class accuracy over an eval
+stream, no example dropped.
 
 The stream yields (images, labels, mask) batches; padding examples have mask 0 and
 count nowhere, so the final partial batch is evaluated under every strategy. The
-trainer and `bit-eval` share this code. `bit-eval` adds two hooks: `class_order`
+classification and ReaL evaluators (so the trainer and `bit-eval`) share this code. `bit-eval` adds two hooks: `class_order`
 (the model's output index of every dataset class, for models whose classes are in
 another order) and multi-label scoring (ReaL: labels are multi-hot rows and a
 prediction is right when it hits any of them).
@@ -14,7 +15,6 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from bit_train import distribute
 
 
 @dataclasses.dataclass
@@ -39,14 +39,6 @@ class Metrics:
       return np.where(self.per_class_count > 0,
                       self.per_class_correct / np.maximum(self.per_class_count, 1),
                       np.nan)
-
-
-def eval_batch_size(given, micro_batch_size, strategy):
-  """The global eval batch: `given` (eval_batch_size), else the training
-  micro-batch; it must split evenly over the replicas."""
-  batch = micro_batch_size if given is None else given
-  distribute.check_shared(batch, strategy, f"eval_batch_size={batch}", "make it")
-  return batch
 
 
 def batch_sums(logits, labels, mask, num_classes):

@@ -32,8 +32,8 @@ from bit_train import export  # pylint: disable=wrong-import-position
 from bit_train import hyperrule  # pylint: disable=wrong-import-position
 from bit_train import labels  # pylint: disable=wrong-import-position
 from bit_train.data.sources import tfds as tfds_source  # pylint: disable=wrong-import-position
-from bit_train.data import folders  # pylint: disable=wrong-import-position
 from bit_train.data import preprocess  # pylint: disable=wrong-import-position
+from bit_train.data.sources import folder as image_folder  # pylint: disable=wrong-import-position
 from bit_train.errors import UserError, quote  # pylint: disable=wrong-import-position
 from bit_train.models import hub  # pylint: disable=wrong-import-position
 from bit_train import models  # pylint: disable=wrong-import-position
@@ -170,7 +170,7 @@ def image_paths(args):
       for folder, subdirs, names in os.walk(arg):
         subdirs.sort()
         found += [os.path.join(folder, n) for n in sorted(names)
-                  if n.lower().endswith(folders.IMAGE_EXTENSIONS)
+                  if n.lower().endswith(image_folder.IMAGE_EXTENSIONS)
                   and not n.startswith(".")]
     else:
       found.append(arg)
@@ -228,7 +228,7 @@ def main(argv):
   paths = image_paths(given)
   if not paths:  # only folders were named, and none holds an image file
     raise UserError(f"no image files in {', '.join(given)}: folders are searched "
-                    f"recursively for {', '.join(folders.IMAGE_EXTENSIONS)} files.")
+                    f"recursively for {', '.join(image_folder.IMAGE_EXTENSIONS)} files.")
   predictor = load_predictor(_MODEL.value, _CROP.value)
   names = class_names(predictor, _LABELS.value)
   size = f"{predictor.crop} px" if predictor.crop else "the crop of the export's run"

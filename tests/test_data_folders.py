@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from bit_train import specs
 from bit_train import train as bit_train
-from bit_train.data import folders
+from bit_train.data.sources import folder as folders
 from bit_train.data import preprocess
 from bit_train.data import sources
 from bit_train.errors import UserError

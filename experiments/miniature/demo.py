@@ -41,8 +41,8 @@ def run(*command):
 
 def held_out_examples(data, count=4):
   """The first held-out scan of `count` classes: the run evaluated, never trained on them."""
-  from bit_train.data import folders  # pylint: disable=g-import-not-at-top
-  held = folders.scan(data).eval
+  from bit_train.data.sources import folder  # pylint: disable=g-import-not-at-top
+  held = folder.scan(data).eval
   first = {}
   for path, label in zip(held.paths, held.labels):
     first.setdefault(label, path)

@@ -16,8 +16,8 @@ import csv
 import functools
 import os
 
-from bit_train.data import folders
 from bit_train.data.sources import base
+from bit_train.data.sources import folder
 from bit_train.errors import UserError
 
 KIND = "csv"
@@ -63,7 +63,7 @@ class CsvSource(base.DataSource):
       if missing:
         raise UserError(f"{split}.csv lists {len(missing)} file(s) that do not exist, "
                         f"e.g. {missing[0]}.")
-      inspected = folders.inspect_images(list(paths))
+      inspected = folder.inspect_images(list(paths))
       for path, (_, reason) in zip(paths, inspected):
         if reason:
           raise UserError(f"{path} (in {split}.csv): {reason}.")

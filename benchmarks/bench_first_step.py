@@ -26,7 +26,8 @@ VARIANTS = {"default": {}, "no_grappler": {"disable_meta_optimizer": True}}
 def child(folder, variant, started):
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   from bit_train import config as bit_config, distribute, specs  # pylint: disable=import-outside-toplevel
-  from bit_train.data import mixup, sources  # pylint: disable=import-outside-toplevel
+  from bit_train import mixup  # pylint: disable=import-outside-toplevel
+  from bit_train.data import sources  # pylint: disable=import-outside-toplevel
   from bit_train.trainer import Trainer  # pylint: disable=import-outside-toplevel
   imported = time.time()
   tf.config.optimizer.set_experimental_options(VARIANTS[variant])

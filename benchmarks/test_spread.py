@@ -148,7 +148,7 @@ def inprocess(args):
   import test_data_pipeline as p
   import test_models_native as m
   import tiny_models
-  from bit_train.data import mixup
+  from bit_train import mixup
   from PIL import Image
 
   def used(a, b, rtol, atol):

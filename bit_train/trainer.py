@@ -19,9 +19,9 @@ from bit_train import distribute
 from bit_train import evaluators
 from bit_train import export
 from bit_train import files
+from bit_train import mixup
 from bit_train import models
 from bit_train import workdir as wd
-from bit_train.data import mixup
 from bit_train.data import pipeline
 from bit_train.errors import Interrupted, UserError
 from bit_train.optimizer import GradientAccumulator, LossScale, Momentum

@@ -13,7 +13,7 @@ import tensorflow as tf
 from bit_train import config as bit_config
 from bit_train import hyperrule
 from bit_train import specs
-from bit_train.data import mixup
+from bit_train import mixup
 from bit_train.data import pipeline
 from bit_train.data import preprocess
 from bit_train.data import sources
@@ -232,7 +232,7 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(
     cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from bit_train.data import mixup
+from bit_train import mixup
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
 @tf.function

@@ -5,10 +5,11 @@ import pytest
 import tensorflow as tf
 
 from bit_train import config as bit_config
-from bit_train.data import mixup, sources
+from bit_train import mixup
+from bit_train import specs
+from bit_train.data import sources
 from bit_train.optimizer import GradientAccumulator, LossScale, Momentum
 from bit_train.trainer import Trainer
-from bit_train import specs
 from pattern_images import write_pattern_folder
 
 

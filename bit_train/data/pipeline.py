@@ -6,7 +6,8 @@ The trainer wraps them with `strategy.distribute_datasets_from_function`:
       source.train_examples(), plan, ctx, seed=run.seed))
 
 MixUp is not applied here: the trainer mixes each micro-batch in the step, with the
-step's lambda (see mixup.py), so this stream only decodes, augments and batches.
+step's lambda (see bit_train/mixup.py), so this stream only decodes, augments and
+batches.
 """
 
 import os

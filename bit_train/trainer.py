@@ -4,11 +4,9 @@ evaluation and export.
 
 `train` tells a run in order: `_resume` (the newest good checkpoint), `_fit` (steps,
 divergence checks, checkpoints, periodic evaluations), the final evaluation and
-`_finish` (metrics, curves, export); `RunLog` is everything it reports. `Trainer` holds
+`_finish` (metrics, curves, export); runlog.RunLog is everything it reports. `Trainer` holds
 the model, the optimizer state and the compiled step; `Trainer.fit_step` is one step.
 """
-
-import time
 
 from absl import logging
 import numpy as np
@@ -21,6 +19,7 @@ from bit_train import export
 from bit_train import files
 from bit_train import mixup
 from bit_train import models
+from bit_train import runlog
 from bit_train import workdir as wd
 from bit_train.data import pipeline
 from bit_train.errors import Interrupted, UserError
@@ -201,7 +200,7 @@ def train(specs, plan, source, workdir, strategy, force=False):
   tf.random.set_seed(specs.run.seed)
   trainer = Trainer(specs, plan, source, strategy)
   saver = _resume(trainer, workdir, chief)
-  log = RunLog(workdir, plan, specs.run.log_every, trainer.done_steps(), chief)
+  log = runlog.RunLog(workdir, plan, specs.run.log_every, trainer.done_steps(), chief)
   try:
     _fit(trainer, saver, log)
     results = log.evaluation(trainer.done_steps(), trainer.evaluate())
@@ -275,58 +274,6 @@ def _finish(trainer, results, log, workdir, chief):
   # Written last: a workdir with metrics.json holds a finished run, exports included
   # (the experiments runner skips it); a run killed before resumes at its last step.
   if chief:
-    wd.plot_curves(log.history, wd.path(workdir, wd.CURVES))
+    runlog.plot_curves(log.history, wd.path(workdir, wd.CURVES))
     files.write_json_atomic(wd.path(workdir, wd.METRICS), record)
   return record
-
-
-class RunLog:
-  """What a run reports: progress lines with img/s and ETA, evaluations, and the
-  same scalars in W/history.jsonl (for the curves) and TensorBoard (chief only)."""
-
-  def __init__(self, workdir, plan, log_every, start, chief):
-    self.plan, self.log_every = plan, log_every
-    self.history = wd.History(workdir, start, enabled=chief)
-    self._writers = {
-        name: tf.summary.create_file_writer(wd.path(workdir, wd.TENSORBOARD, name))
-        for name in ("train", "eval")} if chief else {}
-    self._tick, self._tick_step = time.time(), start
-
-  def _summary(self, kind, step, **scalars):
-    self.history.add(step=step, **scalars)
-    if kind in self._writers:
-      with self._writers[kind].as_default(step=step):
-        for name, value in scalars.items():
-          tf.summary.scalar(name, value)
-
-  def progress(self, done, loss, lr):
-    """After step `done`: a line and summaries every log_every steps and at the end."""
-    plan = self.plan
-    if done % self.log_every and done != plan.total_steps:
-      return
-    elapsed = time.time() - self._tick
-    rate = (done - self._tick_step) * plan.batch_size / max(elapsed, 1e-9)
-    eta = (plan.total_steps - done) * plan.batch_size / max(rate, 1e-9)
-    logging.info("step %d/%d  loss %.4f  lr %.6g  %.1f img/s  ETA %s", done,
-                 plan.total_steps, loss, lr, rate, _eta(eta))
-    self._summary("train", done, loss=loss, lr=lr, images_per_second=rate)
-    self._tick, self._tick_step = time.time(), done
-
-  def evaluation(self, step, results):
-    """Reports the evaluations at `step` (Trainer.evaluate's results); returns them."""
-    main, *others = results
-    metrics = main.metrics
-    logging.info("Eval at step %d/%d: top-1 %.4f, top-5 %.4f, loss %.4f (%d examples)",
-                 step, self.plan.total_steps, metrics.top1, metrics.top5, metrics.loss,
-                 metrics.count)
-    for result in others:
-      logging.info("Eval at step %d/%d: %s", step, self.plan.total_steps, result.line)
-    self._summary("eval", step, **main.scalars,
-                  **{k: v for result in others for k, v in result.scalars.items()})
-    return results
-
-
-def _eta(seconds):
-  minutes, seconds = divmod(int(seconds), 60)
-  hours, minutes = divmod(minutes, 60)
-  return f"{hours}:{minutes:02d}:{seconds:02d}"

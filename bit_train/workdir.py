@@ -10,10 +10,12 @@ same run. Every module finds a workdir's files through the names below.
                            step and loss scale (see checkpoints.py); the data stream
                            is not saved, it is replayed from the seed
   W/history.jsonl          HISTORY: one line per logged step and evaluation
+                           (runlog.py)
   W/tensorboard/{train,eval}/  TENSORBOARD: summaries
   W/metrics.json           METRICS: the final evaluation, the model and the step;
                            written last, so it marks a finished run, exports included
   W/curves.png             CURVES: training loss and evaluation accuracy
+                           (runlog.plot_curves)
   W/export/                EXPORT (see export.py):
     serving/                 SERVING: SavedModel for serving (class names in assets/)
     hub_module/              HUB_MODULE: reusable TF Hub module
@@ -27,7 +29,6 @@ same run. Every module finds a workdir's files through the names below.
 
 import contextlib
 import fcntl
-import json
 import os
 import re
 
@@ -166,78 +167,3 @@ def check_same_run(workdir, record):
 def save_run(workdir, record):
   """Writes this run's record (see check_same_run) as W/plan.json."""
   files.write_json_atomic(path(workdir, PLAN), record)
-
-
-def _parse(lines):
-  """(records, numbers of the lines that are not a record)."""
-  records, broken = [], []
-  for number, line in enumerate(lines, 1):
-    if not line.strip():
-      continue
-    try:
-      record = json.loads(line)
-      if isinstance(record, dict) and isinstance(record.get("step"), int):
-        records.append(record)
-        continue
-    except ValueError:
-      pass
-    broken.append(number)
-  return records, broken
-
-
-class History:
-  """Appends one JSON line per record; on resume, forgets records after the step.
-
-  A line that is not a record (a kill while appending cuts the last one off) is
-  dropped with a warning when the run resumes.
-  """
-
-  def __init__(self, workdir, resumed_step, enabled=True):
-    self.file = path(workdir, HISTORY)
-    self.enabled = enabled
-    if enabled:
-      records, broken = self._read()
-      if broken:
-        logging.warning("%s: dropped %d unreadable line(s) (line %s), as a run killed "
-                        "while writing leaves.", self.file, len(broken),
-                        ", ".join(map(str, broken)))
-      kept = [r for r in records if r["step"] <= resumed_step]
-      files.write_text_atomic(self.file, "".join(json.dumps(r) + "\n" for r in kept))
-
-  def _read(self):
-    if not tf.io.gfile.exists(self.file):
-      return [], []
-    with tf.io.gfile.GFile(self.file) as f:
-      return _parse(f.read().splitlines())
-
-  def read(self):
-    return self._read()[0]
-
-  def add(self, **record):
-    if self.enabled:
-      files.append_text(self.file, json.dumps(record) + "\n")
-
-
-def plot_curves(history, png_path):
-  """Training loss and eval accuracy against steps, as one PNG."""
-  import matplotlib
-  matplotlib.use("Agg")
-  from matplotlib import pyplot as plt
-  records = history.read()
-  train = [r for r in records if "loss" in r and "top1" not in r]
-  evals = [r for r in records if "top1" in r]
-  fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-  ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train])
-  ax_loss.set(xlabel="step", ylabel="train loss", title="Training loss")
-  ax_acc.plot([r["step"] for r in evals], [r["top1"] for r in evals], "o-", label="top-1")
-  ax_acc.plot([r["step"] for r in evals], [r["top5"] for r in evals], "s--", label="top-5")
-  ax_acc.set(xlabel="step", ylabel="accuracy", title="Evaluation", ylim=(0, 1))
-  ax_acc.legend()
-  fig.tight_layout()
-  tmp = png_path + ".tmp.png"
-  try:
-    with files.removed_on_failure(tmp), files.writing(png_path):
-      fig.savefig(tmp, dpi=80)
-      tf.io.gfile.rename(tmp, png_path, overwrite=True)
-  finally:
-    plt.close(fig)

@@ -150,10 +150,11 @@ def main(argv):
   context = evaluators.Context(strategy, crop, batch, model_names, names_origin)
   for evaluator in evals:
     result = evaluator.run(model, context)
-    record["results"][result.name] = result.record
-    if chief:
-      for file_name, text in result.files.items():
+    record["results"][result.name] = dict(result.record)
+    for key, (file_name, text) in result.files.items():
+      if chief:
         files.write_text_atomic(os.path.join(out, file_name), text)
+      record["results"][result.name][key] = file_name
     print(result.line, flush=True)
   # The config as run: model_path at the model measured.
   record["config"] = dict(run_specs.config, model_path=model_spec.path)

@@ -24,13 +24,13 @@ same run. Every module finds a workdir's files through the names below.
   W/workers/<i>/           WORKERS: a multi-worker run's non-chief copies (own_dir)
 `bit-eval --workdir W` writes:
   W/eval/metrics.json      EVAL, METRICS: every evaluated set's results
-  W/eval/<set>.per_class.tsv   per_class_file(): per-class accuracy of one set
+  W/eval/<set>.per_class.tsv   per-class accuracy of one set (see
+                           evaluators/classification.py)
 """
 
 import contextlib
 import fcntl
 import os
-import re
 
 from absl import logging
 import tensorflow as tf
@@ -57,16 +57,6 @@ EVAL = "eval"
 
 def path(workdir, *parts):
   return os.path.join(workdir, *parts)
-
-
-def slug(name):
-  """An evaluation's name as it appears in file and summary names."""
-  return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "eval"
-
-
-def per_class_file(name):
-  """The name of an evaluation's per-class accuracy file under W/eval/."""
-  return f"{slug(name)}.per_class.tsv"
 
 
 def own_dir(workdir, strategy=None):

@@ -7,6 +7,7 @@ and run them the same way (evaluators.build).
 """
 
 import dataclasses
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -22,6 +23,11 @@ def eval_batch_size(given, micro_batch_size, strategy):
   batch = micro_batch_size if given is None else given
   distribute.check_shared(batch, strategy, f"eval_batch_size={batch}", "make it")
   return batch
+
+
+def slug(name):
+  """An evaluation's name as it appears in file and summary names."""
+  return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "eval"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +47,9 @@ class Result:
   record: dict  # what metrics.json keeps
   line: str  # one line for the log and the terminal
   scalars: dict  # name -> number, for TensorBoard and history.jsonl
-  files: dict = dataclasses.field(default_factory=dict)  # file name -> text
+  # The files bit-eval writes under W/eval/: record key -> (file name, text); it
+  # names each file in its record under that key.
+  files: dict = dataclasses.field(default_factory=dict)
   metrics: object = None  # metrics.Metrics of a classification
 
 

@@ -8,11 +8,15 @@ dataset's (class_map, a trainer export's names): they are reordered first.
 import numpy as np
 
 from bit_train import labels
-from bit_train import workdir as wd
 from bit_train.data import pipeline
 from bit_train.errors import UserError
 from bit_train.evaluators import base
 from bit_train.evaluators import metrics as metrics_lib
+
+
+def per_class_file(name):
+  """The name of an evaluation's per-class accuracy file."""
+  return f"{base.slug(name)}.per_class.tsv"
 
 
 def per_class_text(metrics, class_names):
@@ -81,9 +85,8 @@ class Classification(base.Evaluator):
                   reordered_classes=order is not None)
     files = {}
     if metrics.per_class_count is not None:
-      record["per_class_file"] = wd.per_class_file(self.name)
-      files[record["per_class_file"]] = per_class_text(metrics,
-                                                       self.examples.class_names)
+      files["per_class_file"] = (per_class_file(self.name), per_class_text(
+          metrics, self.examples.class_names))
     loss = "" if metrics.loss is None else f", loss {metrics.loss:.4f}"
     line = (f"{self.name}: top-1 {metrics.top1:.4f}, top-5 {metrics.top5:.4f}{loss}"
             f" on {metrics.count} images ({metrics.images_per_second:.1f} img/s)")

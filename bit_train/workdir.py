@@ -33,13 +33,12 @@ import fcntl
 import os
 
 from absl import logging
-import tensorflow as tf
 
-from bit_train import checkpoints
 from bit_train import config as bit_config
-from bit_train import distribute
-from bit_train import files
 from bit_train.errors import UserError, quote
+
+# The module imports without TensorFlow (the experiments' runner and collect read
+# workdirs through these names); its functions import what needs it.
 
 LOCK = ".lock"
 PLAN, PLAN_TEXT = "plan.json", "plan.txt"
@@ -61,6 +60,7 @@ def path(workdir, *parts):
 
 def own_dir(workdir, strategy=None):
   """Where this process writes: W for the chief, W/workers/<i> for the other workers."""
+  from bit_train import distribute  # pylint: disable=g-import-not-at-top
   if strategy is None or distribute.is_chief(strategy):
     return workdir
   return path(workdir, WORKERS, str(distribute.worker_index(strategy)))
@@ -75,6 +75,7 @@ def claim(workdir, strategy=None):
   directory is refused. gs:// and other remote workdirs cannot be locked: running
   two there at once is the user's to avoid.
   """
+  from bit_train import files  # pylint: disable=g-import-not-at-top
   own = own_dir(workdir, strategy)
   files.make_dirs(own, "workdir")
   if not files.is_local(own):
@@ -116,6 +117,7 @@ def _differences(old, new, ignore=()):
 
 def _saved_run(workdir):
   """plan.json's config and plan, or a UserError naming the file and the fix."""
+  from bit_train import files  # pylint: disable=g-import-not-at-top
   file = path(workdir, PLAN)
   try:
     saved = files.read_json(file)
@@ -131,6 +133,7 @@ def _saved_run(workdir):
 
 def holds_run(workdir):
   """Whether W has checkpoints: its plan.json then belongs to that run."""
+  from bit_train import checkpoints  # pylint: disable=g-import-not-at-top
   return bool(checkpoints.candidates(path(workdir, CHECKPOINTS)))
 
 
@@ -141,6 +144,7 @@ def check_same_run(workdir, record):
   dict} (specs.Specs.identity). Only reads: plan.json is written by save_run once
   the checkpoint has restored.
   """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   if not (holds_run(workdir) and tf.io.gfile.exists(path(workdir, PLAN))):
     return
   saved = _saved_run(workdir)
@@ -156,4 +160,5 @@ def check_same_run(workdir, record):
 
 def save_run(workdir, record):
   """Writes this run's record (see check_same_run) as W/plan.json."""
+  from bit_train import files  # pylint: disable=g-import-not-at-top
   files.write_json_atomic(path(workdir, PLAN), record)

@@ -12,12 +12,13 @@ its workdir from the last checkpoint (the trainer does that).
 import os
 import shlex
 
+from bit_train import workdir as wd
 from experiments import runs as runs_lib
 
 
 def command_line(root, run, python):
   """The run's command, skipped when its metrics.json is already there."""
-  metrics = os.path.join(run.workdir(root), "metrics.json")
+  metrics = wd.path(run.workdir(root), wd.METRICS)
   return f"test -f {shlex.quote(metrics)} || {run.command(root, python)}"
 
 

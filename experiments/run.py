@@ -31,6 +31,7 @@ from bit_train import console
 console.quiet_native_logs(script=__name__ == "__main__")  # before TensorFlow is imported
 
 from bit_train import cli  # pylint: disable=wrong-import-position
+from bit_train import workdir as wd  # pylint: disable=wrong-import-position
 from bit_train.errors import UserError  # pylint: disable=wrong-import-position
 from experiments import emit  # pylint: disable=wrong-import-position
 from experiments import plans  # pylint: disable=wrong-import-position
@@ -161,7 +162,7 @@ def run_here(root, runs):
     if runs_lib.metrics(root, run) is not None:
       print(f"{where}: finished, skipped", flush=True)
       continue
-    resuming = os.path.isdir(os.path.join(run.workdir(root), "checkpoints"))
+    resuming = os.path.isdir(wd.path(run.workdir(root), wd.CHECKPOINTS))
     print(f"{where}: {'resuming' if resuming else 'starting'}", flush=True)
     log = runs_lib.log_path(root, run)
     os.makedirs(os.path.dirname(log), exist_ok=True)

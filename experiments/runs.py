@@ -12,6 +12,8 @@ import json
 import os
 import shlex
 
+from bit_train import workdir as wd
+
 TRAINER = "bit_train.train"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLANNED = "runs.json"  # R/runs.json: every run planned under R, for collect
@@ -79,12 +81,12 @@ def _read_json(path):
 
 def metrics(root, run):
   """The run's metrics.json as a dict, or None when it has not finished."""
-  return _read_json(os.path.join(run.workdir(root), "metrics.json"))
+  return _read_json(wd.path(run.workdir(root), wd.METRICS))
 
 
 def plan_record(root, run):
   """The trainer's plan.json of the run (config and HyperRule plan), or None."""
-  return _read_json(os.path.join(run.workdir(root), "plan.json"))
+  return _read_json(wd.path(run.workdir(root), wd.PLAN))
 
 
 def failure(root, run):

@@ -24,6 +24,7 @@ import time
 from bit_train import console  # pylint: disable=wrong-import-position
 
 console.quiet_native_logs(script=__name__ == "__main__")  # before TensorFlow is imported
+from bit_train import workdir as wd  # pylint: disable=g-import-not-at-top,wrong-import-position
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from write_digits import write_digits  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -69,8 +70,8 @@ def main():
   run("bit-predict", "--model", os.path.join(args.workdir, "export"), "--top", "2",
       "--images", *held_out_examples(args.data))
 
-  metrics = json.load(open(os.path.join(args.workdir, "metrics.json")))
-  plan = json.load(open(os.path.join(args.workdir, "plan.json")))["plan"]
+  metrics = json.load(open(wd.path(args.workdir, wd.METRICS)))
+  plan = json.load(open(wd.path(args.workdir, wd.PLAN)))["plan"]
   w = args.workdir
   print(f"""
 Demo done in {time.time() - start:.0f} s.

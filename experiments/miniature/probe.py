@@ -48,6 +48,7 @@ def main():
   args, flags = parser.parse_known_args()
   from bit_train import cli  # pylint: disable=g-import-not-at-top
   from bit_train import specs  # pylint: disable=g-import-not-at-top
+  from bit_train import workdir as wd  # pylint: disable=g-import-not-at-top
   from bit_train.errors import UserError  # pylint: disable=g-import-not-at-top
   from experiments import plans  # pylint: disable=g-import-not-at-top
   try:
@@ -58,10 +59,10 @@ def main():
   os.makedirs(args.workdir, exist_ok=True)
   record = {"top1": top1, "count": count, "probe": "logistic regression, C=1",
             "model": run.model.name}
-  tmp = os.path.join(args.workdir, "metrics.json.tmp")
-  with open(tmp, "w") as f:
+  metrics = wd.path(args.workdir, wd.METRICS)
+  with open(metrics + ".tmp", "w") as f:
     json.dump(record, f, indent=1)
-  os.replace(tmp, os.path.join(args.workdir, "metrics.json"))
+  os.replace(metrics + ".tmp", metrics)
   print(json.dumps(record))
 
 

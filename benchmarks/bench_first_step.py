@@ -40,7 +40,7 @@ def child(folder, variant, started):
   trainer.start_data()
   set_up = time.time()
   # The one-micro-batch step's tf.function, traced without running it.
-  graph = trainer.whole_batch_step.get_concrete_function(
+  graph = trainer.train_step.get_concrete_function(
       trainer.train_iter, tf.constant(plan.lr(0), tf.float32),
       mixup.sample_lambda(plan.mixup_alpha, config.seed, 0)).graph
   traced = time.time()

@@ -87,13 +87,13 @@ def export_serving(model, crop, class_names, path, chief=True):
     shutil.rmtree(target, ignore_errors=True)
 
 
-def export_all(model, plan, class_names, workdir, strategy, chief=True, about=None):
-  """Both exports, the class names and export.json, written by the chief.
+def export_all(model, plan, class_names, workdir, chief=True, about=None):
+  """Both exports, the class names and export.json, written by the chief (every
+  worker saves, since saving is collective; only the chief's copy is kept).
 
   about: the run's final record (model name, dataset, step, metrics), kept in
   export.json.
   """
-  del strategy  # saving reads the variables' primary copies
   root = wd.path(workdir, wd.EXPORT)
   files.make_dirs(root, "export directory")
   export_serving(model, plan.crop, class_names, os.path.join(root, wd.SERVING), chief)

@@ -8,7 +8,6 @@ Pure standard-library code, so it can be audited against the paper (arXiv 1912.1
 """
 
 import dataclasses
-import json
 
 from bit_train.errors import UserError
 
@@ -86,7 +85,7 @@ class Plan:
   resolution_rule: str
   lr_scaling: str
   overridden: tuple  # plan fields the user set instead of the rule
-  flip: bool = True  # random left-right flips (False for orientation-bound data)
+  flip: bool  # random left-right flips (False for orientation-bound data)
 
   @property
   def warmup_steps(self):
@@ -114,16 +113,6 @@ class Plan:
     record["supports"] = list(self.supports)
     record["overridden"] = list(self.overridden)
     return record
-
-  def to_json(self):
-    return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-  @classmethod
-  def from_dict(cls, record):
-    record = dict(record)
-    for key in ("image_size", "supports", "overridden"):
-      record[key] = tuple(record[key])
-    return cls(**record)
 
   def describe(self):
     """The plan as lines a person reads; an override says what the rule would pick."""

@@ -45,7 +45,7 @@ def exported(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("w"))
   model = tiny_resnet(len(CLASSES), seed=1)
   plan = hyperrule.plan(100, (32, 32), precrop=CROP, crop=CROP)
-  export.export_all(model, plan, CLASSES, workdir, strategy=None)
+  export.export_all(model, plan, CLASSES, workdir)
   return workdir, model
 
 

@@ -42,7 +42,6 @@ class Known:
   num_classes: int
   image_size: tuple
   train_split: str
-  minival_split: str
   eval_split: str
 
 
@@ -50,15 +49,15 @@ class Known:
 # Flowers are in the rule but were missing from the authors' split table.
 KNOWN = {
     "cifar10": Known({"train": 50_000, "test": 10_000}, 10, (32, 32),
-                     "train[:98%]", "train[98%:]", "test"),
+                     "train[:98%]", "test"),
     "cifar100": Known({"train": 50_000, "test": 10_000}, 100, (32, 32),
-                      "train[:98%]", "train[98%:]", "test"),
+                      "train[:98%]", "test"),
     "oxford_iiit_pet": Known({"train": 3_680, "test": 3_669}, 37, (224, 224),
-                             "train[:90%]", "train[90%:]", "test"),
+                             "train[:90%]", "test"),
     "oxford_flowers102": Known({"train": 1_020, "validation": 1_020, "test": 6_149},
-                               102, (224, 224), "train", "validation", "test"),
+                               102, (224, 224), "train", "test"),
     "imagenet2012": Known({"train": 1_281_167, "validation": 50_000}, 1000,
-                          (224, 224), "train[:99%]", "train[99%:]", "validation"),
+                          (224, 224), "train[:99%]", "validation"),
 }
 
 

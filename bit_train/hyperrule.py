@@ -1,8 +1,9 @@
 """BiT-HyperRule: the fine-tuning recipe, chosen from dataset size and image size.
 
 The four functions users know from the authors' code keep their names and meaning:
-`get_resolution`, `get_mixup`, `get_schedule`, `get_lr`. `plan()` gathers their answers,
-plus the user's overrides, into one immutable `Plan` that the rest of the run follows.
+`get_resolution`, `get_mixup`, `get_schedule`, `get_lr`. A `Recipe` holds the user's
+overrides (None: the rule decides); `Recipe.plan` (or `plan()`) gathers the rule's
+answers and the overrides into one immutable `Plan` that the rest of the run follows.
 
 Pure standard-library code, so it can be audited against the paper (arXiv 1912.11370).
 """

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
-from bit_train.evaluators import metrics
+from bit_train.evaluators import metrics as metrics_lib
 from bit_train.data import pipeline
 from bit_train.data import sources
 from bit_train.models import registry
@@ -46,10 +46,10 @@ def eval_rate(model, strategy, encoded, crop, batch):
       name="memory", split="eval", class_names=tuple(map(str, range(NUM_CLASSES))),
       read=lambda: tf.data.Dataset.from_tensor_slices(
           (tf.constant(encoded), tf.constant(labels, tf.int32))))
-  step = metrics.make_eval_step(model, strategy, NUM_CLASSES)
+  step = metrics_lib.make_eval_step(model, strategy, NUM_CLASSES)
   dataset = strategy.distribute_datasets_from_function(
       lambda ctx: pipeline.eval_dataset(examples, crop, batch, ctx))
-  metrics = metrics.evaluate(step, dataset)
+  metrics = metrics_lib.evaluate(step, dataset)
   assert metrics.count == len(encoded)
   return metrics.images_per_second
 

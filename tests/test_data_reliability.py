@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 
 from bit_train import config as bit_config
+from bit_train import specs
 from bit_train.data import preprocess
 from bit_train.data import sources
-from bit_train import evaluators
 from bit_train.errors import UserError
-from bit_train import specs
 from data_images import encode, folder_config, random_image, write_folder
 
 

@@ -12,8 +12,8 @@ import tensorflow as tf
 
 from bit_train import config as bit_config
 from bit_train import hyperrule
-from bit_train import specs
 from bit_train import mixup
+from bit_train import specs
 from bit_train.data import pipeline
 from bit_train.data import preprocess
 from bit_train.data import sources

@@ -11,11 +11,11 @@ import tensorflow_datasets as tfds
 
 from bit_train import config as bit_config
 from bit_train import hyperrule
+from bit_train import specs
 from bit_train.data import pipeline
 from bit_train.data import sources
 from bit_train.data.sources import tfds as tfds_source
 from bit_train.errors import UserError
-from bit_train import specs
 from data_images import random_image
 
 CLASSES = ["circle", "square", "star"]

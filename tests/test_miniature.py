@@ -10,13 +10,13 @@ import pytest
 import tensorflow as tf
 
 from bit_train import config as bit_config
+from bit_train import specs
 from bit_train.data import preprocess
 from bit_train.errors import UserError
 from bit_train.models import create_model
 from bit_train.models import registry
 from bit_train.models import bit
 from bit_train.models import weights
-from bit_train import specs
 from conftest import ROOT, run_module
 
 sys.path.insert(0, os.path.join(ROOT, "experiments", "miniature"))

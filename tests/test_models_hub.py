@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from bit_train import specs
 from bit_train.errors import UserError
 from bit_train.models import create_model
 from bit_train.models import export_module
 from bit_train.models import hub
 from bit_train.models import registry
-from bit_train import specs
 from tiny_models import export_tiny_hub_module, images, tiny_config
 
 

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from bit_train import specs
 from bit_train.errors import UserError
 from bit_train.models import create_model
 from bit_train.models import bit
-from bit_train import specs
 from tiny_models import images, tiny_config, tiny_resnet
 
 

@@ -5,11 +5,11 @@ import os
 import numpy as np
 import pytest
 
+from bit_train import specs
 from bit_train.errors import UserError
 from bit_train.models import create_model
 from bit_train.models import bit
 from bit_train.models import weights
-from bit_train import specs
 from tiny_models import images, tiny_config, write_tiny_npz
 
 

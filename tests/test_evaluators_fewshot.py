@@ -235,9 +235,11 @@ def test_repeated_evaluations_trace_the_pre_logits_once(folder):
   model, and the same model gives the same record each time."""
   from bit_train.evaluators import base  # pylint: disable=import-outside-toplevel
   from tiny_models import tiny_resnet  # pylint: disable=import-outside-toplevel
-  source = sources.open_source(specs.data_spec(folder_config(folder, holdout_fraction=0.5)))
-  evaluator = fewshot.FewShot(base.Entry(name="fs", type="fewshot",
-                                         options=dict(shots=SHOTS, seeds=SEEDS)), source)
+  data = specs.data_spec(folder_config(folder, holdout_fraction=0.5))
+  source = sources.open_source(data)
+  evaluator = fewshot.FewShot(specs.EvalSpec(name="fs", type="fewshot", data=data,
+                                             options=dict(shots=SHOTS, seeds=SEEDS)),
+                              source)
   context = base.Context(tf.distribute.get_strategy(), CROP, 8)
   model = tiny_resnet(num_classes=len(CLASSES))
   first = evaluator.run(model, context).record

@@ -7,7 +7,8 @@ import tensorflow as tf
 from bit_train.errors import UserError
 from bit_train.models import create_model
 from bit_train.models import resnetv2
-from tiny_models import images, tiny_config, tiny_resnet
+
+from helpers import images, tiny_config, tiny_resnet
 
 
 def reference_logits(params, num_units, x):
@@ -171,9 +172,11 @@ def test_bfloat16_compute_keeps_float32_variables_and_logits():
   # bfloat16 keeps 8 bits of mantissa: over the 13 convs the logits move by 2-16%
   # of their largest value (30 seeds and inputs; 8.6% for this one), and kernels
   # with native bfloat16 may round elsewhere. A wrong weight or input mapping moves
-  # them by 75% or more. 35% sits between the two.
+  # them by 75% or more. 35% sits between the two. A model that computes in float32
+  # moves them by 0: 0.2%, ten times below the least seen, shows bfloat16 is used.
   expected = reference(x).numpy()
-  assert np.abs(logits.numpy() - expected).max() <= 0.35 * np.abs(expected).max()
+  gap = np.abs(logits.numpy() - expected).max() / np.abs(expected).max()
+  assert 0.002 <= gap <= 0.35
 
 
 def test_bfloat16_gradients_are_float32_and_follow_float32():
@@ -194,9 +197,9 @@ def test_bfloat16_gradients_are_float32_and_follow_float32():
   assert np.isfinite(ours).all()
   # bfloat16 rounding turns the gradient to a cosine of 0.80-0.92 with float32's
   # (seeds 0-5; autodiff of the same forward gave the same within 1e-3); an unrelated
-  # gradient would be near 0.
+  # gradient would be near 0, and float32's own is 1.
   cosine = ours @ expected / np.linalg.norm(ours) / np.linalg.norm(expected)
-  assert cosine >= 0.7
+  assert 0.7 <= cosine <= 0.99
 
 
 def test_variables_are_created_in_the_strategy_scope():

@@ -8,7 +8,8 @@ import pytest
 from bit_train.errors import UserError
 from bit_train.models import create_model
 from bit_train.models import npz
-from tiny_models import images, tiny_config, write_tiny_npz
+
+from helpers import images, tiny_config, write_tiny_npz
 
 
 def npz_config(path, **fields):

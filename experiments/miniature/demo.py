@@ -24,7 +24,6 @@ import time
 from bit_train import console  # pylint: disable=wrong-import-position
 
 console.quiet_native_logs(script=True)  # before TensorFlow is imported
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from write_digits import write_digits  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -177,7 +177,7 @@ TRAIN_LABELS = np.arange(60) % 3
 TEST_LABELS = np.arange(15) % 3
 
 
-def _sizes(count, seed):
+def tiny_shapes_sizes(count, seed):
   """Varied (height, width) so the typical size has to be measured."""
   rng = np.random.default_rng(seed)
   return list(zip(rng.integers(30, 60, count), rng.integers(40, 70, count)))
@@ -200,7 +200,8 @@ class TinyShapes(tfds.core.GeneratorBasedBuilder):
 
   def _generate_examples(self, labels, seed):
     rng = np.random.default_rng(seed)
-    for i, (label, (h, w)) in enumerate(zip(labels, _sizes(len(labels), seed))):
+    sizes = tiny_shapes_sizes(len(labels), seed)
+    for i, (label, (h, w)) in enumerate(zip(labels, sizes)):
       yield i, {"image": np.asarray(random_image(rng, h, w)), "label": int(label)}
 
 

@@ -16,7 +16,7 @@ from bit_train.data import sources
 from bit_train.data.sources import tfds as tfds_source
 from bit_train.errors import UserError
 
-from helpers import TRAIN_LABELS, TinyShapes, tfds_config
+from helpers import TRAIN_LABELS, TinyShapes, tfds_config, tiny_shapes_sizes
 from helpers import TINY_SHAPES_CLASSES as CLASSES
 
 
@@ -45,7 +45,7 @@ def test_split_strings_select_the_examples_tfds_would(data_dir):
 
 def test_unknown_image_size_is_measured_from_a_seeded_sample(data_dir):
   facts = sources.describe(tfds_config(dataset="tiny_shapes", data_dir=data_dir))
-  sizes = _sizes(len(TRAIN_LABELS), 0)
+  sizes = tiny_shapes_sizes(len(TRAIN_LABELS), 0)
   # 64 sampled of 60: the whole split, so the median is the split's median.
   assert facts.image_size == (int(np.median([h for h, _ in sizes])),
                               int(np.median([w for _, w in sizes])))

@@ -1,5 +1,6 @@
 """The tests' shared helpers: run an entry point as a user does, tiny models, small
-images and folders, fake ILSVRC-2012 archives, and bit-train's TINY run.
+images and folders, a tiny TFDS dataset, fake ILSVRC-2012 archives, bit-train's TINY
+run, and a recorder of what the model sees in the trainer's own step.
 
 Test files import what they need from here (and the fixtures from conftest.py); no
 test file imports another.
@@ -35,8 +36,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 # --- entry points, as a user runs them -----------------------------------------------
-
-
 
 def run_module(module, *args, env=None, timeout=600):
   """Runs `python -m module args...` from the repo root; returns the result."""

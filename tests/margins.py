@@ -2,7 +2,8 @@
 
   export PYTHONPATH=$PWD
   python tests/margins.py --out margins [--groups learning,pairs,inprocess,mixup]
-      [--seeds 0-2] [--learning_seeds 0-1] [--modes nondet,det]
+      [--seeds 0-2] [--learning_seeds 0-1] [--modes nondet,det] [--pair_seeds 0]
+      [--pair_modes nondet]
 
 Reruns what a test computes, with other seeds, and writes two files: OUT.jsonl, every
 measured value as it came (one JSON object per measurement: group, check, seed, mode,
@@ -11,17 +12,19 @@ the values measured (min / mean / max), and the margin (how far the nearest valu
 from the bound). The table is printed too.
 
 learning: the learning test's run (test_trainer.LEARNING on its pattern folder) with
-  `seed=` varied, with and without `deterministic=True`: loss ratio and top-1.
+  `seed=` varied (--learning_seeds), with and without `deterministic=True`
+  (--modes): loss ratio and top-1.
 pairs: the runs test_trainer.py compares for equality (split: batch_split=4 vs 1;
   mirrored: 2 CPU replicas vs 1; resume: kill -9 and resume vs straight) and, as the
   failure they must catch, base_lr 1% off: the share of the test's tolerance used,
-  max |a-b| / (atol + rtol |b|) (below 1 passes).
+  max |a-b| / (atol + rtol |b|) (below 1 passes); --pair_seeds, --pair_modes.
 inprocess: in-process tolerances and statistics: native model vs the plain reference,
   pre-logits @ head, bfloat16 vs float32 (logits and gradients), exact round trips,
   crop / flip / MixUp statistics, float32 arithmetic against numpy, the clip test's
-  updates, and the gaps at the decisions of the eval and predict fixtures.
+  updates (--seeds), and the gaps at the decisions of the eval and predict fixtures.
 mixup: the trainer's MixUp test: the lambda read back from each mixed micro-batch
-  against the step's lambda, and the residual of lam x + (1 - lam) x[::-1].
+  against the step's lambda, and the residual of lam x + (1 - lam) x[::-1] (the
+  first two --seeds).
 
 Runs one computation at a time; a training run takes ~15-60 s on a 2-core machine.
 """
@@ -125,9 +128,9 @@ def pairs(record, args):
                        t.MIRRORED_TOLERANCE)}
   with tempfile.TemporaryDirectory() as tmp:
     folder = write_pattern_folder(os.path.join(tmp, "patterns"), per_class=12)
-    for seed in args.seeds:
+    for seed in args.pair_seeds:
       for name, (config_a, config_b, tolerance) in runs.items():
-        for mode in args.modes:
+        for mode in args.pair_modes:
           w = os.path.join(tmp, f"{name}{seed}{mode}")
           extra = f",seed={seed},deterministic={mode == 'det'}"
           for suffix, config in (("a", config_a), ("b", config_b)):
@@ -426,8 +429,10 @@ def main():
   parser.add_argument("--seeds", type=seeds_arg, default=seeds_arg("0-2"))
   parser.add_argument("--learning_seeds", type=seeds_arg, default=seeds_arg("0-1"))
   parser.add_argument("--modes", default="nondet,det")
+  parser.add_argument("--pair_seeds", type=seeds_arg, default=seeds_arg("0"))
+  parser.add_argument("--pair_modes", default="nondet")
   args = parser.parse_args()
-  args.modes = args.modes.split(",")
+  args.modes, args.pair_modes = args.modes.split(","), args.pair_modes.split(",")
   record = Record(args.out + ".jsonl")
   for group in args.groups.split(","):
     GROUPS[group](record, args)

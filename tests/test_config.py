@@ -181,7 +181,7 @@ def test_a_bug_in_a_config_file_shows_its_traceback(tmp_path, cli, bug, error):
 
 
 def test_a_bad_value_on_the_command_line_stays_one_line(tmp_path, capsys):
-  # In this process; test_train_cli.py runs this kind of mistake as a real process.
+  # In this process; test_train.py runs this kind of mistake as a real process.
   result = run_here(train.run, "--config", TRANSFER, "--config.batch_size=abc",
                     "--workdir", tmp_path / "w", "--dry_run", capsys=capsys)
   assert result.returncode == 2, result.stderr[-2000:]

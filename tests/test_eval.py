@@ -197,7 +197,7 @@ def test_an_unprepared_dataset_without_manual_dir_is_one_line(imagenet, tmp_path
 def test_an_image_folder_with_a_class_map_in_another_order(tmp_path):
   """dataset=image_folder: every image of root/<class>/ evaluated; the model's
   outputs are (star, circle, square) as its label file says, the folder's sorted."""
-  from pattern_images import CLASSES, write_pattern_folder
+  from bit_train.data.patterns import CLASSES, write_pattern_folder
   root = write_pattern_folder(str(tmp_path / "shapes"), per_class=3)
   model_order = [CLASSES[2], CLASSES[0], CLASSES[1]]
   (tmp_path / "classes.txt").write_text("\n".join(model_order) + "\n")

@@ -48,7 +48,7 @@ def reference_logits(params, num_units, x):
 
 # The model and the reference sum in other orders (its group norm, SAME vs pad +
 # VALID): their logits differ by up to 4.3e-5, 14% of a 1e-4 tolerance, over 6
-# seeds (benchmarks/test_spread.py inprocess); 5e-4 leaves a margin of 30x.
+# seeds (tests/margins.py inprocess); 5e-4 leaves a margin of 30x.
 REFERENCE_TOL = 5e-4
 
 

@@ -25,7 +25,7 @@ from helpers import (ROOT, TINY, assert_same_weights, final_weights, free_ports,
                      train_here)
 
 
-# The learning run: its data, its config, and what it learned. benchmarks/test_spread.py
+# The learning run: its data, its config, and what it learned. tests/margins.py
 # runs exactly this with other seeds to measure the spread of what the test bounds
 # (README, "Tests and CI"). A 60-image holdout (20 per class) so that top-1 moves in
 # steps of 1/60, not 1/12; precrop=crop=32 so that training sees the stripes at the
@@ -58,7 +58,7 @@ def test_loss_goes_down_and_accuracy_beats_chance(tmp_path, tmp_path_factory):
   assert learned["top1"] >= 0.8
 
 
-# (rtol, atol) of the weight comparisons. Measured with benchmarks/test_spread.py
+# (rtol, atol) of the weight comparisons. Measured with tests/margins.py
 # pairs (README, "Tests and CI"): split and mirrored runs use at most 1% of it; a
 # base_lr 1% off, a small real bug, uses 121 times it.
 SPLIT_TOLERANCE = (1e-5, 1e-6)

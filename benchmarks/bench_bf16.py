@@ -19,7 +19,7 @@ import tensorflow as tf
 
 import bench_models  # benchmarks/, the script's own folder
 
-from bit_train.models import registry
+from bit_train.models import bit
 from bit_train.models import resnetv2
 
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -38,7 +38,7 @@ def cpu_bf16_flags():
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--arch", default="R50x1", choices=list(registry.ARCHS))
+  parser.add_argument("--arch", default="R50x1", choices=list(bit.ARCHS))
   parser.add_argument("--image_size", type=int, default=128)
   parser.add_argument("--batch", type=int, default=32)
   parser.add_argument("--steps", type=int, default=2)
@@ -49,7 +49,7 @@ def main():
   print(f"CPU bfloat16 support: {', '.join(flags) if flags else 'none'} "
         f"({'native' if native else 'unknown' if flags is None else 'emulated'} "
         "bfloat16 arithmetic)", flush=True)
-  units, width = registry.ARCHS[args.arch]
+  units, width = bit.ARCHS[args.arch]
   rng = np.random.default_rng(0)
   images = tf.constant(rng.uniform(size=(args.batch, args.image_size, args.image_size,
                                          3)), tf.float32)

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import error_lines
-from helpers import final_weights, record_training_calls, train, train_here
+from helpers import error_lines, final_weights, record_training_calls, train, train_here
 
 
 def test_non_finite_loss_stops_and_leaves_the_checkpoint(tmp_path, folder):
@@ -61,7 +60,7 @@ def test_pretrained_sources_fine_tune_end_to_end(tmp_path, folder, source):
 
 @pytest.mark.parametrize("arg, compute_dtype, xla", [
     ("precision=mixed_bfloat16,jit_compile=True", tf.bfloat16, True),
-    ("precision=mixed_float16", tf.float16, False)])
+    ("precision=mixed_float16", tf.float16, False)], ids=["bfloat16_xla", "float16"])
 def test_mixed_precision_and_xla_train_with_finite_weights(tmp_path, folder, monkeypatch,
                                                            arg, compute_dtype, xla):
   calls = record_training_calls(monkeypatch)

@@ -27,7 +27,7 @@ mixup: the trainer's MixUp test: the lambda read back from each mixed micro-batc
   against the step's lambda, and the residual of lam x + (1 - lam) x[::-1] (the
   first two --seeds).
 
-Runs one computation at a time; a training run takes ~15-60 s on a 2-core machine.
+Runs one computation at a time.
 """
 
 import argparse

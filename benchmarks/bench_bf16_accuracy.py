@@ -22,8 +22,6 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "experiments", "miniature"))
-from write_digits import write_digits  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 
@@ -49,7 +47,8 @@ def main():
   parser.add_argument("--data", default="workdirs/digits")
   args = parser.parse_args()
   os.chdir(ROOT)
-  write_digits(args.data)
+  subprocess.run([sys.executable, "experiments/miniature/write_digits.py", args.data],
+                 check=True)
   seeds = [int(s) for s in args.seeds.split(",")]
   runs = {p: [] for p in PRECISIONS}
   with tempfile.TemporaryDirectory() as tmp:

@@ -19,7 +19,6 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
 VARIANTS = {"default": {}, "no_grappler": {"disable_meta_optimizer": True}}
 
 
@@ -63,7 +62,7 @@ def main():
   if args.child:
     child(args.child[0], args.child[1], float(args.child[2]))
     return
-  from pattern_images import write_pattern_folder  # pylint: disable=import-outside-toplevel
+  from bit_train.data.patterns import write_pattern_folder  # pylint: disable=import-outside-toplevel
   folder = write_pattern_folder(tempfile.mkdtemp(), per_class=40, size=64, fmt="jpg")
   print("R50x1, 128 px, batch 32; seconds\n")
   print("| variant | imports | set-up | tracing (Python) | first call | steady step | "

@@ -21,15 +21,12 @@ since the convolutions around Group Norm are the same whichever way is used
 
 import argparse
 import json
-import os
-import sys
 import time
 
 import tensorflow as tf
 import tf_keras
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bit_train.models import bit  # pylint: disable=g-import-not-at-top
+from bit_train.models import bit
 
 
 def relu(x, gamma, beta, groups):

@@ -29,24 +29,19 @@ the machine is shared.
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 
 import numpy as np
 import tensorflow as tf
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bench_models  # pylint: disable=g-import-not-at-top,wrong-import-position
-from pattern_images import write_pattern_folder  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-from bit_train import config as bit_config  # pylint: disable=g-import-not-at-top,wrong-import-position
-from bit_train import distribute  # pylint: disable=g-import-not-at-top,wrong-import-position
-from bit_train import specs  # pylint: disable=g-import-not-at-top,wrong-import-position
-from bit_train.data import sources  # pylint: disable=g-import-not-at-top,wrong-import-position
-from bit_train.trainer import Trainer  # pylint: disable=g-import-not-at-top,wrong-import-position
+import bench_models  # benchmarks/, the script's own folder
+from bit_train import config as bit_config
+from bit_train import distribute
+from bit_train import specs
+from bit_train.data import sources
+from bit_train.data.patterns import write_pattern_folder
+from bit_train.trainer import Trainer
 
 TARGETS = {"train": 0.95, "eval": 0.9}
 

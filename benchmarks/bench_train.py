@@ -26,7 +26,6 @@ import time
 
 FIRST_STEP_TARGET_S = 15  # R50x1 at 128 px, from process start (issue 14)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 
 def max_rss_mb():
@@ -87,7 +86,7 @@ def main():
     folder, split, started = args.child
     print("RESULT " + json.dumps(child(folder, int(split), args.steps, float(started))))
     return
-  from pattern_images import write_pattern_folder
+  from bit_train.data.patterns import write_pattern_folder
   folder = write_pattern_folder(tempfile.mkdtemp(), per_class=40, size=64, fmt="jpg")
   rows = []
   for split in map(int, args.splits.split(",")):

@@ -3,6 +3,7 @@
 import json
 import logging
 import os
+import struct
 
 import numpy as np
 import pytest
@@ -14,8 +15,10 @@ from bit_train.data.sources import folder as folders
 from bit_train.data import preprocess
 from bit_train.data import sources
 from bit_train.errors import UserError
-from conftest import error_lines, run_here
-from data_images import encode, folder_config, random_image, write_folder
+
+from helpers import encode, folder_config, random_image, write_folder
+from helpers import error_lines, run_here
+
 
 COUNTS = {"zebra": 12, "ant": 7, "Moth": 5}
 
@@ -162,7 +165,7 @@ def test_describe_uses_the_folder_and_config_overrides(tmp_path):
 
 
 def test_dry_run_on_a_folder_prints_the_measured_size_and_plan(tmp_path, capsys):
-  # bit-train's run() in this process (conftest.run_here): no TensorFlow start-up.
+  # bit-train's run() in this process (helpers.run_here): no TensorFlow start-up.
   root = write_folder(tmp_path / "images", {"cat": 6, "dog": 6}, size=(50, 60))
   workdir = tmp_path / "work"
   result = run_here(bit_train.run, "--config",
@@ -178,3 +181,52 @@ def test_dry_run_on_a_folder_prints_the_measured_size_and_plan(tmp_path, capsys)
   result = run_here(bit_train.run, "--config", f"configs/folder.py:data_dir={empty}",
                     "--workdir", workdir, "--dry_run", capsys=capsys)
   assert result.returncode == 2 and len(error_lines(result.stderr)) == 1
+
+
+def png_with_bad_crc():
+  """A PNG whose IDAT chunk has a wrong CRC: Pillow decodes it, libpng refuses it."""
+  data = bytearray(encode(random_image(np.random.default_rng(5))))
+  start = data.find(b"IDAT")
+  length = struct.unpack(">I", data[start - 4:start])[0]
+  data[start + 4 + length] ^= 0xFF  # first byte of the chunk's CRC
+  return bytes(data)
+
+
+def test_a_file_the_streams_cannot_decode_is_skipped_by_the_scan(tmp_path, caplog):
+  write_folder(tmp_path, {"a": 3, "b": 3}, fmt="PNG", ext="png")
+  (tmp_path / "a" / "bad_crc.png").write_bytes(png_with_bad_crc())
+  with caplog.at_level(logging.WARNING):
+    source = sources.for_training(specs.data_spec(folder_config(tmp_path, holdout_fraction=0.3)))
+  warning, = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+  assert "bad_crc.png" in warning and "Invalid PNG data" in warning
+  # Every image the scan kept goes through the streams' decoder.
+  for examples in (source.train_examples().read(), source.eval_examples().read()):
+    for encoded, _ in examples.as_numpy_iterator():
+      preprocess.decode(encoded)
+  assert source.facts.num_examples + len(list(source.eval_examples().read())) == 6
+  # bit-eval reads folders through the same scan (holdout_fraction=0: every image).
+  evaluated = sources.open_source(specs.data_spec(folder_config(tmp_path, holdout_fraction=0.0)))
+  assert len(list(evaluated.eval_examples().read())) == 6
+
+
+def test_one_class_is_an_error(tmp_path):
+  write_folder(tmp_path, {"only": 6})
+  with pytest.raises(UserError, match="'only'.*at least two classes"):
+    sources.for_training(specs.data_spec(folder_config(tmp_path)))
+
+
+def test_images_without_class_folders_suggest_the_parent(tmp_path):
+  write_folder(tmp_path, {"cats": 4})
+  with pytest.raises(UserError, match=(
+      f"holds 4 images but no class folders.*give its parent: {tmp_path}")):
+    sources.for_training(specs.data_spec(folder_config(tmp_path / "cats")))
+  with pytest.raises(UserError, match="no class folders"):
+    sources.open_source(specs.data_spec(folder_config(tmp_path / "cats", holdout_fraction=0.0)))
+
+
+def test_few_shot_larger_than_a_class_names_it_and_the_largest_k(tmp_path):
+  write_folder(tmp_path, {"apple": 9, "pear": 4, "plum": 11})
+  # The holdout keeps 3 pears for training.
+  with pytest.raises(UserError, match=r"pear \(3\); the largest examples_per_class "
+                                      r"every class allows is 3\."):
+    sources.for_training(specs.data_spec(folder_config(tmp_path, examples_per_class=5)))

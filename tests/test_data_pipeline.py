@@ -17,8 +17,9 @@ from bit_train import specs
 from bit_train.data import pipeline
 from bit_train.data import preprocess
 from bit_train.data import sources
-from conftest import ROOT
-from data_images import encode, random_image, write_folder
+
+from helpers import encode, random_image, write_folder
+from helpers import ROOT
 
 
 def in_memory_source(images, labels):

@@ -1,9 +1,9 @@
 """TFDS sources: split strings, class names, measured sizes, few-shot, bad names/splits."""
 
 import dataclasses
+import time
 import types
 
-from etils import epath
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -16,37 +16,9 @@ from bit_train.data import pipeline
 from bit_train.data import sources
 from bit_train.data.sources import tfds as tfds_source
 from bit_train.errors import UserError
-from data_images import random_image
 
-CLASSES = ["circle", "square", "star"]
-TRAIN_LABELS = np.arange(60) % 3
-TEST_LABELS = np.arange(15) % 3
-
-
-def _sizes(count, seed):
-  """Varied (height, width) so the typical size has to be measured."""
-  rng = np.random.default_rng(seed)
-  return list(zip(rng.integers(30, 60, count), rng.integers(40, 70, count)))
-
-
-class TinyShapes(tfds.core.GeneratorBasedBuilder):
-  """A tiny TFDS dataset with images of varied size, prepared on disk by the test."""
-  VERSION = tfds.core.Version("1.0.0")
-  pkg_dir_path = epath.Path(__file__).parent  # TFDS looks for metadata files here
-
-  def _info(self):
-    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-        "image": tfds.features.Image(shape=(None, None, 3)),
-        "label": tfds.features.ClassLabel(names=CLASSES)}))
-
-  def _split_generators(self, dl_manager):
-    return {"train": self._generate_examples(TRAIN_LABELS, 0),
-            "test": self._generate_examples(TEST_LABELS, 1)}
-
-  def _generate_examples(self, labels, seed):
-    rng = np.random.default_rng(seed)
-    for i, (label, (h, w)) in enumerate(zip(labels, _sizes(len(labels), seed))):
-      yield i, {"image": np.asarray(random_image(rng, h, w)), "label": int(label)}
+from helpers import TRAIN_LABELS, TinyShapes, tfds_config, tiny_shapes_sizes
+from helpers import TINY_SHAPES_CLASSES as CLASSES
 
 
 @pytest.fixture(scope="module")
@@ -54,12 +26,6 @@ def data_dir(tmp_path_factory):
   root = tmp_path_factory.mktemp("tfds")
   TinyShapes(data_dir=str(root)).download_and_prepare()
   return str(root)
-
-
-def tfds_config(**fields):
-  config = bit_config.base_config()
-  config.update(fields)
-  return config
 
 
 def labels_of(dataset):
@@ -80,7 +46,7 @@ def test_split_strings_select_the_examples_tfds_would(data_dir):
 
 def test_unknown_image_size_is_measured_from_a_seeded_sample(data_dir):
   facts = sources.describe(specs.data_spec(tfds_config(dataset="tiny_shapes", data_dir=data_dir)))
-  sizes = _sizes(len(TRAIN_LABELS), 0)
+  sizes = tiny_shapes_sizes(len(TRAIN_LABELS), 0)
   # 64 sampled of 60: the whole split, so the median is the split's median.
   assert facts.image_size == (int(np.median([h for h, _ in sizes])),
                               int(np.median([w for _, w in sizes])))
@@ -201,3 +167,18 @@ def test_the_label_is_label_key_else_label_else_the_only_class_label():
     tfds_source.label_feature(fake_builder({"a": label, "b": other}))
   with pytest.raises(UserError, match="label_key='c' is not a class label feature"):
     tfds_source.label_feature(fake_builder({"a": label, "b": other}), "c")
+
+
+def test_unprepared_tfds_dataset_fails_fast_when_downloads_cannot_start(
+    tmp_path, monkeypatch):
+  # A proxy nobody listens on: no download can start, and nothing leaves the machine.
+  for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+    monkeypatch.setenv(name, "http://127.0.0.1:9")
+  for name in ("NO_PROXY", "no_proxy"):
+    monkeypatch.delenv(name, raising=False)
+  config = bit_config.base_config()
+  config.dataset, config.data_dir = "mnist", str(tmp_path)
+  start = time.monotonic()
+  with pytest.raises(UserError, match=r"cannot be downloaded.*tfds build mnist"):
+    sources.for_training(specs.data_spec(config))
+  assert time.monotonic() - start < 30  # not minutes of retries

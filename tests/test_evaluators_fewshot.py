@@ -12,13 +12,14 @@ import tensorflow as tf
 from bit_train import specs
 from bit_train.data import preprocess
 from bit_train.data import sources
+from bit_train.data.patterns import CLASSES, write_pattern_folder
 from bit_train.evaluators import fewshot
-from conftest import error_lines
-from conftest import run_module
-from data_images import folder_config
-from pattern_images import CLASSES, write_pattern_folder
-from test_data_tfds import TinyShapes, tfds_config
-from tiny_models import export_tiny_hub_module, write_tiny_npz
+
+from helpers import error_lines
+from helpers import export_tiny_hub_module, write_tiny_npz
+from helpers import folder_config
+from helpers import run_module
+from helpers import TinyShapes, tfds_config
 
 CROP = 32
 SHOTS = (1, 2)
@@ -234,7 +235,7 @@ def test_repeated_evaluations_trace_the_pre_logits_once(folder):
   """The trainer evaluates at every support: the pre-logits step is traced once per
   model, and the same model gives the same record each time."""
   from bit_train.evaluators import base  # pylint: disable=import-outside-toplevel
-  from tiny_models import tiny_resnet  # pylint: disable=import-outside-toplevel
+  from helpers import tiny_resnet  # pylint: disable=import-outside-toplevel
   data = specs.data_spec(folder_config(folder, holdout_fraction=0.5))
   source = sources.open_source(data)
   evaluator = fewshot.FewShot(specs.EvalSpec(name="fs", type="fewshot", data=data,

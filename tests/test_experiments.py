@@ -11,13 +11,14 @@ import time
 from absl import logging as absl_logging
 import pytest
 
-from conftest import ROOT, error_lines, run_module
-from data_images import write_folder
 from experiments import collect
 from experiments import run as experiments_run
 from experiments import runs as runs_lib
 from experiments.suites import paper
 from experiments.suites import vtab
+
+from helpers import ROOT, error_lines, run_module
+from helpers import write_folder
 
 # Two tiny runs of the bundled miniature BiT over a local image folder (a long one
 # that is killed and resumed, a short one), one that fails and one that is blocked.

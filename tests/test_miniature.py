@@ -17,10 +17,9 @@ from bit_train.models import create_model
 from bit_train.models import registry
 from bit_train.models import bit
 from bit_train.models import weights
-from conftest import ROOT, run_module
+from experiments.miniature.write_digits import write_digits
 
-sys.path.insert(0, os.path.join(ROOT, "experiments", "miniature"))
-from write_digits import write_digits  # pylint: disable=g-import-not-at-top,wrong-import-position
+from helpers import ROOT, run_module
 
 NAME = "BiT-MNIST-R14x0.25"
 

@@ -17,12 +17,12 @@ import tensorflow as tf
 from bit_train import config as bit_config
 from bit_train import specs
 from bit_train import train
+from bit_train.data.patterns import write_pattern_folder
 from bit_train.errors import UserError
 from bit_train.models import create_model
 from bit_train.models import model_name
 from bit_train.models import weights
 from bit_train.models import registry
-from pattern_images import write_pattern_folder
 
 CONV, HEAD_KERNEL, HEAD_BIAS = "toy/conv", "toy/head/kernel", "toy/head/bias"
 

@@ -10,7 +10,8 @@ from bit_train.models import create_model
 from bit_train.models import export_module
 from bit_train.models import hub
 from bit_train.models import registry
-from tiny_models import export_tiny_hub_module, images, tiny_config
+
+from helpers import export_tiny_hub_module, images, tiny_config
 
 
 def hub_config(path, **fields):

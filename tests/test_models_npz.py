@@ -10,7 +10,8 @@ from bit_train.errors import UserError
 from bit_train.models import create_model
 from bit_train.models import bit
 from bit_train.models import weights
-from tiny_models import images, tiny_config, write_tiny_npz
+
+from helpers import images, tiny_config, write_tiny_npz
 
 
 def npz_config(path, **fields):

@@ -8,9 +8,9 @@ from bit_train import config as bit_config
 from bit_train import mixup
 from bit_train import specs
 from bit_train.data import sources
+from bit_train.data.patterns import write_pattern_folder
 from bit_train.optimizer import GradientAccumulator, LossScale, Momentum
 from bit_train.trainer import Trainer
-from pattern_images import write_pattern_folder
 
 
 def test_momentum_is_the_accumulation_form_and_skips_when_not_ok():

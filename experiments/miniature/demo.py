@@ -25,7 +25,6 @@ from bit_train import console  # pylint: disable=wrong-import-position
 
 console.quiet_native_logs(script=__name__ == "__main__")  # before TensorFlow is imported
 from bit_train import workdir as wd  # pylint: disable=g-import-not-at-top,wrong-import-position
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from write_digits import write_digits  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -1,7 +1,7 @@
 """`bit-train --dry_run` as a user runs it: the plan, and one-line errors.
 
 The dry runs go through bit-train's own `run()` in this process (absl's app.run, its
-flag parsing and one-line errors: conftest.run_here), which spares each case a
+flag parsing and one-line errors: helpers.run_here), which spares each case a
 TensorFlow start-up; one case per kind of mistake also runs as a real process, for
 its exit code and the absence of a traceback on a real stderr.
 """
@@ -12,7 +12,8 @@ import os
 import pytest
 
 from bit_train import train as bit_train
-from conftest import error_lines, run_here, run_module
+
+from helpers import error_lines, run_here, run_module
 
 TRANSFER = "configs/transfer.py"
 

@@ -4,7 +4,7 @@ built, and the tools' mistakes are one line that is true for the tool.
 
 One tiny native run (one unit per block, width 0.5, 32 px crops) is shared by the
 module; it was trained at 32 px while the HyperRule for its 32x32 images says 128.
-bit-predict runs through its own `run()` in this process (conftest.run_here);
+bit-predict runs through its own `run()` in this process (helpers.run_here);
 bit-train and bit-eval run as real processes.
 """
 
@@ -17,17 +17,18 @@ import tensorflow as tf
 
 from bit_train import export
 from bit_train import models
+from bit_train import predict as bit_predict
+from bit_train.data.patterns import CLASSES
+from bit_train.data.patterns import write_pattern_folder
 from bit_train.errors import UserError
 from bit_train.models import bit
-from bit_train import predict as bit_predict
 from bit_train import specs
-from conftest import error_lines
-from conftest import run_here
-from conftest import run_module
-from pattern_images import CLASSES
-from pattern_images import write_pattern_folder
-from tiny_models import tiny_config
-from tiny_models import write_tiny_npz
+
+from helpers import error_lines
+from helpers import run_here
+from helpers import run_module
+from helpers import tiny_config
+from helpers import write_tiny_npz
 
 TINY = ("model_source=native,num_units=1/1/1/1,width=0.5,precrop=36,crop=32,"
         "batch_size=8,supports=1/2,log_every=1,checkpoint_every=100,lr_scaling=none")

@@ -1,5 +1,7 @@
 """An easy image task written to disk: stripes a tiny model learns in a few steps.
 
+The tests' and benchmarks' image folder (dataset=image_folder reads it as is).
+
 Class "horizontal" has horizontal stripes, "vertical" vertical ones, "checker" a
 checkerboard; colours, phase and noise vary. Horizontal flips and crops keep every
 class's pattern, so the HyperRule's augmentation cannot blur the labels.

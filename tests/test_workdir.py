@@ -1,6 +1,7 @@
-"""Issue 11, checkpoints and the workdir: what a finished run leaves, damaged
-checkpoints, plan and history, a changed plan, two runs at once, --force across
-models, unusable workdirs, a full disk, Ctrl-C and divergence.
+"""Checkpoints and the workdir: what a finished run leaves, damaged and non-finite
+checkpoints, partial files of a save, plan and history, a changed plan, two runs at
+once (--dry_run included), --force across models, unusable workdirs, a full disk,
+Ctrl-C and divergence.
 
 Fast by design: one tiny run trains a workdir once (module fixture, a real process)
 and each case reads it or damages a copy of it. Cases that end before or soon after
@@ -14,6 +15,7 @@ root, where chmod cannot stand in (root writes through it); elsewhere those two
 tests are skipped.
 """
 
+import fcntl
 import json
 import logging
 import os
@@ -23,44 +25,21 @@ import subprocess
 import sys
 import time
 
-from absl import flags
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import ROOT, error_lines
-from pattern_images import write_pattern_folder
-from test_trainer import TINY, history
-
 from bit_train import checkpoints
-from bit_train import train as bit_train  # defines bit-train's flags in this process
-from bit_train.errors import UserError
+from bit_train.data.patterns import write_pattern_folder
+
+from helpers import (ROOT, all_finite, error_lines, history, newest_whole_step,
+                     tiny_run_config, train_here)
 
 TEMPORARY = ("_temp", ".tmp", ".tempstate")
 
 
-def config_arg(folder, arg=""):
-  config = f"{ROOT}/configs/transfer.py:dataset=image_folder,data_dir={folder},{TINY}"
-  return config + ("," + arg if arg else "")
-
-
-def train_here(workdir, folder, arg="", *extra):
-  """bit-train's main in this process: None when it succeeds, else its error line."""
-  argv = ["bit-train", "--config", config_arg(folder, arg), "--workdir", str(workdir),
-          *extra]
-  flags.FLAGS.unparse_flags()
-  flags.FLAGS(argv)
-  try:
-    bit_train.main(argv[:1])
-  except UserError as e:
-    return " ".join(str(e).split())
-  finally:
-    flags.FLAGS.unparse_flags()
-  return None
-
-
 def command(workdir, folder, arg=""):
-  return [sys.executable, "-m", "bit_train.train", "--config", config_arg(folder, arg),
+  return [sys.executable, "-m", "bit_train.train", "--config", tiny_run_config(folder, arg),
           "--workdir", str(workdir)]
 
 
@@ -83,13 +62,6 @@ def temporaries(workdir):
 
 def history_steps(workdir):
   return [r["step"] for r in history(workdir) if "top1" not in r]
-
-
-def all_finite(checkpoint_prefix):
-  reader = tf.train.load_checkpoint(checkpoint_prefix)
-  return all(np.isfinite(reader.get_tensor(name)).all()
-             for name, dtype in reader.get_variable_to_dtype_map().items()
-             if dtype.is_floating)
 
 
 @pytest.fixture(scope="module")
@@ -169,16 +141,56 @@ def test_dry_run_on_a_run_keeps_its_plan_and_refuses_what_a_resume_would(copy, f
   assert snapshot(copy) == before
 
 
+def test_dry_run_on_a_workdir_in_use_is_refused(copy, folder):
+  """The lock a running bit-train holds (an flock on W/.lock, its pid inside) refuses
+  a --dry_run as it refuses a second run."""
+  before = snapshot(copy)
+  with open(copy / ".lock", "w") as held:
+    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    held.write(f"{os.getpid()}\n")
+    held.flush()
+    error = train_here(copy, folder, "", "--dry_run")
+  assert error == (f"workdir {copy} is in use by another bit-train (pid {os.getpid()}): "
+                   "wait for it to end, or use another --workdir.")
+  assert snapshot(copy) == before
+
+
 # --- damaged checkpoints and history -------------------------------------------------
+
+def write_non_finite_copy(source_prefix, prefix):
+  """Writes the checkpoint at source_prefix again at prefix, with one weight NaN: a
+  checkpoint that reads and restores in full but holds non-finite values."""
+  reader = tf.train.load_checkpoint(str(source_prefix))
+  names = sorted(reader.get_variable_to_shape_map())
+  values = [reader.get_tensor(name) for name in names]
+  poisoned = next(i for i, name in enumerate(names) if name.startswith("model/"))
+  values[poisoned] = np.full_like(values[poisoned], np.nan)
+  tf.raw_ops.SaveV2(prefix=str(prefix), tensor_names=names,
+                    shape_and_slices=[""] * len(names), tensors=values)
+  assert not all_finite(prefix)
+
+
+# What an interrupted save leaves in W/checkpoints (TensorFlow's temporary names).
+PARTIAL_SAVE = ("ckpt-8_temp/part-00000-of-00001.data-00000-of-00001",
+                "ckpt-8.data-00000-of-00001.tempstate123456789",
+                "checkpoint.tmp4f2a9c")
+
 
 @pytest.fixture(scope="module")
 def resumed_after_damage(trained, folder, tmp_path_factory):
-  """The newest checkpoint without its .index, the one before truncated, and the
-  history's last line cut off, as kills and crashes leave them; then resumed."""
+  """As kills, crashes and overflows leave them: the newest checkpoint without its
+  .index, the one before it non-finite, the one before that truncated, a save's
+  partial files, and the history's last line cut off; then resumed."""
   workdir = tmp_path_factory.mktemp("damaged") / "w"
   shutil.copytree(trained, workdir)
+  write_non_finite_copy(workdir / "checkpoints" / "ckpt-4",
+                        workdir / "checkpoints" / "ckpt-5")
   os.remove(checkpoint_file(workdir, 6, "index"))
   os.truncate(checkpoint_file(workdir, 4, "data"), 1000)
+  for name in PARTIAL_SAVE:
+    partial = workdir / "checkpoints" / name
+    partial.parent.mkdir(exist_ok=True)
+    partial.write_bytes(b"\0" * 100)
   with open(workdir / "history.jsonl", "a") as f:
     f.write('{"step": 7, "lo')
   handler, logger = _Collect(), logging.getLogger("absl")
@@ -203,14 +215,22 @@ def test_damaged_newest_checkpoints_are_skipped_with_the_reason(resumed_after_da
   workdir, error, messages = resumed_after_damage
   assert error is None
   skipped = [m for m in messages if m.startswith("Skipped checkpoint")]
-  assert len(skipped) == 2
+  assert len(skipped) == 3
   assert "ckpt-6" in skipped[0] and ".index file is missing" in skipped[0]
-  assert "ckpt-4" in skipped[1] and "cannot be read" in skipped[1]
+  assert "ckpt-5" in skipped[1] and "non-finite" in skipped[1]
+  assert "ckpt-4" in skipped[2] and "cannot be read" in skipped[2]
   assert any(m.startswith(f"Resumed from {workdir / 'checkpoints' / 'ckpt-2'} at step 2")
              for m in messages)
   latest = tf.train.latest_checkpoint(str(workdir / "checkpoints"))
   assert latest.endswith("ckpt-6") and all_finite(latest)
   assert json.load(open(workdir / "metrics.json"))["step"] == 6
+
+
+def test_partial_files_of_an_interrupted_save_are_removed(resumed_after_damage):
+  workdir, error, _ = resumed_after_damage
+  assert error is None
+  assert temporaries(workdir) == []
+  assert not (workdir / "checkpoints" / "ckpt-8_temp").exists()
 
 
 def test_cut_off_history_line_is_dropped_with_a_warning(resumed_after_damage):
@@ -380,16 +400,7 @@ def _newest_step(workdir):
 
 
 def _newest_whole_step(workdir):
-  """The newest checkpoint whose files read in full: what a resume takes. A kill
-  between a save's files and its `checkpoint` state file leaves it one save newer
-  than tf.train.latest_checkpoint (seen in a CI run: files of 18, state file 16)."""
-  for prefix in checkpoints.candidates(str(workdir / "checkpoints")):
-    try:
-      all_finite(prefix)  # reads every value
-    except Exception:  # pylint: disable=broad-except
-      continue
-    return checkpoints.step_of(prefix)
-  return 0
+  return newest_whole_step(workdir / "checkpoints")
 
 
 def test_second_run_is_refused_kill_9_frees_the_lock_and_ctrl_c_is_one_line(

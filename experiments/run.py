@@ -173,10 +173,10 @@ def run_here(root, runs):
                               cwd=runs_lib.REPO, stdout=out, stderr=subprocess.STDOUT)
     failed_path = runs_lib.log_path(root, run, ".failed.json")
     seconds = time.time() - start
+    runs_lib.add_seconds(root, run, seconds)
     if result.returncode == 0 and runs_lib.metrics(root, run) is not None:
       if os.path.exists(failed_path):
         os.remove(failed_path)
-      runs_lib.add_seconds(root, run, seconds)
       top1 = runs_lib.metrics(root, run)["top1"]
       print(f"{where}: top-1 {100 * top1:.1f}% in {seconds:.0f} s", flush=True)
       continue

@@ -1,7 +1,6 @@
 """experiments/: suites, the runner (plan, run, skip, resume, emit) and collect."""
 
 import csv
-import json
 import os
 import signal
 import subprocess
@@ -13,7 +12,6 @@ import pytest
 
 from conftest import ROOT, error_lines, run_module
 from data_images import write_folder
-from experiments import collect
 from experiments import run as experiments_run
 from experiments import runs as runs_lib
 from experiments.suites import paper
@@ -182,10 +180,10 @@ def test_paper_suites_plan_without_data_with_the_scaling_in_the_plan(tmp_path, c
       "1,268,355", "512/480", "0.1", "20,000", "128", "1", "0.001"]
   assert lines["oxford_flowers102__BiT-M-R50x1__full__seed0"][:4] == [
       "1,020", "512/480", "0", "500"]
-  assert "5 runs: 5 runnable, 41,000 steps in total" in out
+  assert "15 runs: 15 runnable, 123,000 steps in total" in out  # 3 seeds each
   out = runner_here(capsys, "vtab", "--root", tmp_path, "--dry_run", "--models",
                     "BiT-M-R50x1")
-  assert "19 runs: 12 runnable, 6,000 steps in total" in out
+  assert "57 runs: 57 runnable, 28,500 steps in total" in out  # 19 tasks x 3 seeds
 
 
 def test_a_filter_naming_nothing_in_the_suite_is_one_line(tmp_path):
@@ -231,64 +229,16 @@ def test_vtab_split_strings_match_the_task_table():
     assert f"train_split={task.train800val200},eval_split={test}," in run.config
     assert "num_examples=1000" in run.config
   assert {t.name for t in vtab.TASKS if t.manual} == {"resisc45", "diabetic_retinopathy"}
-  # Blocked exactly where the task predicts something other than the class label.
-  assert {t.name for t in vtab.TASKS if t.blocked} == {
-      t.name for t in vtab.TASKS if t.label != "label"}
   assert sum(t.group == "structured" for t in vtab.TASKS) == 8
-
-
-def test_collect_puts_measured_numbers_beside_the_references(tmp_path):
-  """metrics.json and plan.json written as a finished run leaves them."""
-  root = str(tmp_path)
-  runs = [r for r in paper.fewshot_runs()
-          if r.model == "BiT-M-R50x1" and r.dataset == "cifar10" and r.shots == "5"]
-  suite = type("S", (), {"name": "fewshot", "about": "few", "table": "references"})
-  runs_lib.record_planned(root, suite, runs)
-  top1 = [0.81, 0.84, 0.83]  # seeds 0-2 finished, 3 failed, 4 not run
-  for run, value in zip(runs, top1):
-    os.makedirs(run.workdir(root))
-    with open(os.path.join(run.workdir(root), "metrics.json"), "w") as f:
-      json.dump({"top1": value}, f)
-    with open(os.path.join(run.workdir(root), "plan.json"), "w") as f:
-      json.dump({"plan": {"batch_size": 512, "base_lr": 0.003, "resolution_rule": "code",
-                          "image_size": [32, 32]}}, f)
-  os.makedirs(os.path.join(root, "logs", "fewshot"))
-  with open(runs_lib.log_path(root, runs[3], ".failed.json"), "w") as f:
-    json.dump({"why": "error: out of memory"}, f)
-  readme = tmp_path / "README.md"
-  readme.write_text("before\n<!-- experiments.collect fewshot -->\nold table\n"
-                    "<!-- /experiments.collect fewshot -->\nafter\n")
-  text = collect.collect(root, readme=str(readme))
-  row = [line for line in text.splitlines() if line.startswith("| BiT-M-R50x1 | cifar10")]
-  assert row == [
-      "| BiT-M-R50x1 | cifar10 | 5/class | 81.0 ← **83.0** → 84.0 | 3/5 |  | "
-      "80.8 ← **83.3** → 85.5 | 76.7 ← **82.4** → 85.4 | 80.3 ← **82.3** → 84.9 |  |  | "
-      "1 not run; 1 failed: error: out of memory; batch 512 vs 128, lr 0.003 vs 0.001 "
-      "(readme_tf2); batch 512 vs 128, lr 0.003 vs 0.001 (readme_jax); batch 512 vs "
-      "128, lr 0.003 vs 0.001 (readme_pytorch) |"]
-  block = readme.read_text().split("<!-- experiments.collect fewshot -->\n")[1]
-  assert block.split("<!-- /experiments.collect fewshot -->")[0] in text
-  assert row[0] in block and "old table" not in block
-  with open(os.path.join(root, "results.csv")) as f:
-    (csv_row,) = csv.DictReader(f)
-  assert csv_row["top1_by_seed"] == "0:81.00;1:84.00;2:83.00"
-  assert csv_row["references"] == "readme_tf2:83.3;readme_jax:82.4;readme_pytorch:82.3"
-
-
-def test_collect_averages_vtab_groups_only_when_every_task_has_a_number(tmp_path):
-  root = str(tmp_path)
-  runs = vtab.runs(models=("BiT-M-R152x4",))
-  suite = type("S", (), {"name": "vtab", "about": "vtab", "table": "references"})
-  runs_lib.record_planned(root, suite, runs)
-  natural = [r for r in runs if vtab.TASK_BY_NAME[r.dataset].group == "natural"]
-  values = [0.70, 0.71, 0.72, 0.73, 0.74, 0.75, 0.80]  # mean 0.7357...
-  for run, value in zip(natural, values):
-    os.makedirs(run.workdir(root))
-    with open(os.path.join(run.workdir(root), "metrics.json"), "w") as f:
-      json.dump({"top1": value}, f)
-  lines = collect.collect(root).splitlines()
-  means = {line.split(" | ")[1]: line.split(" | ")[3] for line in lines if "(mean)" in line}
-  assert means == {"vtab (mean)": "— (7/19 tasks)", "vtab_natural (mean)": "73.6",
-                   "vtab_specialized (mean)": "— (0/4 tasks)",
-                   "vtab_structured (mean)": "— (0/8 tasks)"}
-  assert any("vtab_natural (mean)" in line and "| 80.77 |" in line for line in lines)
+  # task_adaptation's labels, and no random crop (or flip) where the paper drops them.
+  configs = {t.name: vtab.task_run("BiT-M-R50x1", t, 0).config for t in vtab.TASKS}
+  assert "label_key=label_x_position/16,precrop=128,crop=128,flip=False" in configs[
+      "dsprites_location"]
+  assert "label_key=label_orientation/16,precrop=128,crop=128,flip=False" in configs[
+      "dsprites_orientation"]
+  assert configs["dmlab"].endswith("precrop=480,crop=480")
+  assert "label_key=count_all" in configs["clevr_count"]
+  assert "label_key=closest_vehicle_distance" in configs["kitti_distance"]
+  assert "dataset=oxford_iiit_pet:4.*.*," in configs["oxford_iiit_pet"]
+  assert sum("precrop" in c for c in configs.values()) == 3
+  assert sum("label_key" in c for c in configs.values()) == 7

@@ -106,6 +106,7 @@ def test_runner_plans_runs_resumes_after_a_kill_skips_and_collects(tiny_suite, c
       "again (finished runs are skipped)."]
   finished = {r.variant: runs_lib.metrics(root, r) for r in (long_run, short_run)}
   assert finished["npz"]["step"] == 60 and finished["native"]["step"] == 6
+  assert finished["npz"]["provenance"]["devices"].startswith("1 x CPU")
   plan = runs_lib.plan_record(root, long_run)["plan"]
   assert plan["batch_split"] == 2 and plan["batch_size"] == 4  # scaling in the plan
   # Again (without the failed run, which would be tried again): finished runs are

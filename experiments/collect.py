@@ -405,6 +405,20 @@ def csv_row(row, references, notes, extra):
       "notes": "; ".join(notes)}, **provenance_fields(row.states))
 
 
+def settings_line(rows):
+  """The settings the finished runs trained with, each from its own plan.json."""
+  counts = collections.Counter()
+  for row in rows:
+    if row["batch_size"] and row["variant"] != "mean":
+      counts[f"batch {row['batch_size']} in {row['batch_split']} micro-batch(es), lr "
+             f"{row['base_lr']}"] += int(row["finished"])
+  if not counts:
+    return []
+  return ["Settings from the runs' plan.json: " + "; ".join(
+      f"{setting} ({count} run{'s' * (count > 1)})" for setting, count in counts.items())
+          + "."]
+
+
 def collect(root, out=None, readme=None):
   """Writes results.md, results.csv and the figures into `out` (default R);
   returns the markdown.
@@ -440,9 +454,7 @@ def collect(root, out=None, readme=None):
     if times and None not in times:
       text.append(f"The {len(times)} runs took {sum(times) / 60:.0f} min, one after "
                   "another (the runner's wall time per run over its attempts, summed).")
-    flags = sorted({f for r in runs for f in r.flags})
-    if flags:
-      text.append(f"Runs set on the command line: {' '.join(flags)}.")
+    text += settings_line(rows)
     for path in figures.draw(suite, rows, out):
       text += ["", f"![{suite}]({os.path.basename(path)})"]
     sections[suite] = text[first:]

@@ -1,6 +1,7 @@
 """experiments/: suites, the runner (plan, run, skip, resume, emit) and collect."""
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -12,6 +13,8 @@ import pytest
 
 from conftest import ROOT, error_lines, run_module
 from data_images import write_folder
+from bit_train.errors import UserError
+from experiments import plans
 from experiments import run as experiments_run
 from experiments import runs as runs_lib
 from experiments.suites import paper
@@ -134,12 +137,16 @@ def test_runner_plans_runs_resumes_after_a_kill_skips_and_collects(tiny_suite, c
 
 def test_emitted_commands_and_slurm_array_one_task_per_run(tmp_path, capsys):
   root = str(tmp_path / "root")
-  runner_here(capsys, "fewshot", "--root", root, "--emit", "--models", "BiT-M-R50x1",
-              "--datasets", "cifar10,oxford_flowers102", "--seeds", "0,1",
-              "--batch_size", "128", "--base_lr", "0.001", "--lr_scaling", "none",
-              "--sbatch=--gres=gpu:8", "--python", "echo")
-  folder = os.path.join(root, "fewshot")
-  with open(os.path.join(folder, "commands.txt")) as f:
+
+  def emit(*more):
+    out = runner_here(capsys, "fewshot", "--root", root, "--emit", "--models",
+                      "BiT-M-R50x1", "--datasets", "cifar10,oxford_flowers102", "--seeds",
+                      "0,1", "--batch_size", "128", "--base_lr", "0.001", "--lr_scaling",
+                      "none", "--sbatch=--gres=gpu:8", *more)
+    return [line.split("wrote ", 1)[1] for line in out.splitlines()]
+  commands_file, script = emit("--python", "echo")
+  assert os.path.dirname(commands_file) == os.path.dirname(script)
+  with open(commands_file) as f:
     lines = f.read().splitlines()
   commands = [line for line in lines if not line.startswith("#")]
   expected = [(d, k, s) for d in ("cifar10", "oxford_flowers102") for k in (1, 5, 10, 25)
@@ -155,11 +162,9 @@ def test_emitted_commands_and_slurm_array_one_task_per_run(tmp_path, capsys):
     assert line.endswith("--config.batch_size=128 --config.base_lr=0.001 "
                          "--config.lr_scaling=none")
   assert [line for line in lines if line.startswith("#")] == [
-      "# blocked oxford_flowers102__BiT-M-R50x1__25shot__seed0: oxford_flowers102's train "
-      "split has only 10 examples per class; 25-shot needs a larger split",
-      "# blocked oxford_flowers102__BiT-M-R50x1__25shot__seed1: oxford_flowers102's train "
-      "split has only 10 examples per class; 25-shot needs a larger split"]
-  script = os.path.join(folder, "slurm.sh")
+      f"# left out oxford_flowers102__BiT-M-R50x1__25shot__seed{s}: blocked: "
+      "oxford_flowers102's train split has only 10 examples per class; 25-shot needs a "
+      "larger split" for s in (0, 1)]
   text = open(script).read()
   assert "#SBATCH --array=0-13\n" in text and "#SBATCH --gres=gpu:8\n" in text
   # Array task i runs line i+1: with --python echo the task prints its command.
@@ -167,6 +172,21 @@ def test_emitted_commands_and_slurm_array_one_task_per_run(tmp_path, capsys):
     out = subprocess.run(["bash", script], env=dict(os.environ, SLURM_ARRAY_TASK_ID=str(task)),
                          capture_output=True, text=True, check=True).stdout
     assert out.splitlines()[-1] == commands[task].split(" || echo ")[1]
+  # A task past the commands (a comment, or past the end of the file) fails instead
+  # of doing nothing.
+  for task in (14, 16):
+    result = subprocess.run(["bash", script], capture_output=True, text=True,
+                            env=dict(os.environ, SLURM_ARRAY_TASK_ID=str(task)))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"error: line {task + 1} of {commands_file} is "
+                                     "missing, empty or a comment")
+  # Emitting again writes a new folder: the first script still reads its own file.
+  # The default interpreter is this one; --throttle limits the running tasks.
+  again, again_script = emit("--throttle", "3")
+  assert os.path.dirname(again) != os.path.dirname(commands_file)
+  assert open(commands_file).read().splitlines() == lines
+  assert f"|| {sys.executable} -m bit_train.train" in open(again).read()
+  assert "#SBATCH --array=0-13%3\n" in open(again_script).read()
 
 
 def test_paper_suites_plan_without_data_with_the_scaling_in_the_plan(tmp_path, capsys):
@@ -243,3 +263,44 @@ def test_vtab_split_strings_match_the_task_table():
   assert "dataset=oxford_iiit_pet:4.*.*," in configs["oxford_iiit_pet"]
   assert sum("precrop" in c for c in configs.values()) == 3
   assert sum("label_key" in c for c in configs.values()) == 7
+
+
+def test_a_finished_run_with_another_plan_is_named_different_not_skipped(tmp_path, capsys):
+  root = str(tmp_path / "root")
+  pick = ["--models", "BiT-M-R50x1", "--datasets", "cifar10", "--seeds", "0"]
+  (run,) = [r for r in paper.standard_runs(seeds=(0,))
+            if r.model == "BiT-M-R50x1" and r.dataset == "cifar10"]
+  _, plan = plans.hyperrule_plan(run)  # the recipe's plan: batch 512
+  os.makedirs(run.workdir(root))
+  with open(os.path.join(run.workdir(root), "plan.json"), "w") as f:
+    json.dump({"plan": plan.to_dict()}, f)
+  with open(os.path.join(run.workdir(root), "metrics.json"), "w") as f:
+    json.dump({"top1": 0.9}, f)
+  assert "finished, skipped" in runner_here(capsys, "standard", "--root", root, *pick)
+  with pytest.raises(UserError, match="1 run.s. finished with a different plan"):
+    runner_here(capsys, "standard", "--root", root, *pick, "--batch_size", "128")
+  out = capsys.readouterr().out
+  assert ("DIFFERENT, not run: finished with a different plan (base_lr 0.003 -> 0.00075, "
+          "batch_size 512 -> 128): use another --root for the new setting") in out
+  # Emitted: left out with the same reason, not queued behind `test -f metrics.json`.
+  out = runner_here(capsys, "standard", "--root", root, *pick, "--batch_size", "128",
+                    "--emit")
+  (commands,) = [line.split("wrote ")[1] for line in out.splitlines()]
+  assert open(commands).read() == (
+      f"# left out {run.name}: finished with a different plan (base_lr 0.003 -> 0.00075, "
+      "batch_size 512 -> 128): use another --root for the new setting\n")
+
+
+def test_planning_and_emission_import_no_tensorflow_and_a_dry_run_writes_nothing(tmp_path):
+  root = str(tmp_path / "root")
+  code = ("import sys\nfrom experiments import run\n"
+          f"run.main(['vtab', '--root', {root!r}, '--emit', '--models', 'BiT-M-R50x1'])\n"
+          "print('tensorflow' in sys.modules)")
+  result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, env=dict(os.environ, PYTHONPATH=ROOT))
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.splitlines()[-1] == "False"
+  fresh = str(tmp_path / "fresh")
+  result = runner("miniature", "--root", fresh, "--dry_run", "--shots", "1")
+  assert result.returncode == 0, result.stderr
+  assert "transfer__1shot__seed0" in result.stdout and not os.path.exists(fresh)

@@ -69,6 +69,8 @@ def test_fewshot_row_median_range_mean_std_references_and_figure(tmp_path):
   assert row["top1_by_seed"] == "0:81.00;1:84.00;2:83.00"
   assert row["references"] == "readme_tf2:83.3;readme_jax:82.4;readme_pytorch:82.3"
   assert (row["batch_size"], row["base_lr"], row["resolution"]) == ("512", "0.003", "160/128")
+  assert ("Settings from the runs' plan.json: batch 512 in 1 micro-batch(es), lr 0.003 "
+          "(4 runs).") in text
   # The figure plots the medians with their range, by examples per class.
   series = figures.fewshot_series(_rows(root))
   assert series == {"cifar10": {"BiT-M-R50x1": [(1, 50.0, 50.0, 50.0),

@@ -304,3 +304,20 @@ def test_planning_and_emission_import_no_tensorflow_and_a_dry_run_writes_nothing
   result = runner("miniature", "--root", fresh, "--dry_run", "--shots", "1")
   assert result.returncode == 0, result.stderr
   assert "transfer__1shot__seed0" in result.stdout and not os.path.exists(fresh)
+
+
+def test_the_paper_protocol_three_seeds_bit_s_on_ilsvrc_and_one_run_for_one_draw():
+  standard = paper.standard_runs()
+  rows = {}
+  for run in standard:
+    rows.setdefault((run.model, run.dataset), []).append(run.seed)
+  assert set(map(tuple, rows.values())) == {(0, 1, 2)}
+  assert len(rows) == 12 * 5 and ("BiT-S-R152x4", "imagenet2012") in rows
+  (ilsvrc,) = [r for r in standard if r.model == "BiT-S-R152x4" and r.seed == 0
+               and r.dataset == "imagenet2012"]
+  assert "extra_evals=imagenet2012_real@validation;imagenet_v2@test" in ilsvrc.config
+  assert {r.seed for r in vtab.runs(models=("BiT-M-R50x1",))} == {0, 1, 2}
+  fewshot = [r for r in paper.fewshot_runs() if r.model == "BiT-M-R50x1"]
+  flowers10 = [r for r in fewshot if r.dataset == "oxford_flowers102" and r.shots == "10"]
+  assert len(flowers10) == 1 and "every seed draws the same examples" in flowers10[0].note
+  assert len([r for r in fewshot if r.dataset == "cifar10" and r.shots == "10"]) == 5

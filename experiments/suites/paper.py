@@ -16,12 +16,17 @@ IMAGENET_FEW_SHOTS = (1, 5)
 FEW_SHOT_SEEDS = (0, 1, 2, 3, 4)  # the authors' README: at least 5 runs per few-shot row
 SEEDS = (0, 1, 2)  # full data: the paper reports the median of 3 fine-tuning runs
 CONFIG = "configs/transfer.py"
+# ILSVRC-2012 runs are also scored on ReaL labels and ImageNet-V2 (collect's columns);
+# `--set extra_evals=` leaves them out.
+ILSVRC_EXTRA_EVALS = "imagenet2012_real@validation;imagenet_v2@test"
 # Flowers-102's train split holds exactly 10 images per class.
 MAX_SHOTS = {"oxford_flowers102": 10}
 
 
 def transfer_run(suite, model, dataset, shots, seed, note=""):
   fields = dict(dataset=dataset, model=model, model_source="npz", seed=seed)
+  if dataset == "imagenet2012":
+    fields.update(extra_evals=ILSVRC_EXTRA_EVALS)
   blocked = ""
   if shots != "full":
     fields.update(examples_per_class=shots, few_shot_seed=seed)

@@ -60,6 +60,8 @@ class State:
   status: str  # done | blocked | failed | unfinished | not run
   metrics: dict = None
   why: str = ""
+  plan: dict = None  # a finished run's own plan.json "plan"
+  seconds: float = None  # the runner's wall time over the run's attempts
 
 
 def run_state(root, run):
@@ -135,7 +137,7 @@ def our_settings(states):
   plan.json, with the image size the rule saw."""
   found = {}
   for state in states:
-    plan = state.metrics.get("_plan") if state.metrics else None
+    plan = state.plan
     if plan is not None:
       key = (plan["batch_size"], plan["base_lr"], _resolution(plan))
       found.setdefault(key, plan.get("image_size"))
@@ -210,8 +212,8 @@ class Row:
 
 
 def group_rows(root, runs, with_variant):
-  """Rows: runs that differ only in their seed. Each finished run's plan.json is
-  read once, into its metrics as `_plan`."""
+  """Rows: runs that differ only in their seed, each finished run with its own
+  plan.json and wall time."""
   groups = collections.OrderedDict()
   for run in runs:
     key = (run.suite, run.model, run.dataset, run.shots, run.variant if with_variant else "")
@@ -223,9 +225,8 @@ def group_rows(root, runs, with_variant):
       state = run_state(root, run)
       if state.status == "done":
         record = runs_lib.plan_record(root, run)
-        metrics = dict(state.metrics, _plan=record["plan"] if record else None,
-                       _seconds=runs_lib.seconds(root, run))
-        state = dataclasses.replace(state, metrics=metrics)
+        state = dataclasses.replace(state, plan=record["plan"] if record else None,
+                                    seconds=runs_lib.seconds(root, run))
       states.append(state)
     rows.append(Row(*key, states))
   return rows
@@ -359,11 +360,11 @@ def _distinct(values):
 def provenance_fields(states):
   """The row's provenance, from each finished run's metrics.json and plan.json:
   distinct values joined with ';'."""
-  done = [s.metrics for s in states if s.status == "done"]
-  found = [m.get("provenance", {}) for m in done]
-  plans = [m["_plan"] for m in done if m.get("_plan")]
-  seconds = [m["_seconds"] if m.get("_seconds") is not None
-             else m.get("provenance", {}).get("seconds") for m in done]
+  done = [s for s in states if s.status == "done"]
+  found = [s.metrics.get("provenance", {}) for s in done]
+  plans = [s.plan for s in done if s.plan]
+  seconds = [s.seconds if s.seconds is not None else p.get("seconds")
+             for s, p in zip(done, found)]
   return {
       "batch_size": _distinct(p["batch_size"] for p in plans),
       "base_lr": _distinct(f"{p['base_lr']:g}" for p in plans),

@@ -215,7 +215,7 @@ def test_a_filter_naming_nothing_in_the_suite_is_one_line(tmp_path):
       "imagenet2012, oxford_flowers102, oxford_iiit_pet."]
 
 
-# The VTAB-1k table of shared/docs/EXPERIMENTS_FACTS.md (task_adaptation's splits),
+# The VTAB-1k splits of google-research/task_adaptation (task_adaptation/data/*.py),
 # written out by hand: val200 and the test split of every task.
 VTAB_TABLE = {
     "caltech101": ("train[2754:2954]", "test"),

@@ -1,7 +1,8 @@
 """The paper's figures of the suites that ran, drawn from collect's rows as PNG.
 
   fewshot   top-1 against examples per class (log scale), one line per model, one
-            panel per dataset; the bars span min to max over seeds (paper Fig. 6)
+            panel per dataset; the bars span min to max over seeds (compare the
+            paper's Fig. 2, BiT-L, and Fig. 6, BiT-S/M/L at 1 and 5 examples)
   vtab      top-1 per VTAB-1k task, one bar per model, tasks in their groups
             (paper Fig. 3)
 

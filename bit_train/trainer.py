@@ -19,6 +19,7 @@ from bit_train import export
 from bit_train import files
 from bit_train import mixup
 from bit_train import models
+from bit_train import provenance
 from bit_train import runlog
 from bit_train import workdir as wd
 from bit_train.data import pipeline
@@ -266,7 +267,8 @@ def _finish(trainer, results, log, workdir, chief):
   main, *others = results
   record = dict(main.metrics.to_dict(), step=trainer.done_steps(),
                 eval_split=source.facts.eval_split, dataset=source.facts.name,
-                model=models.model_name(trainer.specs.model, trainer.model))
+                model=models.model_name(trainer.specs.model, trainer.model),
+                provenance=provenance.record(trainer.strategy, source))
   if others:
     record["evals"] = {result.name: result.record for result in others}
   export.export_all(trainer.model, trainer.plan, source.class_names, workdir, chief,

@@ -4,12 +4,12 @@ hyperrule.Recipe.plan): what `bit-train --dry_run` prints, for a whole suite at 
 and without data for the datasets the trainer's table knows (their sizes come from
 it)."""
 
+import json
 import os
 
 from bit_train import cli
-from bit_train import specs
-from bit_train.data import sources
 from bit_train.errors import UserError
+from experiments import runs as runs_lib
 from experiments.runs import REPO, TRAINER
 
 
@@ -20,7 +20,8 @@ def load_config(config, flags=()):
 
 
 def run_specs(run):
-  """The specs.Specs of a run's config."""
+  """The specs.Specs of a run's config (the model registry imports TensorFlow)."""
+  from bit_train import specs  # pylint: disable=g-import-not-at-top
   return specs.from_config(load_config(run.config, run.flags))
 
 
@@ -29,6 +30,8 @@ def hyperrule_plan(run):
   if run.program != TRAINER:
     return None, None
   found = run_specs(run)
+  # The data sources import TensorFlow: only what plans a run's steps needs them.
+  from bit_train.data import sources  # pylint: disable=g-import-not-at-top
   facts = sources.describe(found.data)
   return facts, found.recipe.plan(facts.num_examples, facts.image_size, facts.name)
 
@@ -39,3 +42,17 @@ def check_loads(run):
     run_specs(run)
   except UserError as e:
     raise UserError(f"{run.suite}/{run.name}: {e}") from None
+
+
+def plan_difference(root, run):
+  """'field saved -> now' for each field where the run's saved plan.json differs
+  from the plan it would get now; [] when they agree or nothing is saved. Which
+  fields the user set (`overridden`) is not a difference of the recipe."""
+  record = runs_lib.plan_record(root, run)
+  if record is None or run.program != TRAINER:
+    return []
+  _, plan = hyperrule_plan(run)
+  now = json.loads(json.dumps(plan.to_dict()))  # tuples as the saved lists
+  saved = record["plan"]
+  return [f"{field} {saved[field]} -> {value}" for field, value in now.items()
+          if field in saved and saved[field] != value and field != "overridden"]

@@ -165,7 +165,8 @@ def test_the_label_is_label_key_else_label_else_the_only_class_label():
                                    "real") == "real"
   with pytest.raises(UserError, match="no single ClassLabel.*name one with label_key"):
     tfds_source.label_feature(fake_builder({"a": label, "b": other}))
-  with pytest.raises(UserError, match="label_key='c' is not a class label feature"):
+  with pytest.raises(UserError, match="label_key='c' is not a label of .*: use one of a, "
+                     "b, or FEATURE/C to bin a class label"):
     tfds_source.label_feature(fake_builder({"a": label, "b": other}), "c")
 
 

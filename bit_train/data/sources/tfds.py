@@ -7,8 +7,10 @@ The rules of this kind, each in one place:
   image size        image_size given by hand, else the metadata's fixed image
                     shape, else the table, else measured from the headers of 64
                     images of a seeded sample of the split (`_image_size`);
-  label             label_key when set, else the ClassLabel feature `label`, else
-                    the dataset's only ClassLabel feature (`label_feature`);
+  label             label_key when set (a class feature, a binned one or a label
+                    derived from other features: tfds_labels.py), else the
+                    ClassLabel feature `label`, else the dataset's only ClassLabel
+                    feature (`label_feature`);
   default eval split the authors' eval split for a tabled dataset, else `test`, else
                     `validation`, else the only split (`default_eval_split`);
   multi-label       a `real_label` feature (imagenet2012_real) holds ReaL labels.
@@ -26,6 +28,7 @@ import urllib.parse
 import tensorflow as tf
 
 from bit_train.data.sources import base
+from bit_train.data.sources import tfds_labels
 from bit_train.errors import UserError
 from bit_train.errors import quote
 
@@ -104,9 +107,11 @@ class TfdsSource(base.DataSource):
     builder = self.builder()
     image_key = _image_key(builder)
     label_key = label_feature(builder, label_key or self.spec.label_key)
-    feature = builder.info.features[label_key]
+    derived = tfds_labels.derived_label(builder, label_key)
+    feature = None if derived else builder.info.features[label_key]
     multilabel = isinstance(feature, tfds.features.Sequence)
-    class_names = tuple(getattr(getattr(feature, "feature", feature), "names", ()))
+    class_names = derived.class_names if derived else tuple(
+        getattr(getattr(feature, "feature", feature), "names", ()))
     _read_split(builder, split, image_key, label_key)  # a bad split fails now
 
     def read():
@@ -145,11 +150,16 @@ class TfdsSource(base.DataSource):
     sizes, num_classes, class_names = {}, None, ()
     train_split = spec.train_split or (known.train_split if known else "train")
     described = spec.num_examples is not None and spec.image_size is not None
+    # The name, version and label resolve, also when the config gives the sizes.
+    builder = self.builder()
+    label_key = label_feature(builder, spec.label_key)
+    derived = tfds_labels.derived_label(builder, label_key)
+    if derived:
+      sources["label"] = f"label_key={label_key}: {derived.about}"
     if self.read or not described:
-      builder = self.builder()
       # The features are the builder's own, prepared or not.
-      label = builder.info.features[label_feature(builder, spec.label_key)]
-      class_names = tuple(getattr(label, "names", ()))
+      label = derived or builder.info.features[label_key]
+      class_names = tuple(getattr(label, "class_names", None) or getattr(label, "names", ()))
       if builder.is_prepared():
         sizes = {split: s.num_examples for split, s in builder.info.splits.items()}
         num_classes = getattr(label, "num_classes", None)
@@ -190,6 +200,17 @@ def tfds_builder(spec):
     raise UserError(f"unknown dataset {spec.dataset!r}: give a TFDS name or "
                     "dataset=image_folder with data_dir=<folder>."
                     f"{did_you_mean(spec.dataset)}") from None
+  except AssertionError as e:  # a version this TFDS does not have
+    raise UserError(f"dataset {spec.dataset!r}: {version_problem(e)}") from None
+
+
+def version_problem(error):
+  """TFDS's reason a builder cannot be made ('... cannot be loaded at version 3.*.*,
+  only: 4.0.0'), as one line with the fix."""
+  text = quote(error, "all")
+  reason = text[text.find("Dataset "):] if "Dataset " in text else text
+  return (f"{reason.rstrip('.')}: name a version this tensorflow-datasets has "
+          "(name:VERSION) or install the one that has it.")
 
 
 def is_tfds_name(name):
@@ -254,13 +275,17 @@ def label_feature(builder, label_key=None):
   features = builder.info.features
   if label_key is None:
     return _feature_key(builder, tfds.features.ClassLabel, "label", "ClassLabel")
+  if tfds_labels.derived_label(builder, label_key) is not None:
+    return label_key
   feature = features[label_key] if label_key in features else None
   inner = getattr(feature, "feature", feature)
   if not isinstance(inner, tfds.features.ClassLabel):
     labels = [k for k, f in features.items()
               if isinstance(getattr(f, "feature", f), tfds.features.ClassLabel)]
-    raise UserError(f"label_key={label_key!r} is not a class label feature of "
-                    f"{builder.name!r}: its class labels are {', '.join(labels)}.")
+    known = labels + list(tfds_labels.DERIVED.get(builder.name, {}))
+    raise UserError(f"label_key={label_key!r} is not a label of {builder.name!r}: use "
+                    f"one of {', '.join(known) or '(none)'}, or FEATURE/C to bin a "
+                    "class label into C classes.")
   return label_key
 
 
@@ -321,8 +346,9 @@ def _read_split(builder, split, image_key, label_key, shuffle_seed=None):
   except (ValueError, KeyError, AssertionError) as e:
     raise UserError(f"split {split!r} of {builder.name!r} is not valid: "
                     f"{quote(e)}") from None
-  return ds.map(lambda ex: (ex[image_key], tf.cast(ex[label_key], tf.int32)),
-                num_parallel_calls=tf.data.AUTOTUNE)
+  image = tfds_labels.image_fn(builder, image_key)
+  label = tfds_labels.label_fn(builder, label_key)
+  return ds.map(lambda ex: (image(ex), label(ex)), num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def _measure_image_size(builder, split, label_key, seed=0):

@@ -1,6 +1,6 @@
 """Fine-tune a BiT model with the BiT-HyperRule.
 
-  python -m bit_train.train --config configs/transfer.py:dataset=cifar10 --workdir W
+  python -m bit_train.train --config transfer:dataset=cifar10 --workdir W
 
 The story of a run: config -> dataset facts -> plan -> (model, data, loop, export).
 `--dry_run` stops after the plan: it prints it, writes it to the workdir (not over
@@ -23,7 +23,7 @@ from bit_train.errors import UserError
 from bit_train.models import registry
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config file and arguments, e.g. configs/transfer.py:dataset=cifar10.")
+    "config", None, "Config name or file, and fields: e.g. transfer:dataset=cifar10.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for the plan, checkpoints, "
                                "logs and exports; a run started again resumes there.")
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "Resolve the dataset and the plan, print "

@@ -7,6 +7,7 @@ import importlib.util
 import os
 
 from bit_train import config as bit_config
+from bit_train import configs
 from bit_train import hyperrule
 from bit_train.data import sources
 from bit_train.errors import UserError
@@ -16,8 +17,9 @@ _MODULES = {}
 
 
 def load_config(config, flags=()):
-  """The validated ConfigDict of `FILE.py:ARGS` plus `--config.field=value` flags."""
-  path, _, arg = config.partition(":")
+  """The validated ConfigDict of `NAME:ARGS` or `FILE.py:ARGS` plus
+  `--config.field=value` flags."""
+  path, _, arg = configs.resolve(config).partition(":")
   full = os.path.join(REPO, path)
   if full not in _MODULES:
     spec = importlib.util.spec_from_file_location(

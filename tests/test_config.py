@@ -1,19 +1,16 @@
 """Config files and the `file.py:key=val,flag` argument, in-process."""
 
 import importlib.util
-import os
 
 import pytest
 
 from bit_train import config as bit_config
+from bit_train import configs
 from bit_train import hyperrule
 from bit_train.errors import UserError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
 def load_config_file(name, arg=None):
-  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", name))
+  spec = importlib.util.spec_from_file_location(name, configs.path(name[:-3]))
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config(arg)

@@ -3,7 +3,6 @@ TF_CONFIG mistakes, a worker whose peers never start, and config file mistakes a
 each one clear error."""
 
 import json
-import os
 import socket
 import sys
 import time
@@ -13,6 +12,7 @@ import pytest
 
 from bit_train import cli as bit_cli
 from bit_train import config as bit_config
+from bit_train import configs
 from bit_train import distribute
 from bit_train import train  # defines --config, as bit-train does
 from bit_train.errors import UserError
@@ -21,8 +21,7 @@ from bit_train.models import registry
 from conftest import error_lines, run_here
 from test_trainer import _free_ports as free_ports
 
-TRANSFER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                        "configs", "transfer.py")
+TRANSFER = configs.path("transfer")
 
 
 @pytest.mark.parametrize("arg, field", [
@@ -48,7 +47,7 @@ def test_no_falsy_value_is_replaced_by_the_models_default():
 def test_width_zero_dry_run_is_one_line_and_writes_no_plan(tmp_path, capsys):
   # bit-train's run() in this process (conftest.run_here): no TensorFlow start-up.
   result = run_here(train.run, "--config",
-                    "configs/transfer.py:model_source=native,width=0", "--workdir",
+                    "transfer:model_source=native,width=0", "--workdir",
                     tmp_path, "--dry_run", capsys=capsys)
   assert result.returncode == 2
   assert error_lines(result.stderr) == ["error: config field width=0.0 must be positive."]
@@ -102,7 +101,7 @@ def test_a_worker_whose_peer_never_starts_stops_after_the_startup_timeout(
   tf_config = {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
                "task": {"type": "worker", "index": 0}}
   result = cli("bit_train.train", "--config",
-               "configs/transfer.py:model_source=native,num_units=1/1/1/1,width=0.25,"
+               "transfer:model_source=native,num_units=1/1/1/1,width=0.25,"
                "strategy=multi_worker,startup_timeout=2", "--workdir", tmp_path,
                env={"TF_CONFIG": json.dumps(tf_config)}, timeout=300)
   assert result.returncode == 2, result.stderr[-2000:]
@@ -143,7 +142,7 @@ def test_config_file_without_get_config_says_so(tmp_path, capsys):
   assert code == 2
   assert error_lines(stderr) == [
       f"error: the config file {path} has no get_config(arg=None) returning a "
-      "ConfigDict: define it (see configs/transfer.py)."]
+      "ConfigDict: define it (see bit_train/configs/transfer.py)."]
 
 
 def test_comma_inside_a_value_hints_at_the_config_flag(capsys):

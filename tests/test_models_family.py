@@ -113,7 +113,7 @@ def test_a_registered_family_trains_evaluates_and_exports_through_bit_train(
   folder = write_pattern_folder(tmp_path / "patterns", per_class=12)
   workdir = tmp_path / "w"
   run_bit_train(
-      "--config", f"configs/transfer.py:dataset=image_folder,data_dir={folder},"
+      "--config", f"transfer:dataset=image_folder,data_dir={folder},"
       "model=Toy-C8,model_source=native,precrop=36,crop=32,batch_size=8,"
       "supports=2/4/6,log_every=1,lr_scaling=none,base_lr=0.1", "--workdir", workdir)
   metrics = json.loads((workdir / "metrics.json").read_text())

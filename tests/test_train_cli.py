@@ -14,7 +14,7 @@ import pytest
 from bit_train import train as bit_train
 from conftest import error_lines, run_here, run_module
 
-TRANSFER = "configs/transfer.py"
+TRANSFER = "transfer"
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ TINY = ("model_source=native,num_units=1/1/1/1,width=0.5,precrop=36,crop=32,"
 
 
 def train(workdir, folder, arg="", *flags, env=None):
-  config = f"configs/transfer.py:dataset=image_folder,data_dir={folder},{TINY}"
+  config = f"transfer:dataset=image_folder,data_dir={folder},{TINY}"
   if arg:
     config += "," + arg
   return run_module("bit_train.train", "--config", config, "--workdir", workdir,
@@ -125,7 +125,7 @@ def _free_ports(n):
 def test_multi_worker_two_local_workers_end_with_identical_weights(tmp_path, folder):
   ports = _free_ports(2)
   cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-  config = (f"configs/transfer.py:dataset=image_folder,data_dir={folder},{TINY},"
+  config = (f"transfer:dataset=image_folder,data_dir={folder},{TINY},"
             "strategy=multi_worker,supports=1/2/4")
   procs = []
   for index in range(2):
@@ -156,7 +156,7 @@ RESUME_LOSS_RTOL = 1e-4
 
 def kill_at_first_checkpoint(workdir, folder, arg):
   """Starts a training run, kill -9s it once it has a checkpoint; returns its step."""
-  config = f"configs/transfer.py:dataset=image_folder,data_dir={folder},{TINY},{arg}"
+  config = f"transfer:dataset=image_folder,data_dir={folder},{TINY},{arg}"
   proc = subprocess.Popen([sys.executable, "-m", "bit_train.train", "--config", config,
                            "--workdir", str(workdir)], cwd=ROOT,
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

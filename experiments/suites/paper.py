@@ -1,6 +1,6 @@
 """The paper's standard and few-shot transfer suites on the authors' datasets.
 
-Every run is configs/transfer.py with the HyperRule deciding the recipe; the
+Every run is the transfer config with the HyperRule deciding the recipe; the
 datasets' splits are the authors' (the table of known datasets in
 bit_train/data/sources/tfds.py). Weights come from the authors' .npz files (every
 architecture has one; R152x2 has no TF Hub module).
@@ -14,7 +14,7 @@ DATASETS = ("cifar10", "cifar100", "oxford_iiit_pet", "oxford_flowers102", "imag
 FEW_SHOTS = (1, 5, 10, 25)
 IMAGENET_FEW_SHOTS = (1, 5)
 FEW_SHOT_SEEDS = (0, 1, 2, 3, 4)  # the authors' README: at least 5 runs per few-shot row
-CONFIG = "configs/transfer.py"
+CONFIG = "transfer"
 # Flowers-102's train split holds exactly 10 images per class.
 MAX_SHOTS = {"oxford_flowers102": 10}
 

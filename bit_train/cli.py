@@ -8,8 +8,9 @@ traceback: our bugs, and bugs in a config file's code (an error raised while the
 config file runs is the file's, not a mistake on the command line).
 
 `--help` prints the command's flags and the config fields it reads (helptext.py)
-and exits 0. The console scripts (train, evaluate, predict below) answer it before
-importing their entry module, and so before TensorFlow. A packaged config is named
+and exits 0. The console scripts (train, evaluate, predict below) answer it, and a
+mistake in a packaged config's fields, before importing their entry module, and so
+before TensorFlow. A packaged config is named
 without a path (`--config transfer:dataset=cifar10`); run() gives config_flags its
 file's path.
 """
@@ -103,17 +104,43 @@ def wants_help(argv):
   return any(arg in HELP_FLAGS for arg in _options(argv))
 
 
-def resolve_configs(argv):
-  """argv with each packaged config's name after --config replaced by its path."""
-  argv, count = list(argv), len(_options(argv)) + 1
+def _config_values(argv):
+  """[(index in argv, text before the value there, the value)] of each --config."""
+  found, count = [], len(_options(argv)) + 1
   for i in range(1, count):
     flag, equals, value = argv[i].partition("=")
     if flag in CONFIG_FLAGS:
       if equals:
-        argv[i] = f"{flag}={configs.resolve(value)}"
+        found.append((i, flag + "=", value))
       elif i + 1 < count:
-        argv[i + 1] = configs.resolve(argv[i + 1])
+        found.append((i + 1, "", argv[i + 1]))
+  return found
+
+
+def resolve_configs(argv):
+  """argv with each packaged config's name after --config replaced by its path."""
+  argv = list(argv)
+  for i, before, value in _config_values(argv):
+    argv[i] = before + configs.resolve(value)
   return argv
+
+
+def check_packaged_config(argv):
+  """Ends a mistake in a packaged config's argument (an unknown config or field, a
+  bad value, a value validate() refuses) with the line the entry module would print,
+  before it and TensorFlow are imported. Only when no --config.<field> flag is given
+  (config_flags applies those, and they may change what validate() sees); the user's
+  own config file is run by config_flags alone."""
+  values = _config_values(argv)
+  if not values or any(a.startswith(tuple(f"{f}." for f in CONFIG_FLAGS))
+                       for a in _options(argv)):
+    return
+  name, _, arg = values[-1][2].partition(":")
+  try:
+    if configs.resolve(name) != name:  # a packaged config
+      bit_config.validate(configs.load(name, arg or None))
+  except UserError as e:
+    fail(e)
 
 
 def _command(main):
@@ -131,10 +158,13 @@ def _print_help_and_exit(command):
 
 
 def console_script(command):
-  """Runs console script `command`: --help from the declarations, before the entry
-  module (and TensorFlow) is imported; anything else by the entry module's run()."""
+  """Runs console script `command`: --help from the declarations and a mistake in a
+  packaged config's argument, before the entry module (and TensorFlow) is imported;
+  anything else by the entry module's run()."""
   if wants_help(sys.argv):
     _print_help_and_exit(command)
+  if helptext.fields_of(command):
+    check_packaged_config(sys.argv)
   importlib.import_module(helptext.COMMANDS[command]).run()
 
 

@@ -7,6 +7,7 @@ ends in `.py`) is the user's own config file and is left as it is.
 
 import ast
 import difflib
+import importlib
 import os
 
 from bit_train.errors import UserError
@@ -46,3 +47,8 @@ def resolve(argument):
     raise UserError(f"unknown config {name!r}{hint}: name one of {', '.join(names())}, "
                     "or give the path of your own config file (e.g. ./my_config.py).")
   return path(name) + colon + rest
+
+
+def load(name, arg=None):
+  """The ConfigDict of packaged config `name` with `arg` (`key=val,...`) applied."""
+  return importlib.import_module(f"{__name__}.{name}").get_config(arg)

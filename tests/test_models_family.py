@@ -1,4 +1,4 @@
-"""A model family added beside ResNet-v2 without touching BiT code: the README's
+"""A model family added beside ResNet-v2 without touching BiT code: docs/extending.md's
 "Add a model family" path, exercised with a toy family.
 
 The toy family is what a new family's module would hold: the network, its weight

@@ -56,7 +56,7 @@ def history(workdir):
 
 # The learning run: its data, its config, and what it learned. benchmarks/test_spread.py
 # runs exactly this with other seeds to measure the spread of what the test bounds
-# (README, "Tests and CI"). A 60-image holdout (20 per class) so that top-1 moves in
+# (docs/guarantees.md, "Tests and CI"). A 60-image holdout (20 per class) so that top-1 moves in
 # steps of 1/60, not 1/12; precrop=crop=32 so that training sees the stripes at the
 # scale evaluation does (resized 32 -> 36 they generalise far worse: top-1 ~0.75).
 LEARNING_DATA = dict(per_class=100, seed=1)
@@ -88,7 +88,7 @@ def test_loss_goes_down_and_accuracy_beats_chance(tmp_path, tmp_path_factory):
 
 
 # (rtol, atol) of the weight comparisons. Measured with benchmarks/test_spread.py
-# pairs (README, "Tests and CI"): split and mirrored runs use at most 1% of it; a
+# pairs (docs/guarantees.md, "Tests and CI"): split and mirrored runs use at most 1% of it; a
 # base_lr 1% off, a small real bug, uses 121 times it.
 SPLIT_TOLERANCE = (1e-5, 1e-6)
 MIRRORED_TOLERANCE = (1e-5, 1e-6)

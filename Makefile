@@ -25,7 +25,7 @@ test: $(VENV)/.installed
 # (tests/test_help.py fails when the committed page differs); --strict: a broken link
 # or anchor fails the build.
 docs: $(VENV)/.installed
-	$(PY) -m bit_train.config --markdown > docs/configuration.md
+	$(PY) -m bit_train.helptext --markdown > docs/configuration.md
 	$(PY) -m mkdocs build --strict --site-dir site
 
 # Measurements on this machine, not tests: each prints its figures (see docs/performance.md).

@@ -3,7 +3,7 @@
 Every field is declared once in FIELDS: its type, default, group, kind and a one-line
 meaning. base_config() builds the ConfigDict from them, the commands' --help lists
 them (bit_train/helptext.py) and docs/configuration.md is generated from them
-(`python -m bit_train.config --markdown`). The packaged configs (bit_train/configs)
+(`python -m bit_train.helptext --markdown`). The packaged configs (bit_train/configs)
 start from base_config() and change what their experiment family needs. Unset (None)
 recipe fields are decided by the HyperRule.
 
@@ -14,7 +14,6 @@ and reports, so they may change when it resumes.
 
 import dataclasses
 import difflib
-import sys
 
 import ml_collections
 from ml_collections import config_dict
@@ -270,9 +269,3 @@ def validate(config):
     raise UserError(f"config field supports={config.supports}: steps must be positive.")
   return config
 
-
-if __name__ == "__main__":  # python -m bit_train.config --markdown > docs/configuration.md
-  if sys.argv[1:] != ["--markdown"]:
-    sys.exit("usage: python -m bit_train.config --markdown")
-  from bit_train import helptext  # pylint: disable=g-import-not-at-top
-  print(helptext.config_page(), end="")

@@ -91,6 +91,6 @@ def test_the_configuration_page_is_generated_from_the_declarations():
     page = f.read()
   assert page == helptext.config_page(), (
       "docs/configuration.md differs from bit_train/config.py's FIELDS: run "
-      "python -m bit_train.config --markdown > docs/configuration.md")
+      "python -m bit_train.helptext --markdown > docs/configuration.md")
   for field in bit_config.base_config():
     assert f"| `{field}` |" in page

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from bit_train import cli
 from bit_train import config as bit_config
 from bit_train import train
 from bit_train.errors import UserError
@@ -102,7 +103,7 @@ def toy_registered(monkeypatch):
 def run_bit_train(*args):
   """bit-train's parsing and main, in this process (where the toy is registered)."""
   try:
-    flags.FLAGS(["bit-train", *map(str, args)])
+    flags.FLAGS(cli.resolve_configs(["bit-train", *map(str, args)]))
     train.main(["bit-train"])
   finally:
     flags.FLAGS.unparse_flags()

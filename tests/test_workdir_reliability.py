@@ -33,6 +33,7 @@ from pattern_images import write_pattern_folder
 from test_trainer import TINY, history
 
 from bit_train import checkpoints
+from bit_train import configs
 from bit_train import train as bit_train  # defines bit-train's flags in this process
 from bit_train.errors import UserError
 
@@ -40,7 +41,7 @@ TEMPORARY = ("_temp", ".tmp", ".tempstate")
 
 
 def config_arg(folder, arg=""):
-  config = f"transfer:dataset=image_folder,data_dir={folder},{TINY}"
+  config = f"{configs.path('transfer')}:dataset=image_folder,data_dir={folder},{TINY}"
   return config + ("," + arg if arg else "")
 
 

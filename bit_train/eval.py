@@ -1,6 +1,6 @@
 """Measure a BiT classifier: ILSVRC-2012 validation, ReaL, ImageNet-V2, any split.
 
-  python -m bit_train.eval --config configs/imagenet_eval.py:model=BiT-S-R101x3 --workdir W
+  python -m bit_train.eval --config imagenet_eval:model=BiT-S-R101x3 --workdir W
 
 The story of a run: config -> specs (bit_train/specs.py) -> strategy -> evaluators
 (bit_train/evaluators: the config's dataset, config.evals, extra_evals) -> a trainer
@@ -36,8 +36,8 @@ from bit_train.errors import UserError  # pylint: disable=wrong-import-position
 from bit_train.models import registry  # pylint: disable=wrong-import-position
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config file and arguments, e.g. "
-    "configs/imagenet_eval.py:model=BiT-S-R101x3.")
+    "config", None, "Config name or file, and fields: e.g. "
+    "imagenet_eval:model=BiT-S-R101x3.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for metrics.json and the "
                                "per-class accuracy files (under W/eval/).")
 
@@ -118,7 +118,7 @@ def main(argv):
   evals = evaluators.build(run_specs.data, run_specs.evals, main=own_head)
   if not own_head and (not evals or any(e.NEEDS_HEAD for e in evals)):
     raise UserError("bit-eval with head=new measures the model's pre-logits only: give "
-                    "evals entries of type fewshot (configs/fewshot.py), or set "
+                    "evals entries of type fewshot (the fewshot config), or set "
                     "head=keep to measure the model's own classifier.")
   facts = export.find(model_spec.path)
   if facts is not None:

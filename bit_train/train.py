@@ -1,6 +1,6 @@
 """Fine-tune a BiT model with the BiT-HyperRule.
 
-  python -m bit_train.train --config configs/transfer.py:dataset=cifar10 --workdir W
+  python -m bit_train.train --config transfer:dataset=cifar10 --workdir W
 
 The story of a run: config -> specs (bit_train/specs.py) -> dataset facts -> plan ->
 (model, data, loop, export).
@@ -28,7 +28,7 @@ from bit_train.data import sources  # pylint: disable=wrong-import-position
 from bit_train.errors import UserError  # pylint: disable=wrong-import-position
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config file and arguments, e.g. configs/transfer.py:dataset=cifar10.")
+    "config", None, "Config name or file, and fields: e.g. transfer:dataset=cifar10.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for the plan, checkpoints, "
                                "logs and exports; a run started again resumes there.")
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "Resolve the dataset and the plan, print "

@@ -8,15 +8,20 @@ import json
 import os
 
 from bit_train import cli
+from bit_train import configs
 from bit_train.errors import UserError
 from experiments import runs as runs_lib
 from experiments.runs import REPO, TRAINER
 
 
 def load_config(config, flags=()):
-  """The validated ConfigDict of `FILE.py:ARGS` (FILE relative to the repository)
-  plus `--config.field=value` flags, loaded as bit-train loads it."""
-  return cli.load_config(os.path.join(REPO, config), flags)
+  """The validated ConfigDict of `NAME:ARGS` (a packaged config) or `FILE.py:ARGS`
+  (FILE relative to the repository) plus `--config.field=value` flags, loaded as
+  bit-train loads it."""
+  resolved = configs.resolve(config)
+  if resolved == config:  # a path
+    resolved = os.path.join(REPO, config)
+  return cli.load_config(resolved, flags)
 
 
 def run_specs(run):

@@ -27,7 +27,7 @@ class Run:
   model: str
   shots: str  # "full", the examples per class as text, or "vtab1k" (VTAB-1k's 1,000)
   seed: int  # the run's seed and its few-shot seed
-  config: str  # config file and its arguments: "configs/transfer.py:key=val,..."
+  config: str  # config file and its arguments: "transfer:key=val,..."
   variant: str = ""  # what else tells runs apart in a table (miniature: transfer/...)
   program: str = TRAINER  # the module run with --config and --workdir
   blocked: str = ""  # why bit_train cannot run this yet ("" when it can)

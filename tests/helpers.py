@@ -28,6 +28,7 @@ from tensorflow.python.ops import control_flow_util
 
 from bit_train import checkpoints
 from bit_train import config as bit_config
+from bit_train import configs
 from bit_train import models
 from bit_train.models import bit
 from bit_train.models import hub
@@ -308,8 +309,7 @@ TINY = ("model_source=native,num_units=1/1/1/1,width=0.5,precrop=36,crop=32,"
 
 def tiny_run_config(folder, arg=""):
   """bit-train's --config for the TINY run on an image folder, with `arg` appended."""
-  config = (f"{ROOT}/configs/transfer.py:dataset=image_folder,data_dir={folder},"
-            f"{TINY}")
+  config = f"{configs.path('transfer')}:dataset=image_folder,data_dir={folder},{TINY}"
   return config + ("," + arg if arg else "")
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from bit_train import cli as bit_cli
 from bit_train import config as bit_config
+from bit_train import configs
 from bit_train import specs
 from bit_train import train  # defines --config, as bit-train does
 from bit_train.errors import UserError
@@ -19,10 +20,8 @@ from bit_train.models import registry
 from helpers import ROOT, error_lines, run_here
 
 
-
-
 def load_config_file(name, arg=None):
-  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", name))
+  spec = importlib.util.spec_from_file_location(name, configs.path(name[:-3]))
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config(arg)
@@ -85,7 +84,7 @@ def test_every_field_declares_its_kind():
                              "eval_batch_size")} == {bit_config.RUN_ONLY}
 
 
-TRANSFER = os.path.join(ROOT, "configs", "transfer.py")
+TRANSFER = configs.path("transfer")
 
 
 @pytest.mark.parametrize("arg, field", [
@@ -111,7 +110,7 @@ def test_no_falsy_value_is_replaced_by_the_models_default():
 def test_width_zero_dry_run_is_one_line_and_writes_no_plan(tmp_path, capsys):
   # bit-train's run() in this process (helpers.run_here): no TensorFlow start-up.
   result = run_here(train.run, "--config",
-                    "configs/transfer.py:model_source=native,width=0", "--workdir",
+                    "transfer:model_source=native,width=0", "--workdir",
                     tmp_path, "--dry_run", capsys=capsys)
   assert result.returncode == 2
   assert error_lines(result.stderr) == ["error: config field width=0.0 must be positive."]
@@ -151,7 +150,7 @@ def test_config_file_without_get_config_says_so(tmp_path, capsys):
   assert code == 2
   assert error_lines(stderr) == [
       f"error: the config file {path} has no get_config(arg=None) returning a "
-      "ConfigDict: define it (see configs/transfer.py)."]
+      "ConfigDict: define it (see bit_train/configs/transfer.py)."]
 
 
 def test_comma_inside_a_value_hints_at_the_config_flag(capsys):

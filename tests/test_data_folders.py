@@ -169,7 +169,7 @@ def test_dry_run_on_a_folder_prints_the_measured_size_and_plan(tmp_path, capsys)
   root = write_folder(tmp_path / "images", {"cat": 6, "dog": 6}, size=(50, 60))
   workdir = tmp_path / "work"
   result = run_here(bit_train.run, "--config",
-                    f"configs/folder.py:data_dir={root},batch_size=16",
+                    f"folder:data_dir={root},batch_size=16",
                     "--workdir", workdir, "--dry_run", capsys=capsys)
   assert result.returncode == 0, result.stderr
   assert "median 50x60" in result.stdout
@@ -178,7 +178,7 @@ def test_dry_run_on_a_folder_prints_the_measured_size_and_plan(tmp_path, capsys)
   assert plan["plan"]["num_examples"] == 10  # one image of each class held out
   empty = tmp_path / "empty"
   os.makedirs(empty)
-  result = run_here(bit_train.run, "--config", f"configs/folder.py:data_dir={empty}",
+  result = run_here(bit_train.run, "--config", f"folder:data_dir={empty}",
                     "--workdir", workdir, "--dry_run", capsys=capsys)
   assert result.returncode == 2 and len(error_lines(result.stderr)) == 1
 

@@ -194,7 +194,7 @@ def test_eval_over_workers_counts_every_example_once():
 def test_the_eval_stream_is_not_autotuned():
   """Each evaluation deletes its iterator, which with tf.data autotuning waits idle
   for the autotuner's next wake-up: up to 9 s at the end of a 20 s evaluation
-  (README, "The loop against its bare step"). Timing is a benchmark's job; this
+  (docs/performance.md, "The loop against its bare step"). Timing is a benchmark's job; this
   guards the setting that removed the wait."""
   source, plan = random_source(5), small_plan(5)
   assert pipeline.eval_dataset(source, plan.crop, 4).options().autotune.enabled is False

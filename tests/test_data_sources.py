@@ -55,14 +55,14 @@ def test_training_and_bit_eval_read_a_csv_source(tmp_path, capsys):
   workdir = tmp_path / "w"
   # bit-train in this process (helpers.run_here); bit-eval as a real process (its
   # flags clash with bit-train's in one process).
-  result = run_here(bit_train.train.run, "--config", "configs/transfer.py:dataset=csv,"
+  result = run_here(bit_train.train.run, "--config", "transfer:dataset=csv,"
                     f"data_dir={root},model_source=native,num_units=1/1/1/1,width=0.5,"
                     "precrop=36,crop=32,batch_size=8,supports=1/2/3,lr_scaling=none,"
                     "strategy=cpu", "--workdir", workdir, capsys=capsys)
   assert result.returncode == 0, result.stderr[-3000:]
   metrics = json.load(open(workdir / "metrics.json"))
   assert metrics["count"] == num_test and metrics["eval_split"] == "test"
-  result = run_module("bit_train.eval", "--config", "configs/imagenet_eval.py:"
+  result = run_module("bit_train.eval", "--config", "imagenet_eval:"
                       f"dataset=csv,data_dir={root},model_path={workdir / 'export'},"
                       "eval_batch_size=4,strategy=cpu", "--workdir", tmp_path / "e")
   assert result.returncode == 0, result.stderr[-3000:]

@@ -149,18 +149,18 @@ def test_each_task_input_path_on_mock_data(task, tmp_path, monkeypatch):
 
 def test_a_version_the_pinned_tfds_lacks_and_a_bad_label_are_one_line(tmp_path):
   config = plans.load_config(
-      "configs/transfer.py:dataset=oxford_iiit_pet:3.*.*,num_examples=1000,"
+      "transfer:dataset=oxford_iiit_pet:3.*.*,num_examples=1000,"
       f"image_size=224x224,data_dir={tmp_path}")
   with pytest.raises(UserError, match=r"^dataset 'oxford_iiit_pet:3\.\*\.\*': Dataset "
                      r"oxford_iiit_pet cannot be loaded at version 3\.\*\.\*, only: 4\.0\.0"):
     sources.describe(config)  # the sizes are given: the builder is checked all the same
   config = plans.load_config(
-      f"configs/transfer.py:dataset=kitti:3.2.0,label_key=closest_car,data_dir={tmp_path},"
+      f"transfer:dataset=kitti:3.2.0,label_key=closest_car,data_dir={tmp_path},"
       "num_examples=1000,image_size=375x1242")
   with pytest.raises(UserError, match="use one of closest_vehicle_distance, or FEATURE/C"):
     sources.describe(config)
   config = plans.load_config(
-      f"configs/transfer.py:dataset=dsprites,label_key=label_x_position/33,"
+      f"transfer:dataset=dsprites,label_key=label_x_position/33,"
       f"data_dir={tmp_path},num_examples=1000,image_size=64x64")
   with pytest.raises(UserError, match=r"2 <= C <= 32"):
     sources.describe(config)

@@ -62,7 +62,7 @@ def test_a_worker_whose_peer_never_starts_stops_after_the_startup_timeout(
   tf_config = {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
                "task": {"type": "worker", "index": 0}}
   result = cli("bit_train.train", "--config",
-               "configs/transfer.py:model_source=native,num_units=1/1/1/1,width=0.25,"
+               "transfer:model_source=native,num_units=1/1/1/1,width=0.25,"
                "strategy=multi_worker,startup_timeout=2", "--workdir", tmp_path,
                env={"TF_CONFIG": json.dumps(tf_config)}, timeout=300)
   assert result.returncode == 2, result.stderr[-2000:]

@@ -63,7 +63,7 @@ def eval_args(imagenet, workdir, *fields):
   config = ",".join([f"data_dir={imagenet['data_dir']}", "model_source=hub",
                      f"model_path={imagenet['model_path']}", f"crop={CROP}",
                      "eval_batch_size=4", "strategy=cpu", *fields])
-  return ["--config", f"configs/imagenet_eval.py:{config}", "--workdir", workdir]
+  return ["--config", f"imagenet_eval:{config}", "--workdir", workdir]
 
 
 @pytest.fixture(scope="module")
@@ -204,7 +204,7 @@ def test_an_image_folder_with_a_class_map_in_another_order(tmp_path):
   model = tiny_resnet(3, seed=4)
   hub.export_module(model, str(tmp_path / "m"), "classification")
   workdir = str(tmp_path / "w")
-  result = run_module("bit_train.eval", "--config", "configs/imagenet_eval.py:"
+  result = run_module("bit_train.eval", "--config", "imagenet_eval:"
                       f"dataset=image_folder,data_dir={root},model_source=hub,"
                       f"model_path={tmp_path / 'm'},class_map={tmp_path / 'classes.txt'},"
                       f"crop={CROP},eval_batch_size=4,strategy=cpu", "--workdir", workdir)

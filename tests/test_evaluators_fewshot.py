@@ -168,7 +168,7 @@ def bit_eval(config, workdir, *flags):
 def test_bit_eval_few_shot_of_an_npz_model_on_an_image_folder(folder, tmp_path):
   model = write_tiny_npz(str(tmp_path / "mine.npz"), num_classes=10)
   record, stdout = bit_eval(
-      f"configs/fewshot.py:dataset=image_folder,data_dir={folder},holdout_fraction=0.5,"
+      f"fewshot:dataset=image_folder,data_dir={folder},holdout_fraction=0.5,"
       f"model=mine,model_source=npz,model_path={tmp_path / 'mine.npz'}",
       str(tmp_path / "e"), *FEWSHOT_FLAGS)
   (name, result), = record["results"].items()
@@ -197,13 +197,13 @@ def test_bit_eval_few_shot_of_a_hub_export_on_a_folder_and_a_tfds_dataset(
 
 
 def test_bit_eval_with_head_new_and_no_fewshot_entry_is_one_line(folder, tmp_path):
-  result = run_module("bit_train.eval", "--config", "configs/imagenet_eval.py:"
+  result = run_module("bit_train.eval", "--config", "imagenet_eval:"
                       f"dataset=image_folder,data_dir={folder},head=new,strategy=cpu",
                       "--workdir", str(tmp_path))
   assert result.returncode == 2
   assert error_lines(result.stderr) == [
       "error: bit-eval with head=new measures the model's pre-logits only: give evals "
-      "entries of type fewshot (configs/fewshot.py), or set head=keep to measure the "
+      "entries of type fewshot (the fewshot config), or set head=keep to measure the "
       "model's own classifier."]
 
 

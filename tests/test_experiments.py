@@ -37,7 +37,7 @@ def runs(root):
                   batch_size=4, log_every=10, **fields)
     return Run(suite="tiny", dataset="folder", model="tiny", shots="full", seed=0,
                variant=variant, blocked=blocked,
-               config="configs/quickstart.py:" + config_arg(**fields))
+               config="quickstart:" + config_arg(**fields))
   return [run("npz", supports=(2, 60), checkpoint_every=5),
           run("native", source="native", supports=(2, 6)),
           run("broken", model_path=DATA + "/missing.npz", supports=(2, 6)),

@@ -42,7 +42,7 @@ def run(tmp_path_factory):
   folder = write_pattern_folder(tmp_path_factory.mktemp("patterns"), per_class=8)
   workdir = str(tmp_path_factory.mktemp("w"))
   result = run_module("bit_train.train", "--config",
-                      f"configs/folder.py:data_dir={folder},{TINY}", "--workdir", workdir)
+                      f"folder:data_dir={folder},{TINY}", "--workdir", workdir)
   assert result.returncode == 0, result.stderr[-3000:]
   return folder, workdir, result.stderr
 
@@ -110,7 +110,7 @@ def test_an_export_on_another_file_system_is_found(run):
 
 
 def eval_export(folder, model_path, workdir):
-  return run_module("bit_train.eval", "--config", "configs/imagenet_eval.py:"
+  return run_module("bit_train.eval", "--config", "imagenet_eval:"
                     f"dataset=image_folder,data_dir={folder},model_path={model_path},"
                     "eval_batch_size=4,strategy=cpu", "--workdir", workdir)
 
@@ -185,7 +185,7 @@ def test_an_npz_without_a_head_is_one_line_true_for_each_tool(run, predict, tmp_
   if tool == "bit-predict":
     result = predict("--model", features, "--crop", CROP, folder)
   else:
-    result = run_module("bit_train.eval", "--config", "configs/imagenet_eval.py:"
+    result = run_module("bit_train.eval", "--config", "imagenet_eval:"
                         f"dataset=image_folder,data_dir={folder},model_source=npz,"
                         f"model=mine,model_path={features},crop={CROP},strategy=cpu",
                         "--workdir", str(tmp_path / "e"))

@@ -143,7 +143,7 @@ def test_hub_and_npz_paths_fine_tune_to_the_same_numbers(tmp_path, demo):
   hub_dir, data, _ = demo
   assert os.listdir(hub_dir.parent / "cache" / "hub")  # exported into the cache
   result = run_module("bit_train.train", "--config",
-                      f"configs/quickstart.py:data_dir={data},model_source=npz,{SHORT}",
+                      f"quickstart:data_dir={data},model_source=npz,{SHORT}",
                       "--workdir", tmp_path / "npz")
   assert result.returncode == 0, result.stderr[-3000:]
 

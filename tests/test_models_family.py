@@ -1,4 +1,4 @@
-"""A model family added beside ResNet-v2 without touching BiT code: the README's
+"""A model family added beside ResNet-v2 without touching BiT code: docs/extending.md's
 "Add a model family" path, exercised with a toy family.
 
 The toy family is what a new family's module would hold: the network, its weight
@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from bit_train import cli
 from bit_train import config as bit_config
 from bit_train import specs
 from bit_train import train
@@ -104,7 +105,7 @@ def toy_registered(monkeypatch):
 def run_bit_train(*args):
   """bit-train's parsing and main, in this process (where the toy is registered)."""
   try:
-    flags.FLAGS(["bit-train", *map(str, args)])
+    flags.FLAGS(cli.resolve_configs(["bit-train", *map(str, args)]))
     train.main(["bit-train"])
   finally:
     flags.FLAGS.unparse_flags()
@@ -115,7 +116,7 @@ def test_a_registered_family_trains_evaluates_and_exports_through_bit_train(
   folder = write_pattern_folder(tmp_path / "patterns", per_class=12)
   workdir = tmp_path / "w"
   run_bit_train(
-      "--config", f"configs/transfer.py:dataset=image_folder,data_dir={folder},"
+      "--config", f"transfer:dataset=image_folder,data_dir={folder},"
       "model=Toy-C8,model_source=native,precrop=36,crop=32,batch_size=8,"
       "supports=2/4/6,log_every=1,lr_scaling=none,base_lr=0.1", "--workdir", workdir)
   metrics = json.loads((workdir / "metrics.json").read_text())

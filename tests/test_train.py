@@ -15,7 +15,7 @@ from bit_train import train as bit_train
 
 from helpers import error_lines, run_here, run_module
 
-TRANSFER = "configs/transfer.py"
+TRANSFER = "transfer"
 
 
 @pytest.fixture

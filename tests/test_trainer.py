@@ -27,7 +27,7 @@ from helpers import (ROOT, TINY, assert_same_weights, final_weights, free_ports,
 
 # The learning run: its data, its config, and what it learned. tests/margins.py
 # runs exactly this with other seeds to measure the spread of what the test bounds
-# (README, "Tests and CI"). A 60-image holdout (20 per class) so that top-1 moves in
+# (docs/guarantees.md, "Tests and CI"). A 60-image holdout (20 per class) so that top-1 moves in
 # steps of 1/60, not 1/12; precrop=crop=32 so that training sees the stripes at the
 # scale evaluation does (resized 32 -> 36 they generalise far worse: top-1 ~0.75).
 LEARNING_DATA = dict(per_class=100, seed=1)
@@ -59,7 +59,7 @@ def test_loss_goes_down_and_accuracy_beats_chance(tmp_path, tmp_path_factory):
 
 
 # (rtol, atol) of the weight comparisons. Measured with tests/margins.py
-# pairs (README, "Tests and CI"): split and mirrored runs use at most 1% of it; a
+# pairs (docs/guarantees.md, "Tests and CI"): split and mirrored runs use at most 1% of it; a
 # base_lr 1% off, a small real bug, uses 121 times it.
 SPLIT_TOLERANCE = (1e-5, 1e-6)
 MIRRORED_TOLERANCE = (1e-5, 1e-6)
@@ -131,7 +131,7 @@ def test_mirrored_over_two_cpu_devices_matches_one_device(tmp_path, folder):
 def test_multi_worker_two_local_workers_end_with_identical_weights(tmp_path, folder):
   ports = free_ports(2)
   cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-  config = (f"configs/transfer.py:dataset=image_folder,data_dir={folder},{TINY},"
+  config = (f"transfer:dataset=image_folder,data_dir={folder},{TINY},"
             "strategy=multi_worker,supports=1/2/4")
   procs = []
   for index in range(2):

@@ -341,8 +341,8 @@ def test_read_only_workdir_is_one_line_in_train_dry_run_and_eval(tmp_path, train
   ro = tmp_path / "ro"
   workdir = ro / "w"
   train = " ".join(command(workdir, folder))
-  evaluate = (f"{sys.executable} -m bit_train.eval --config {ROOT}/configs/imagenet_eval"
-              f".py:dataset=image_folder,data_dir={folder},model_path="
+  evaluate = (f"{sys.executable} -m bit_train.eval --config imagenet_eval"
+              f":dataset=image_folder,data_dir={folder},model_path="
               f"{trained}/export/hub_module,crop=32 --workdir {workdir}")
   result = in_private_tmpfs(ro, "size=1m", (
       f"mkdir {workdir} && mount -o remount,ro {ro} && "

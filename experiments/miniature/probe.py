@@ -1,6 +1,6 @@
 """A linear probe: logistic regression on a model's frozen pre-logits.
 
-  python -m experiments.miniature.probe --config configs/quickstart.py:ARGS --workdir W
+  python -m experiments.miniature.probe --config quickstart:ARGS --workdir W
 
 Takes the same config as a bit-train run (the same data, few-shot examples and
 held-out split, the model's eval crop), fits scikit-learn's logistic regression on

@@ -1,6 +1,6 @@
 """The paper's standard and few-shot transfer suites on the authors' datasets.
 
-Every run is configs/transfer.py with the HyperRule deciding the recipe; the
+Every run is the transfer config with the HyperRule deciding the recipe; the
 datasets' splits are the authors' (the table of known datasets in
 bit_train/data/sources/tfds.py). Weights come from the authors' .npz files (every
 architecture has one; R152x2 has no TF Hub module).
@@ -16,7 +16,7 @@ FEW_SHOTS = (1, 5, 10, 25)
 IMAGENET_FEW_SHOTS = (1, 5)
 FEW_SHOT_SEEDS = (0, 1, 2, 3, 4)  # the authors' README: at least 5 runs per few-shot row
 SEEDS = (0, 1, 2)  # full data: the paper reports the median of 3 fine-tuning runs
-CONFIG = "configs/transfer.py"
+CONFIG = "transfer"
 # ILSVRC-2012 runs are also scored on ReaL labels and ImageNet-V2 (collect's columns);
 # `--set extra_evals=` leaves them out.
 ILSVRC_EXTRA_EVALS = "imagenet2012_real@validation;imagenet_v2@test"

@@ -1,6 +1,6 @@
 """Fine-tune on your own images: one sub-folder per class.
 
-  bit-train --config configs/folder.py:data_dir=/path/to/root --workdir W
+  bit-train --config folder:data_dir=/path/to/root --workdir W
 
 The root holds `<class>/*.jpg` (png, bmp, gif, webp too), or `train/<class>/...` and
 `test/<class>/...`. Without an eval split folder, holdout_fraction of every class is

@@ -1,8 +1,8 @@
 """Few-shot linear evaluation of a model's frozen pre-logits, with bit-eval.
 
-  bit-eval --config configs/fewshot.py:dataset=cifar10,model=BiT-M-R50x1 --workdir E
-  bit-eval --config configs/fewshot.py:dataset=image_folder,data_dir=photos,model_path=W/export --workdir E
-  bit-eval --config configs/fewshot.py:dataset=oxford_iiit_pet --config.evals.fewshot.shots='(1,5)' --workdir E
+  bit-eval --config fewshot:dataset=cifar10,model=BiT-M-R50x1 --workdir E
+  bit-eval --config fewshot:dataset=image_folder,data_dir=photos,model_path=W/export --workdir E
+  bit-eval --config fewshot:dataset=oxford_iiit_pet --config.evals.fewshot.shots='(1,5)' --workdir E
 
 For k = 1, 5, 10 and 25 examples per class of the dataset's train split and three
 seeds, a ridge classifier is fitted to the pre-logits and measured on the eval split

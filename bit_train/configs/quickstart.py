@@ -1,7 +1,7 @@
 """The offline quickstart (`make demo`): fine-tune the bundled miniature BiT on real digits.
 
   python experiments/miniature/write_digits.py workdirs/digits
-  bit-train --config configs/quickstart.py --workdir workdirs/quickstart
+  bit-train --config quickstart --workdir workdirs/quickstart
 
 The data are scikit-learn's 1,797 real 8x8 digit scans written as an image folder;
 the model is BiT-MNIST-R14x0.25, a tiny BiT ResNet-v2 this project pre-trained on

@@ -1,7 +1,7 @@
 """Evaluate a BiT classifier on ILSVRC-2012 validation (plus ReaL, ImageNet-V2, ...).
 
-  bit-eval --config configs/imagenet_eval.py:model=BiT-S-R101x3,manual_dir=/data/ilsvrc --workdir W
-  bit-eval --config "configs/imagenet_eval.py:model=BiT-M-R50x1,extra_evals=imagenet2012_real;imagenet_v2" --workdir W
+  bit-eval --config imagenet_eval:model=BiT-S-R101x3,manual_dir=/data/ilsvrc --workdir W
+  bit-eval --config "imagenet_eval:model=BiT-M-R50x1,extra_evals=imagenet2012_real;imagenet_v2" --workdir W
 
 The model keeps its own head (the ILSVRC-2012 classifier of the named model, or
 model_path: a TF Hub classification module, an .npz file with its head, a trainer

@@ -1,6 +1,6 @@
 """Fine-tune a BiT model on a TFDS dataset or image folder with the BiT-HyperRule.
 
-  bit-train --config configs/transfer.py:dataset=cifar10,model=BiT-M-R50x1 --workdir W
+  bit-train --config transfer:dataset=cifar10,model=BiT-M-R50x1 --workdir W
 
 Any field of bit_train/config.py can follow the colon (`key=val`, tuples as 300x400)
 or be set with --config.<field>=<value>.

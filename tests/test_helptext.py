@@ -12,7 +12,7 @@ from bit_train import cli
 from bit_train import config as bit_config
 from bit_train import helptext
 from bit_train import train as bit_train
-from conftest import run_here
+from helpers import run_here
 
 COMMANDS = tuple(helptext.COMMANDS)
 

@@ -14,7 +14,7 @@ from bit_train import config as bit_config
 from bit_train import configs
 from bit_train import train as bit_train
 from bit_train.errors import UserError
-from conftest import ROOT, error_lines, run_here
+from helpers import ROOT, error_lines, run_here
 from pattern_images import write_pattern_folder
 
 

@@ -3,7 +3,7 @@
 A command's help lists its own flags, the packaged configs and every config field
 it reads (bit_train.config.FIELDS), grouped. The flags are read from the entry
 module's source (its `DEFINE_*` calls), not by importing it, so `--help` answers
-before TensorFlow is imported; tests/test_help.py checks the source reading against
+before TensorFlow is imported; tests/test_helptext.py checks the source reading against
 the flags the module defines when imported.
 """
 

@@ -15,7 +15,7 @@ from bit_train import configs
 from bit_train import train as bit_train
 from bit_train.errors import UserError
 from helpers import ROOT, error_lines, run_here
-from pattern_images import write_pattern_folder
+from bit_train.data.patterns import write_pattern_folder
 
 
 def test_a_name_is_the_packaged_file_and_a_path_is_left_as_it_is():

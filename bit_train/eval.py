@@ -25,6 +25,7 @@ from bit_train import files
 from bit_train import hyperrule
 from bit_train import labels
 from bit_train import models
+from bit_train import report
 from bit_train import workdir as wd
 from bit_train.errors import UserError
 from bit_train.models import registry
@@ -152,6 +153,8 @@ def main(argv):
   record["config"] = config.to_dict()
   if chief:
     files.write_json_atomic(os.path.join(out, wd.METRICS), record)
+  report.write_report(out, model, evals[0].examples, crop, model_class_names=model_names,
+                      enabled=chief and own_head)
   print(files.json_text(record["results"]))
 
 

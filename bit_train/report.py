@@ -32,7 +32,7 @@ MAX_MISTAKES = 16  # thumbnails of the worst mistakes
 THUMBNAIL = 128  # pixels, the longer side
 MAX_MATRIX_CLASSES = 40  # larger confusion matrices are listed as pairs only
 MAX_TABLE_CLASSES = 100  # larger per-class tables show the least accurate
-SMOOTHING = 0.8  # weight of the past in the train loss's moving average
+SMOOTHING = 0.6  # weight of the past in the train loss's moving average
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,8 +97,10 @@ def thumbnails(examples, indices, size=THUMBNAIL):
       lambda i, example: tf.reduce_any(tf.equal(i, wanted)))
   result = {}
   for i, (encoded, _) in found:
-    image = tf.image.resize(preprocess.decode(encoded), [size, size],
-                            preserve_aspect_ratio=True)
+    image = preprocess.decode(encoded)
+    # Small images are enlarged in blocks of pixels, large ones averaged down.
+    method = "nearest" if max(image.shape[:2]) < size else "area"
+    image = tf.image.resize(image, [size, size], method, preserve_aspect_ratio=True)
     result[int(i)] = tf.io.encode_jpeg(tf.cast(tf.round(image), tf.uint8),
                                        quality=85).numpy()
   return result
@@ -150,6 +152,9 @@ def curves_png(history):
   ax_lr.plot(*zip(*lr) if lr else ([], []), color="C2")
   ax_lr.set(xlabel="step", ylabel="learning rate", title="Learning rate")
   ax_acc.plot([r["step"] for r in evals], [r["top1"] for r in evals], "o-", color="C1")
+  if evals:
+    ax_acc.annotate(f"{evals[-1]['top1']:.4f}", (evals[-1]["step"], evals[-1]["top1"]),
+                    textcoords="offset points", xytext=(-8, -14), ha="right")
   ax_acc.set(xlabel="step", ylabel="top-1", title="Evaluation top-1", ylim=(0, 1),
              xlim=(0, max([steps[-1]] + [r["step"] for r in evals]) * 1.02))
   fig.tight_layout()
@@ -160,7 +165,7 @@ def confusion_png(matrix, class_names):
   """The confusion matrix, rows normalised to each true class, as PNG bytes."""
   plt = _pyplot()
   classes = len(class_names)
-  side = min(12, 2.5 + 0.35 * classes)
+  side = min(11, 2 + 0.3 * classes)
   fig, ax = plt.subplots(figsize=(side + 1.2, side))
   rows = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
   shown = ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
@@ -208,8 +213,9 @@ def read_history(path):
   return records
 
 
-def summarise(predictions, class_names, mistakes):
-  """The numbers the report measured, as its JSON block holds them."""
+def summarise(predictions, class_names, mistakes, paths=None):
+  """The numbers the report measured, as its JSON block holds them; `paths`: each
+  example's file, when the examples are files."""
   matrix = predictions.confusion()
   counts = matrix.sum(axis=1)
   correct = np.diag(matrix)
@@ -228,7 +234,8 @@ def summarise(predictions, class_names, mistakes):
           "mistakes": [{"index": int(i), "true": class_names[predictions.labels[i]],
                         "predicted": class_names[predictions.predicted[i]],
                         "probability": float(predictions.probabilities[
-                            i, predictions.predicted[i]])} for i in mistakes]}
+                            i, predictions.predicted[i]]),
+                        **({"file": paths[i]} if paths else {})} for i in mistakes]}
 
 
 _STYLE = """
@@ -237,7 +244,7 @@ h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #
 table{border-collapse:collapse;font-size:.9em}td,th{padding:3px 10px;text-align:left}
 tr:nth-child(even){background:#f5f5f5}td.n{text-align:right;font-variant:tabular-nums}
 .bar{background:#4a8fd4;height:10px;display:inline-block}
-.grid{display:flex;flex-wrap:wrap;gap:12px}figure{margin:0;width:140px;font-size:.8em}
+.grid{display:flex;flex-wrap:wrap;gap:12px 40px}figure{margin:0;width:140px;font-size:.8em}
 figure img{border:2px solid #c33;max-width:136px}.muted{color:#777}
 pre{background:#f5f5f5;padding:8px;overflow-x:auto;font-size:.85em}
 """
@@ -286,6 +293,9 @@ def _facts_section(metrics, plan):
              for k in ("model", "model_source", "model_path", "crop", "crop_from",
                        "batch", "class_names_from") if k in metrics]
   config = (plan or metrics or {}).get("config")
+  half = -(-len(rows) // 2)  # two columns of facts
+  rows = [left + right for left, right in
+          zip(rows[:half], rows[half:] + [["", ""]] * (half - len(rows[half:])))]
   text = _table(rows) if rows else "<p class=muted>Nothing recorded.</p>"
   if config:
     text += ("<details><summary>config</summary><pre>"
@@ -312,16 +322,18 @@ def _per_class_section(summary):
 
 
 def _confusion_section(summary, class_names):
-  text = ""
+  parts = []
   if len(class_names) <= MAX_MATRIX_CLASSES:
-    text += _img(confusion_png(np.array(summary["confusion"]), class_names), "image/png",
-                 "confusion matrix")
+    parts.append(_img(confusion_png(np.array(summary["confusion"]), class_names),
+                      "image/png", "confusion matrix"))
   pairs = summary["confused_pairs"]
   if pairs:
-    text += "<h3>Most confused pairs</h3>" + _table(
+    parts.append("<h3>Most confused pairs</h3>" + _table(
         [[html.escape(p["true"]), html.escape(p["predicted"]), str(p["images"])]
-         for p in pairs], ["true", "predicted as", "images"], (2,))
-  return text or "<p>No mistakes.</p>"
+         for p in pairs], ["true", "predicted as", "images"], (2,)))
+  if not parts:
+    return "<p>No mistakes.</p>"
+  return "".join(parts)
 
 
 def _mistakes_section(summary, images):
@@ -329,33 +341,58 @@ def _mistakes_section(summary, images):
     return "<p>No mistakes.</p>"
   figures = []
   for m in summary["mistakes"]:
-    caption = (f"#{m['index']}<br>true: <b>{html.escape(m['true'])}</b><br>predicted: "
+    where = (f'<span title="{html.escape(m["file"])}">'
+             f'{html.escape(os.path.basename(m["file"]))}</span>' if "file" in m
+             else f"#{m['index']}")
+    caption = (f"{where}<br>true: <b>{html.escape(m['true'])}</b><br>predicted: "
                f"<b>{html.escape(m['predicted'])}</b> ({m['probability']:.2f})")
     figures.append(f"<figure>{_img(images[m['index']], 'image/jpeg', 'mistake')}"
                    f"<figcaption>{caption}</figcaption></figure>")
-  return ('<p class=muted>The wrong predictions made with the highest probability; '
-          '#n is the example\'s position in the split.</p><div class="grid">'
-          + "".join(figures) + "</div>")
+  numbered = "" if "file" in summary["mistakes"][0] else (
+      " (#n: the example's position in the split)")
+  return (f"<p class=muted>The wrong predictions made with the highest probability"
+          f"{numbered}.</p><div class=\"grid\">{''.join(figures)}</div>")
+
+
+def _section(section):
+  """(title, html), or a pair of them, shown side by side."""
+  if isinstance(section[0], tuple):
+    return '<div class="grid">' + "".join(
+        f"<div>{_section(part)}</div>" for part in section) + "</div>"
+  return f"<h2>{section[0]}</h2>{section[1]}"
+
+
+def _headline(metrics):
+  """Model, dataset and step of a training run; model and crop of a bit-eval."""
+  if metrics is None:
+    return ""
+  facts = [("model", metrics.get("model")), ("dataset", metrics.get("dataset")),
+           ("evaluated on", metrics.get("eval_split")), ("step", metrics.get("step")),
+           ("crop", metrics.get("crop"))]
+  return "<p>" + " &middot; ".join(f"{k} <b>{html.escape(str(v))}</b>"
+                                   for k, v in facts if v is not None) + "</p>"
 
 
 def render(title, *, metrics=None, plan=None, history=(), examples_name="",
            summary=None, class_names=(), images=None, why_no_examples=None):
   """The report's HTML text."""
-  sections = [("Results", _results_section(metrics)),
+  results = _results_section(metrics)
+  if summary is not None:
+    results += (f"<p>The sections below: {summary['count']} images of "
+                f"{html.escape(examples_name)} classified again by the model, "
+                f"{summary['correct']} correctly (top-1 {summary['top1']:.4f}).</p>")
+  sections = [("Results", results),
               ("Plan" if plan is not None else "Evaluation", _facts_section(metrics, plan))]
   curves = curves_png(history) if history else None
   if curves:
     sections.append(("Curves", _img(curves, "image/png", "training curves")))
   if summary is not None:
-    measured = (f"<p>{summary['count']} images of {html.escape(examples_name)}, "
-                f"{summary['correct']} classified correctly (top-1 "
-                f"{summary['top1']:.4f}).</p>")
-    sections += [("Per-class accuracy", measured + _per_class_section(summary)),
-                 ("Confusion matrix", _confusion_section(summary, class_names)),
+    sections += [(("Per-class accuracy", _per_class_section(summary)),
+                  ("Confusion matrix", _confusion_section(summary, class_names))),
                  ("Worst mistakes", _mistakes_section(summary, images))]
   elif why_no_examples:
     sections.append(("Per-example results", f"<p>{html.escape(why_no_examples)}</p>"))
-  body = "".join(f"<h2>{name}</h2>{text}" for name, text in sections)
+  body = _headline(metrics) + "".join(map(_section, sections))
   data = json.dumps(summary or {}).replace("</", "<\\/")
   return (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>"
           f"{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
@@ -390,7 +427,8 @@ def write_report(folder, model, examples, crop, *, model_class_names=None,
       order = labels.class_order(model_class_names, class_names, "the model's names")
     predictions = predict(model, examples, crop, batch_size, order)
     mistakes = predictions.worst_mistakes(max_mistakes)
-    summary = summarise(predictions, class_names, mistakes)
+    summary = summarise(predictions, class_names, mistakes,
+                        examples.files[0] if examples.files else None)
     images = thumbnails(examples, mistakes)
   kind = "bit-train run" if plan is not None else "bit-eval"
   text = render(f"{kind}: {folder}", metrics=metrics, plan=plan, history=history,

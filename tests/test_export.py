@@ -73,6 +73,10 @@ def test_keras_3_model_through_tfsm_layer(exported):
   assert len(module.trainable_weights) == len(model.trainable_variables)
   for before, after in zip(weights, (head.kernel, module.trainable_weights[0])):
     assert not np.allclose(after.numpy(), before)
+  frozen = keras.layers.TFSMLayer(hub_path(exported), call_endpoint="serving_default",
+                                  trainable=False)
+  assert frozen.trainable_weights == []
+  assert len(frozen.non_trainable_weights) == len(model.trainable_variables)
 
 
 def test_tf_keras_hub_keras_layer_gives_logits_or_a_named_output(exported):

@@ -37,13 +37,12 @@ SMOOTHING = 0.6  # weight of the past in the train loss's moving average
 
 @dataclasses.dataclass(frozen=True)
 class Predictions:
-  """The model's class probabilities for every example of a split, in order."""
+  """The model's prediction for every example of a split, in order: kept as the
+  predicted class and its probability, so a split of many classes stays small."""
   labels: np.ndarray  # [N] true class
-  probabilities: np.ndarray  # [N, classes]
-
-  @property
-  def predicted(self):
-    return np.argmax(self.probabilities, axis=1)
+  predicted: np.ndarray  # [N] the class of the highest probability
+  confidence: np.ndarray  # [N] that probability
+  num_classes: int
 
   @property
   def count(self):
@@ -52,18 +51,29 @@ class Predictions:
   def correct(self):
     return self.predicted == self.labels
 
+  def per_class(self):
+    """(images, correct) per true class."""
+    return (np.bincount(self.labels, minlength=self.num_classes),
+            np.bincount(self.labels[self.correct()], minlength=self.num_classes))
+
   def confusion(self):
     """[true class, predicted class] -> images."""
-    classes = self.probabilities.shape[1]
-    matrix = np.zeros([classes, classes], np.int64)
+    matrix = np.zeros([self.num_classes, self.num_classes], np.int64)
     np.add.at(matrix, (self.labels, self.predicted), 1)
     return matrix
+
+  def confused_pairs(self, k):
+    """The k most frequent (true, predicted, images) of the wrong predictions."""
+    wrong = ~self.correct()
+    pairs, counts = np.unique(np.stack([self.labels[wrong], self.predicted[wrong]], 1),
+                              axis=0, return_counts=True)
+    best = np.argsort(-counts, kind="stable")[:k]
+    return [(int(t), int(p), int(c)) for (t, p), c in zip(pairs[best], counts[best])]
 
   def worst_mistakes(self, k):
     """Indices of the k wrong predictions made with the highest probability."""
     wrong = np.flatnonzero(~self.correct())
-    confidence = self.probabilities[wrong, self.predicted[wrong]]
-    return wrong[np.argsort(-confidence, kind="stable")[:k]]
+    return wrong[np.argsort(-self.confidence[wrong], kind="stable")[:k]]
 
 
 def predict(model, examples, crop, batch_size=32, class_order=None):
@@ -78,25 +88,32 @@ def predict(model, examples, crop, batch_size=32, class_order=None):
     logits = tf.cast(model(images, training=False), tf.float32)
     if class_order is not None:
       logits = tf.gather(logits, class_order, axis=1)
-    return tf.nn.softmax(logits)
+    return (tf.argmax(logits, axis=1, output_type=tf.int32),
+            tf.reduce_max(tf.nn.softmax(logits), axis=1))
 
-  probabilities, true = [], []
+  parts = []  # (labels, predicted, confidence) of each batch's real examples
   for images, batch_labels, mask in pipeline.eval_dataset(examples, crop, batch_size):
     real = mask.numpy() > 0
-    probabilities.append(step(images).numpy()[real])
-    true.append(batch_labels.numpy()[real])
-  return Predictions(np.concatenate(true).astype(np.int64),
-                     np.concatenate(probabilities))
+    predicted, confidence = (t.numpy()[real] for t in step(images))
+    parts.append((batch_labels.numpy()[real], predicted, confidence))
+  true, predicted, confidence = (np.concatenate(p) for p in zip(*parts))
+  return Predictions(true.astype(np.int64), predicted.astype(np.int64), confidence,
+                     examples.num_classes)
 
 
 def thumbnails(examples, indices, size=THUMBNAIL):
   """{index: JPEG bytes} of the examples at `indices`, decoded as the evaluation
   decodes them, the longer side `size` pixels."""
-  wanted = tf.constant(sorted(int(i) for i in indices), tf.int64)
-  found = examples.read().enumerate().filter(
-      lambda i, example: tf.reduce_any(tf.equal(i, wanted)))
+  indices = sorted(int(i) for i in indices)
+  if examples.files is not None:  # only these files are read
+    paths = examples.files[0]
+    found = ((i, tf.io.read_file(paths[i])) for i in indices)
+  else:
+    wanted = tf.constant(indices, tf.int64)
+    found = ((i, encoded) for i, (encoded, _) in examples.read().enumerate().filter(
+        lambda i, example: tf.reduce_any(tf.equal(i, wanted))))
   result = {}
-  for i, (encoded, _) in found:
+  for i, encoded in found:
     image = preprocess.decode(encoded)
     # Small images are enlarged in blocks of pixels, large ones averaged down.
     method = "nearest" if max(image.shape[:2]) < size else "area"
@@ -148,8 +165,8 @@ def curves_png(history):
   ax_loss.plot(steps, smoothed(losses), color="C0", label="smoothed")
   ax_loss.set(xlabel="step", ylabel="train loss", title="Training loss")
   ax_loss.legend()
-  lr = [(r["step"], r["lr"]) for r in train if "lr" in r]
-  ax_lr.plot(*zip(*lr) if lr else ([], []), color="C2")
+  ax_lr.plot([r["step"] for r in train if "lr" in r],
+             [r["lr"] for r in train if "lr" in r], color="C2")
   ax_lr.set(xlabel="step", ylabel="learning rate", title="Learning rate")
   ax_acc.plot([r["step"] for r in evals], [r["top1"] for r in evals], "o-", color="C1")
   if evals:
@@ -187,9 +204,8 @@ def _data_uri(data, mime):
   return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def _img(data, mime, alt, width=None):
-  size = f' width="{width}"' if width else ""
-  return f'<img src="{_data_uri(data, mime)}" alt="{html.escape(alt)}"{size}>'
+def _img(data, mime, alt):
+  return f'<img src="{_data_uri(data, mime)}" alt="{html.escape(alt)}">'
 
 
 def _read_json(path):
@@ -215,27 +231,25 @@ def read_history(path):
 
 def summarise(predictions, class_names, mistakes, paths=None):
   """The numbers the report measured, as its JSON block holds them; `paths`: each
-  example's file, when the examples are files."""
-  matrix = predictions.confusion()
-  counts = matrix.sum(axis=1)
-  correct = np.diag(matrix)
-  per_class = [{"index": i, "class": name, "images": int(counts[i]),
+  example's file, when the examples are files. The confusion matrix is there up to
+  MAX_MATRIX_CLASSES classes."""
+  images, correct = predictions.per_class()
+  per_class = [{"index": i, "class": name, "images": int(images[i]),
                 "correct": int(correct[i]),
-                "accuracy": float(correct[i] / counts[i]) if counts[i] else None}
+                "accuracy": float(correct[i] / images[i]) if images[i] else None}
                for i, name in enumerate(class_names)]
-  off = matrix.copy()
-  np.fill_diagonal(off, 0)
-  pairs = [{"true": class_names[t], "predicted": class_names[p], "images": int(off[t, p])}
-           for t, p in zip(*np.unravel_index(np.argsort(-off, axis=None, kind="stable"),
-                                             off.shape)) if off[t, p]][:20]
-  return {"count": predictions.count, "correct": int(correct.sum()),
-          "top1": float(correct.sum() / max(predictions.count, 1)),
-          "per_class": per_class, "confusion": matrix.tolist(), "confused_pairs": pairs,
-          "mistakes": [{"index": int(i), "true": class_names[predictions.labels[i]],
-                        "predicted": class_names[predictions.predicted[i]],
-                        "probability": float(predictions.probabilities[
-                            i, predictions.predicted[i]]),
-                        **({"file": paths[i]} if paths else {})} for i in mistakes]}
+  summary = {
+      "count": predictions.count, "correct": int(correct.sum()),
+      "top1": float(correct.sum() / max(predictions.count, 1)), "per_class": per_class,
+      "confused_pairs": [{"true": class_names[t], "predicted": class_names[p],
+                          "images": n} for t, p, n in predictions.confused_pairs(20)],
+      "mistakes": [{"index": int(i), "true": class_names[predictions.labels[i]],
+                    "predicted": class_names[predictions.predicted[i]],
+                    "probability": float(predictions.confidence[i]),
+                    **({"file": paths[i]} if paths else {})} for i in mistakes]}
+  if len(class_names) <= MAX_MATRIX_CLASSES:
+    summary["confusion"] = predictions.confusion().tolist()
+  return summary
 
 
 _STYLE = """
@@ -323,7 +337,7 @@ def _per_class_section(summary):
 
 def _confusion_section(summary, class_names):
   parts = []
-  if len(class_names) <= MAX_MATRIX_CLASSES:
+  if "confusion" in summary:
     parts.append(_img(confusion_png(np.array(summary["confusion"]), class_names),
                       "image/png", "confusion matrix"))
   pairs = summary["confused_pairs"]

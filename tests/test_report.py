@@ -120,43 +120,46 @@ def test_eval_report_has_metrics_json_and_per_class_file_numbers(run):
   assert_mistakes_shown(text, data)
 
 
-def test_confusion_matrix_and_worst_mistakes_of_known_predictions():
+def test_confusion_matrix_pairs_and_worst_mistakes_of_known_predictions():
   predictions = report.Predictions(
-      labels=np.array([0, 0, 1, 1, 2, 2]),
-      probabilities=np.array([[.9, .1, 0], [.2, .7, .1], [.1, .8, .1],
-                              [.6, .3, .1], [0, .05, .95], [.1, .1, .8]]))
+      labels=np.array([0, 0, 1, 1, 2, 2, 1]), predicted=np.array([0, 1, 1, 0, 2, 2, 0]),
+      confidence=np.array([.9, .7, .8, .6, .95, .8, .5]), num_classes=3)
   np.testing.assert_array_equal(predictions.confusion(),
-                                [[1, 1, 0], [1, 1, 0], [0, 0, 2]])
-  np.testing.assert_array_equal(predictions.worst_mistakes(5), [1, 3])
+                                [[1, 1, 0], [2, 1, 0], [0, 0, 2]])
+  np.testing.assert_array_equal(predictions.worst_mistakes(5), [1, 3, 6])
   np.testing.assert_array_equal(predictions.worst_mistakes(1), [1])
+  assert predictions.confused_pairs(5) == [(1, 0, 2), (0, 1, 1)]
   summary = report.summarise(predictions, ["a", "b", "c"], [1, 3])
-  assert [c["accuracy"] for c in summary["per_class"]] == [0.5, 0.5, 1.0]
-  assert summary["confused_pairs"] == [
-      {"true": "a", "predicted": "b", "images": 1},
-      {"true": "b", "predicted": "a", "images": 1}]
+  assert [c["accuracy"] for c in summary["per_class"]] == [0.5, 1 / 3, 1.0]
+  assert summary["confused_pairs"][0] == {"true": "b", "predicted": "a", "images": 2}
+  assert summary["confusion"] == predictions.confusion().tolist()
+  many = report.Predictions(np.arange(50), np.arange(50), np.ones(50), 50)
+  assert "confusion" not in report.summarise(many, [str(i) for i in range(50)], [])
 
 
 def test_predictions_are_every_example_in_order_and_follow_a_class_order(tmp_path):
   """7 examples in batches of 4 (a padded last batch); outputs reordered by
-  class_order come out as the permuted columns."""
+  class_order are predicted under their new index."""
   folder = write_pattern_folder(tmp_path, per_class=3)
   paths = sorted(os.path.join(folder, c, f) for c in CLASSES
                  for f in os.listdir(os.path.join(folder, c)))[:7]
   true = [CLASSES.index(os.path.basename(os.path.dirname(p))) for p in paths]
-  examples = base.Examples("patterns@all", "all", CLASSES,
-                           lambda: base.file_examples(paths, true), num_examples=7)
+
+  def examples(chosen):
+    return base.Examples("patterns", "all", CLASSES, lambda: base.file_examples(
+        [paths[i] for i in chosen], [true[i] for i in chosen]))
   model = tiny_resnet(3, seed=2)
-  plain = report.predict(model, examples, 32, batch_size=4)
+  plain = report.predict(model, examples(range(7)), 32, batch_size=4)
   np.testing.assert_array_equal(plain.labels, true)
-  assert plain.probabilities.shape == (7, 3)
-  one = report.predict(model, base.Examples("one", "all", CLASSES,
-                                            lambda: base.file_examples(paths[5:6],
-                                                                       true[5:6])),
-                       32, batch_size=4)
-  np.testing.assert_allclose(one.probabilities[0], plain.probabilities[5], atol=1e-5)
-  reordered = report.predict(model, examples, 32, batch_size=4, class_order=[2, 0, 1])
-  np.testing.assert_allclose(reordered.probabilities, plain.probabilities[:, [2, 0, 1]],
-                             atol=1e-6)
+  assert len(set(plain.predicted)) > 1  # the class order below is visible
+  one = report.predict(model, examples([5]), 32, batch_size=4)
+  assert one.predicted[0] == plain.predicted[5]
+  np.testing.assert_allclose(one.confidence[0], plain.confidence[5], atol=1e-5)
+  order = [2, 0, 1]  # dataset class j is model output order[j]
+  reordered = report.predict(model, examples(range(7)), 32, batch_size=4,
+                             class_order=order)
+  np.testing.assert_array_equal([order[j] for j in reordered.predicted], plain.predicted)
+  np.testing.assert_allclose(reordered.confidence, plain.confidence, atol=1e-6)
 
 
 def test_smoothed_loss_starts_at_the_first_value_and_lags_a_jump():

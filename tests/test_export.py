@@ -151,3 +151,26 @@ def test_a_gray_jpeg_decoded_with_one_channel_is_classified(exported):
   image = tf.io.decode_jpeg(tf.io.encode_jpeg(pixels), channels=1)
   result = serve(images=image[None])
   assert result["class_names"].numpy()[0].decode() in CLASSES
+
+
+def test_feature_vector_and_kept_hub_head_modules_have_the_signature_too(exported,
+                                                                         tmp_path):
+  """A feature-vector module's signature gives pre-logits only; a model keeping a
+  loaded module's own head (no head variables) exports the same logits again."""
+  from bit_train.models import hub
+  _, model = exported
+  x = images(2)
+  hub.export_module(model, str(tmp_path / "fv"), "feature_vector")
+  outputs = tf.saved_model.load(str(tmp_path / "fv")).signatures["serving_default"](
+      images=x)
+  assert list(outputs) == ["pre_logits"]
+  close(outputs["pre_logits"], model.pre_logits(x))
+  kept = hub.HubModel(tf.saved_model.load(hub_path(exported)), None, "keep")
+  assert kept.head_variables == ()
+  hub.export_module(kept, str(tmp_path / "again"), class_names=CLASSES)
+  again = tf.saved_model.load(str(tmp_path / "again"))
+  outputs = again.signatures["serving_default"](images=x)
+  close(outputs["logits"], model(x))
+  close(outputs["pre_logits"], model.pre_logits(x))
+  assert tf.io.read_file(again.class_names_file.asset_path).numpy().decode(
+      ).splitlines() == CLASSES

@@ -30,6 +30,7 @@ from bit_train import files  # pylint: disable=wrong-import-position
 from bit_train import hyperrule  # pylint: disable=wrong-import-position
 from bit_train import labels  # pylint: disable=wrong-import-position
 from bit_train import models  # pylint: disable=wrong-import-position
+from bit_train import report  # pylint: disable=wrong-import-position
 from bit_train import specs  # pylint: disable=wrong-import-position
 from bit_train import workdir as wd  # pylint: disable=wrong-import-position
 from bit_train.errors import UserError  # pylint: disable=wrong-import-position
@@ -160,6 +161,8 @@ def main(argv):
   record["config"] = dict(run_specs.config, model_path=model_spec.path)
   if chief:
     files.write_json_atomic(os.path.join(out, wd.METRICS), record)
+  report.write_report(out, model, evals[0].examples, crop, model_class_names=model_names,
+                      enabled=chief and own_head)
   print(files.json_text(record["results"]))
 
 

@@ -2,10 +2,15 @@
 (the names are workdir.py's):
 
   W/export/serving/      signatures `serving_default` (uint8 images, any size) and
-                         `serve_float` (float32 in [0, 1]); outputs probabilities,
+                         `serve_float` (float32 in [0, 1]), both taking 1 (gray),
+                         2 (gray, alpha), 3 (RGB) or 4 (RGBA) channels as
+                         tf.io.decode_image gives them; outputs probabilities,
                          class_ids and class_names; class names embedded and in
                          assets/class_names.txt
-  W/export/hub_module/   a reusable TF Hub SavedModel (images in [0, 1] -> logits)
+  W/export/hub_module/   a reusable TF Hub SavedModel (images in [0, 1] -> logits),
+                         its signature `serving_default` with the outputs `logits`
+                         and `pre_logits`, class names in assets/class_names.txt
+                         (see models/hub.py)
   W/export/class_names.txt
   W/export/export.json   what the export is: the model's name, its classes, the
                          run's crop, and the run it came from
@@ -29,6 +34,23 @@ from bit_train.data import preprocess
 from bit_train.errors import UserError
 
 
+# The channels of an RGB image from images of 1 to 4 channels, as
+# tf.io.decode_image(channels=3) converts them: gray is repeated, alpha dropped.
+_RGB_CHANNELS = ((0, 0, 0), (0, 0, 0), (0, 1, 2), (0, 1, 2))
+
+
+def to_rgb(images):
+  """Images [B, H, W, C] of C = 1 (gray), 2 (gray, alpha), 3 (RGB) or 4 (RGBA)
+  channels -> [B, H, W, 3]; any other C fails with a message saying so."""
+  channels = tf.shape(images)[-1]
+  check = tf.debugging.Assert(
+      tf.logical_and(channels >= 1, channels <= 4),
+      ["images must have 1 (gray), 2 (gray, alpha), 3 (RGB) or 4 (RGBA) channels, "
+       "not", channels])
+  with tf.control_dependencies([check]):
+    return tf.gather(images, tf.gather(_RGB_CHANNELS, channels - 1), axis=-1)
+
+
 class ServingModule(tf.Module):
   """Images of any size in, eval preprocessing, probabilities and class ids out."""
 
@@ -40,17 +62,17 @@ class ServingModule(tf.Module):
 
   def _predict(self, images):
     """images: float32 in [0, 255]; resized like the eval stream (no crop)."""
-    images = preprocess.eval_resize(images, self.crop)
+    images = preprocess.eval_resize(to_rgb(images), self.crop)
     probabilities = tf.nn.softmax(tf.cast(self.model(images, training=False), tf.float32))
     class_ids = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
     return {"probabilities": probabilities, "class_ids": class_ids,
             "class_names": tf.gather(self.class_names, class_ids)}
 
-  @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
+  @tf.function(input_signature=[tf.TensorSpec([None, None, None, None], tf.uint8)])
   def serve_uint8(self, images):
     return self._predict(tf.cast(images, tf.float32))
 
-  @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+  @tf.function(input_signature=[tf.TensorSpec([None, None, None, None], tf.float32)])
   def serve_float(self, images):
     return self._predict(images * 255.0)
 
@@ -98,7 +120,8 @@ def export_all(model, plan, class_names, workdir, chief=True, about=None):
   files.make_dirs(root, "export directory")
   export_serving(model, plan.crop, class_names, os.path.join(root, wd.SERVING), chief)
   hub_target = _target(os.path.join(root, wd.HUB_MODULE), chief)
-  _write_whole(hub_target, lambda folder: models.export_module(model, folder))
+  _write_whole(hub_target, lambda folder: models.export_module(
+      model, folder, class_names=class_names))
   if not chief:
     shutil.rmtree(hub_target, ignore_errors=True)
     return

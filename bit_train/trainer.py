@@ -20,6 +20,7 @@ from bit_train import files
 from bit_train import mixup
 from bit_train import models
 from bit_train import provenance
+from bit_train import report
 from bit_train import runlog
 from bit_train import workdir as wd
 from bit_train.data import pipeline
@@ -278,4 +279,6 @@ def _finish(trainer, results, log, workdir, chief):
   if chief:
     runlog.plot_curves(log.history, wd.path(workdir, wd.CURVES))
     files.write_json_atomic(wd.path(workdir, wd.METRICS), record)
+  report.write_report(workdir, trainer.model, trainer.evaluators[0].examples,
+                      trainer.plan.crop, enabled=chief)
   return record

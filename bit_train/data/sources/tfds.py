@@ -150,12 +150,15 @@ class TfdsSource(base.DataSource):
     sizes, num_classes, class_names = {}, None, ()
     train_split = spec.train_split or (known.train_split if known else "train")
     described = spec.num_examples is not None and spec.image_size is not None
-    # The name, version and label resolve, also when the config gives the sizes.
-    builder = self.builder()
-    label_key = label_feature(builder, spec.label_key)
-    derived = tfds_labels.derived_label(builder, label_key)
-    if derived:
-      sources["label"] = f"label_key={label_key}: {derived.about}"
+    # A TFDS name's version and label resolve, also when the config gives the sizes;
+    # a dataset described by hand under a name TFDS does not know is planned from
+    # its description alone (a dry run; reading it fails as an unknown dataset).
+    if self.read or not described or is_tfds_name(name):
+      builder = self.builder()
+      label_key = label_feature(builder, spec.label_key)
+      derived = tfds_labels.derived_label(builder, label_key)
+      if derived:
+        sources["label"] = f"label_key={label_key}: {derived.about}"
     if self.read or not described:
       # The features are the builder's own, prepared or not.
       label = derived or builder.info.features[label_key]

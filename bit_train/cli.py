@@ -27,6 +27,7 @@ from ml_collections import config_flags
 from bit_train import config as bit_config
 from bit_train import configs
 from bit_train import console
+from bit_train import specs
 from bit_train import helptext
 from bit_train.errors import Interrupted, UserError, quote
 
@@ -139,7 +140,9 @@ def check_packaged_config(argv):
   name, _, arg = values[-1][2].partition(":")
   try:
     if configs.resolve(name) != name:  # a packaged config
-      bit_config.validate(configs.load(name, arg or None))
+      config = bit_config.validate(configs.load(name, arg or None))
+      specs.recipe(config)  # the records' own checks (batch split, holdout) too
+      specs.data_spec(config)
   except UserError as e:
     fail(e)
 

@@ -18,13 +18,14 @@ against the registry, holdout_fraction and the batch split (hyperrule.Recipe), o
 when they are made.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import json
 import os
 
 from bit_train import hyperrule
 from bit_train.errors import UserError
-from bit_train.models import registry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +86,9 @@ class ModelSpec:
   def of(cls, name, path=None, **fields):
     """The spec of `name`, resolved in the registry: an unknown name is a UserError
     unless `path` says where the weights are."""
+    # The registry's families import TensorFlow: the other records stay light, so a
+    # command checks them before that import.
+    from bit_train.models import registry  # pylint: disable=g-import-not-at-top
     try:
       named = registry.lookup(name)
     except UserError:
@@ -95,6 +99,7 @@ class ModelSpec:
 
   @property
   def family(self):
+    from bit_train.models import registry  # pylint: disable=g-import-not-at-top
     return registry.family(self.named)
 
   def overrides(self):

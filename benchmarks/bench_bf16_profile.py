@@ -13,6 +13,14 @@ with their two gradients and the head's MatMul; everything else (Group Norm, Wei
 Standardisation, casts, padding and pooling, the update) is "outside". The
 figure to shrink is bfloat16's outside share: on hardware whose matrix units make
 bfloat16 convolutions much cheaper, it decides the step.
+
+The trace's spans stretch when other processes take the cores, so the second part
+measures the same shares another way: the step of the network with every Group Norm
+replaced by its ReLU (bench_models.ConvsOnly), with Weight Standardisation left out
+("no_ws"), and with both, all timed in turn in each of `--rounds` rounds in CPU
+seconds of this process (which other processes' load changes much less than wall
+time). Each one's share of the step is 1 - rate(full) / rate(ablated), the median of
+the rounds.
 """
 
 import argparse
@@ -23,6 +31,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -60,6 +69,55 @@ def op_seconds(fn, logdir):
         if match:
           seconds[match.group(1)] += event.duration_ps * 1e-12
   return seconds
+
+
+class NoWeightStandardisation(bit.ResNetV2):
+  """The native network whose convolutions take their kernels as they are."""
+
+  def _kernel(self, key):
+    return tf.cast(self.params[key], self.compute_dtype)
+
+
+class ConvsOnlyNoWeightStandardisation(NoWeightStandardisation,
+                                       bench_models.ConvsOnly):
+  pass
+
+
+ABLATIONS = {"full": bit.ResNetV2, "no_group_norm": bench_models.ConvsOnly,
+             "no_ws": NoWeightStandardisation,
+             "neither": ConvsOnlyNoWeightStandardisation}
+
+
+def cpu_rate(fn, items, steps):
+  """items per CPU-second of this process over `steps` calls."""
+  start = time.process_time()
+  for _ in range(steps):
+    out = fn()
+  out.numpy()
+  return items * steps / (time.process_time() - start)
+
+
+def ablation_shares(args, images, labels):
+  """{precision: {part: median share of the step}} from ablated networks."""
+  units, width = bit.ARCHS[args.arch]
+  fns = {}
+  for name, dtype in (("float32", tf.float32), ("bfloat16", tf.bfloat16)):
+    for ablation, cls in ABLATIONS.items():
+      model = cls(units, width, 10, compute_dtype=dtype)
+      fns[name, ablation], _ = bench_models.make_steps(
+          model, list(model.trainable_variables), images, labels, jit=False)
+      fns[name, ablation]().numpy()
+  rates = {key: [] for key in fns}
+  for _ in range(args.rounds):
+    for key, fn in fns.items():
+      rates[key].append(cpu_rate(fn, args.batch, 2))
+  shares = {}
+  for name in ("float32", "bfloat16"):
+    full = rates[name, "full"]
+    shares[name] = {ablation: float(np.median([1 - f / a for f, a in zip(
+        full, rates[name, ablation])])) for ablation in ABLATIONS if ablation != "full"}
+    shares[name]["img_per_cpu_second"] = float(np.median(full))
+  return shares
 
 
 def main():
@@ -107,6 +165,15 @@ def main():
     report[f"{name}_outside_share"] = (total - convs) / total
     print(f"{name:9s} ops {total:7.1f} ms/step: convolutions {convs:7.1f} ms, outside "
           f"{total - convs:7.1f} ms ({(total - convs) / total:.0%} of the step)")
+  report["ablation_shares"] = shares = ablation_shares(args, images, labels)
+  print("\nshare of the step (CPU time, ablated networks, median of rounds):")
+  for name, parts in shares.items():
+    print(f"{name:9s} Group Norm {parts['no_group_norm']:.0%}, Weight Standardisation "
+          f"{parts['no_ws']:.0%}, both {parts['neither']:.0%} "
+          f"({parts['img_per_cpu_second']:.1f} img per CPU-second)")
+  ratio = (shares["bfloat16"]["img_per_cpu_second"] /
+           shares["float32"]["img_per_cpu_second"])
+  print(f"bfloat16 / float32 step: {ratio:.2f}x per CPU-second")
   print(json.dumps(report))
 
 

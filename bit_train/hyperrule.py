@@ -17,6 +17,7 @@ REFERENCE_LR = 0.003
 SMALL_IMAGE_AREA = 96 * 96
 RESOLUTION_RULES = ("code", "paper")
 LR_SCALINGS = ("linear", "none")
+MANY_EPOCHS = 200  # a schedule this long over the data is worth a note
 
 
 def get_resolution(original_resolution, rule="code"):
@@ -101,6 +102,11 @@ class Plan:
     return self.supports[-1]
 
   @property
+  def epochs(self):
+    """Passes over the training examples the schedule makes."""
+    return self.total_steps * self.batch_size / self.num_examples
+
+  @property
   def micro_batch_size(self):
     return self.batch_size // self.batch_split
 
@@ -139,7 +145,7 @@ class Plan:
         return ""
       return f"  (set by you; the HyperRule: {rule[fields[0]]})"
     h, w = self.image_size
-    epochs = self.total_steps * self.batch_size / self.num_examples
+    epochs = self.epochs
     return "\n".join([
         f"BiT-HyperRule plan for {self.dataset or 'dataset'}",
         f"  examples (n)     {self.num_examples:,}",
@@ -154,9 +160,48 @@ class Plan:
         f"  batch            {self.batch_size} global, batch_split "
         f"{self.batch_split} -> {self.micro_batch_size} per micro-batch"
         f"{mark('batch_size')}",
-        f"  base_lr          {self.base_lr:g} (lr scaling: {self.lr_scaling})"
+        f"  lr used          {self.base_lr:.3g} after warmup{self._lr_origin()}"
         f"{mark('base_lr')}",
     ])
+
+  def _lr_origin(self):
+    """How the learning rate used follows from base_lr (stated at batch 512)."""
+    if self.lr_scaling != "linear" or self.batch_size == REFERENCE_BATCH:
+      return f" (lr_scaling: {self.lr_scaling})"
+    stated = self.base_lr * REFERENCE_BATCH / self.batch_size
+    return (f" = base_lr {stated:g} x batch {self.batch_size}/{REFERENCE_BATCH} "
+            "(lr_scaling: linear)")
+
+  def warnings(self):
+    """What in this plan may waste a run, each as one line with what to do."""
+    found = []
+    if self.lr_scaling == "linear" and self.batch_size < REFERENCE_BATCH:
+      stated = self.base_lr * REFERENCE_BATCH / self.batch_size
+      keep = (f"set batch_size={REFERENCE_BATCH},batch_split="
+              f"{REFERENCE_BATCH // self.micro_batch_size} (micro-batches of "
+              f"{self.micro_batch_size}, the same memory per step)"
+              if REFERENCE_BATCH % self.micro_batch_size == 0 else
+              f"set batch_size={REFERENCE_BATCH} with a batch_split that fits memory")
+      found.append(
+          f"batch_size={self.batch_size} scales the learning rate down to "
+          f"{self.base_lr:.2g} ({stated:g} x {self.batch_size}/{REFERENCE_BATCH}), "
+          f"which may be too small to learn in {self.total_steps:,} steps: to keep "
+          f"the recipe's {stated:g} at batch {REFERENCE_BATCH}, {keep}.")
+    if self.batch_size > self.num_examples:
+      found.append(
+          f"batch_size={self.batch_size} is {self.batch_size / self.num_examples:.1f}x "
+          f"the {self.num_examples:,} training examples: each step sees every image "
+          f"~{self.batch_size / self.num_examples:.0f} times, "
+          f"{self.total_steps * self.batch_size:,} images in {self.total_steps:,} "
+          "steps.")
+    epochs = self.epochs
+    if epochs >= MANY_EPOCHS:
+      found.append(
+          f"{self.total_steps:,} steps of batch {self.batch_size} are ~{epochs:,.0f} "
+          f"epochs of {self.num_examples:,} examples (the HyperRule's schedule for "
+          f"{'fewer than 20k' if self.num_examples < 20_000 else 'this many'} "
+          "examples): the time it takes is estimated once the first steps are timed.")
+    return found
 
 
 def check_batch_split(batch_size, batch_split):

@@ -126,3 +126,26 @@ def test_plan_is_immutable_and_round_trips_through_json():
 def test_plan_rejects_impossible_values(kwargs, field):
   with pytest.raises(UserError, match=field):
     hyperrule.plan(1000, (32, 32), **kwargs)
+
+
+def test_plan_says_the_lr_it_uses_and_warns_when_a_small_batch_shrinks_it():
+  small = hyperrule.plan(54, (300, 400), batch_size=16)
+  assert "lr used          9.38e-05 after warmup = base_lr 0.003 x batch 16/512" in (
+      small.describe())
+  shrunk = [w for w in small.warnings() if "scales the learning rate down" in w]
+  assert len(shrunk) == 1 and "batch_size=512,batch_split=32" in shrunk[0]
+  # The recipe's own batch, or a batch kept by batch_split: no such warning.
+  for kept in (hyperrule.plan(54, (300, 400)),
+               hyperrule.plan(54, (300, 400), batch_size=512, batch_split=32)):
+    assert not [w for w in kept.warnings() if "scales the learning rate" in w]
+  unscaled = hyperrule.plan(54, (300, 400), batch_size=16, lr_scaling="none")
+  assert not [w for w in unscaled.warnings() if "scales the learning rate" in w]
+
+
+def test_plan_notes_a_batch_above_the_dataset_and_hundreds_of_epochs():
+  tiny = hyperrule.plan(54, (300, 400))
+  notes = tiny.warnings()
+  assert any("is 9.5x the 54 training examples" in n for n in notes)
+  assert any("~4,741 epochs of 54 examples" in n for n in notes)
+  # CIFAR-10's full schedule (~102 epochs) and batch are the paper's: nothing to say.
+  assert hyperrule.plan(50_000, (32, 32)).warnings() == []

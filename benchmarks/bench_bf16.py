@@ -13,16 +13,13 @@ The accuracy side is benchmarks/bench_bf16_accuracy.py.
 
 import argparse
 import json
-import os
-import sys
 
 import numpy as np
 import tensorflow as tf
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bench_models  # pylint: disable=g-import-not-at-top,wrong-import-position
+import bench_models  # benchmarks/, the script's own folder
 
-from bit_train.models import bit  # pylint: disable=g-import-not-at-top,wrong-import-position
+from bit_train.models import bit
 
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 

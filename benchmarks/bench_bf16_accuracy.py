@@ -2,7 +2,7 @@
 
   .venv/bin/python benchmarks/bench_bf16_accuracy.py [--seeds 0,1,2,3] [--shots full]
 
-The miniature BiT transfer of the quickstart (configs/quickstart.py: the bundled
+The miniature BiT transfer of the quickstart (the quickstart config: the bundled
 BiT-MNIST-R14x0.25 fine-tuned on scikit-learn's digit scans, 200 steps of 64 at
 32 px) run by bit-train in each precision for every seed, scored on the same
 held-out 10 % of every class (179 scans). model_source=npz, since TF Hub modules
@@ -22,14 +22,12 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "experiments", "miniature"))
-from write_digits import write_digits  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 
 
 def top1(data, workdir, precision, seed, shots):
-  config = (f"configs/quickstart.py:data_dir={data},model_source=npz,"
+  config = (f"quickstart:data_dir={data},model_source=npz,"
             f"precision={precision},seed={seed},few_shot_seed={seed}")
   if shots != "full":
     config += f",examples_per_class={shots}"
@@ -49,7 +47,8 @@ def main():
   parser.add_argument("--data", default="workdirs/digits")
   args = parser.parse_args()
   os.chdir(ROOT)
-  write_digits(args.data)
+  subprocess.run([sys.executable, "experiments/miniature/write_digits.py", args.data],
+                 check=True)
   seeds = [int(s) for s in args.seeds.split(",")]
   runs = {p: [] for p in PRECISIONS}
   with tempfile.TemporaryDirectory() as tmp:

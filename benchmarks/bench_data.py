@@ -19,7 +19,6 @@ at about 10 img/s on this 2-core CPU (9.3 img/s in benchmarks/bench_train.py).
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 
@@ -27,12 +26,12 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bit_train import config as bit_config  # pylint: disable=g-import-not-at-top
-from bit_train import hyperrule  # pylint: disable=g-import-not-at-top
-from bit_train.data import pipeline  # pylint: disable=g-import-not-at-top
-from bit_train.data import preprocess  # pylint: disable=g-import-not-at-top
-from bit_train.data import sources  # pylint: disable=g-import-not-at-top
+from bit_train import config as bit_config
+from bit_train import hyperrule
+from bit_train import specs
+from bit_train.data import pipeline
+from bit_train.data import preprocess
+from bit_train.data import sources
 
 BATCH = 32
 R50X1_TRAIN_RATE_128 = 10.0  # img/s, benchmarks/bench_train.py on this machine
@@ -102,10 +101,9 @@ def measure(setting, images, seconds, repeats):
     config = bit_config.base_config()
     config.update(dataset="image_folder", data_dir=root, holdout_fraction=0.01)
     start = time.perf_counter()
-    source = sources.from_config(config)
+    source = sources.for_training(specs.data_spec(config))
     scan_seconds = time.perf_counter() - start
-    plan = hyperrule.plan_from_config(config, source.facts.num_examples,
-                                      source.facts.image_size)
+    plan = specs.recipe(config).plan(source.facts.num_examples, source.facts.image_size)
     plan = hyperrule.plan(plan.num_examples, plan.image_size, batch_size=BATCH)
     assert f"{plan.precrop}/{plan.crop}" == setting, (setting, plan)
     stream, bare = best_rates([pipeline.train_dataset(source.train_examples(), plan,

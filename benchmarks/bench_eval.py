@@ -4,8 +4,8 @@
   .venv/bin/python benchmarks/bench_eval.py --crops 384 --batch 16
 
 Runs what `bit-eval` runs: 224x224 JPEGs held in memory -> pipeline.eval_dataset
-(decode, resize to the crop, padded batches) -> evaluation.make_eval_step under a
-OneDeviceStrategy -> evaluation.evaluate, whose images/second leaves out the first
+(decode, resize to the crop, padded batches) -> evaluators/metrics.make_eval_step under a
+OneDeviceStrategy -> metrics.evaluate, whose images/second leaves out the first
 (compiling) batch. The model is the native R50x1 with random weights: throughput
 depends on the architecture and resolution, not on the weights. Each figure is the
 best of `--repeats` runs, since other processes may share the cores.
@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
-from bit_train import evaluation
+from bit_train.evaluators import metrics as metrics_lib
 from bit_train.data import pipeline
 from bit_train.data import sources
 from bit_train.models import registry
@@ -46,10 +46,10 @@ def eval_rate(model, strategy, encoded, crop, batch):
       name="memory", split="eval", class_names=tuple(map(str, range(NUM_CLASSES))),
       read=lambda: tf.data.Dataset.from_tensor_slices(
           (tf.constant(encoded), tf.constant(labels, tf.int32))))
-  step = evaluation.make_eval_step(model, strategy, NUM_CLASSES)
+  step = metrics_lib.make_eval_step(model, strategy, NUM_CLASSES)
   dataset = strategy.distribute_datasets_from_function(
       lambda ctx: pipeline.eval_dataset(examples, crop, batch, ctx))
-  metrics = evaluation.evaluate(step, dataset)
+  metrics = metrics_lib.evaluate(step, dataset)
   assert metrics.count == len(encoded)
   return metrics.images_per_second
 

@@ -19,28 +19,27 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
 VARIANTS = {"default": {}, "no_grappler": {"disable_meta_optimizer": True}}
 
 
 def child(folder, variant, started):
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  from bit_train import config as bit_config, distribute, hyperrule  # pylint: disable=import-outside-toplevel
-  from bit_train.data import mixup, sources  # pylint: disable=import-outside-toplevel
+  from bit_train import config as bit_config, distribute, specs  # pylint: disable=import-outside-toplevel
+  from bit_train import mixup  # pylint: disable=import-outside-toplevel
+  from bit_train.data import sources  # pylint: disable=import-outside-toplevel
   from bit_train.trainer import Trainer  # pylint: disable=import-outside-toplevel
   imported = time.time()
   tf.config.optimizer.set_experimental_options(VARIANTS[variant])
   config = bit_config.apply_arg(bit_config.base_config(), (
       f"dataset=image_folder,data_dir={folder},model=BiT-M-R50x1,model_source=native,"
       "batch_size=32,batch_split=1,mixup_alpha=0.0,strategy=cpu,supports=1/5/6"))
-  source = sources.from_config(config)
-  plan = hyperrule.plan_from_config(config, source.facts.num_examples,
-                                    source.facts.image_size)
-  trainer = Trainer(config, plan, source, distribute.create_strategy(config))
+  source = sources.for_training(specs.data_spec(config))
+  plan = specs.recipe(config).plan(source.facts.num_examples, source.facts.image_size)
+  trainer = Trainer(specs.from_config(config, evals=True), plan, source, distribute.create_strategy(specs.run_spec(config)))
   trainer.start_data()
   set_up = time.time()
   # The one-micro-batch step's tf.function, traced without running it.
-  graph = trainer.whole_batch_step.get_concrete_function(
+  graph = trainer.train_step.get_concrete_function(
       trainer.train_iter, tf.constant(plan.lr(0), tf.float32),
       mixup.sample_lambda(plan.mixup_alpha, config.seed, 0)).graph
   traced = time.time()
@@ -63,7 +62,7 @@ def main():
   if args.child:
     child(args.child[0], args.child[1], float(args.child[2]))
     return
-  from pattern_images import write_pattern_folder  # pylint: disable=import-outside-toplevel
+  from bit_train.data.patterns import write_pattern_folder  # pylint: disable=import-outside-toplevel
   folder = write_pattern_folder(tempfile.mkdtemp(), per_class=40, size=64, fmt="jpg")
   print("R50x1, 128 px, batch 32; seconds\n")
   print("| variant | imports | set-up | tracing (Python) | first call | steady step | "

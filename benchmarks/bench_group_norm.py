@@ -7,7 +7,7 @@ Times one training-style call (forward, then gradients for the input, gamma and
 beta) of each way, in turn, best of `--repeats`. "relu" is the floor: no
 normalisation at all. The figure that matters is each way's cost above that floor,
 since the convolutions around Group Norm are the same whichever way is used
-(README, Models: Speed).
+(docs/performance.md, "The native model against tf_keras").
 
   native       bit_train.models.bit.group_norm_relu (what the model uses: its
                gradient written by hand)
@@ -21,15 +21,12 @@ since the convolutions around Group Norm are the same whichever way is used
 
 import argparse
 import json
-import os
-import sys
 import time
 
 import tensorflow as tf
 import tf_keras
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bit_train.models import bit  # pylint: disable=g-import-not-at-top
+from bit_train.models import bit
 
 
 def relu(x, gamma, beta, groups):

@@ -29,24 +29,19 @@ the machine is shared.
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 
 import numpy as np
 import tensorflow as tf
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bench_models  # pylint: disable=g-import-not-at-top,wrong-import-position
-from pattern_images import write_pattern_folder  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-from bit_train import config as bit_config  # pylint: disable=g-import-not-at-top,wrong-import-position
-from bit_train import distribute  # pylint: disable=g-import-not-at-top,wrong-import-position
-from bit_train import hyperrule  # pylint: disable=g-import-not-at-top,wrong-import-position
-from bit_train.data import sources  # pylint: disable=g-import-not-at-top,wrong-import-position
-from bit_train.trainer import Trainer  # pylint: disable=g-import-not-at-top,wrong-import-position
+import bench_models  # benchmarks/, the script's own folder
+from bit_train import config as bit_config
+from bit_train import distribute
+from bit_train import specs
+from bit_train.data import sources
+from bit_train.data.patterns import write_pattern_folder
+from bit_train.trainer import Trainer
 
 TARGETS = {"train": 0.95, "eval": 0.9}
 
@@ -56,10 +51,9 @@ def make_trainer(folder, batch, split, crop, precision="float32"):
       f"dataset=image_folder,data_dir={folder},model=BiT-M-R50x1,model_source=native,"
       f"batch_size={batch},batch_split={split},mixup_alpha=0.0,strategy=cpu,"
       f"precrop={crop},crop={crop},supports=1/1000/2000,precision={precision}"))
-  source = sources.from_config(config)
-  plan = hyperrule.plan_from_config(config, source.facts.num_examples,
-                                    source.facts.image_size)
-  trainer = Trainer(config, plan, source, distribute.create_strategy(config))
+  source = sources.for_training(specs.data_spec(config))
+  plan = specs.recipe(config).plan(source.facts.num_examples, source.facts.image_size)
+  trainer = Trainer(specs.from_config(config, evals=True), plan, source, distribute.create_strategy(specs.run_spec(config)))
   trainer.start_data()
   return trainer
 

@@ -19,17 +19,14 @@ share the cores.
 
 import argparse
 import json
-import os
-import sys
 import time
 
 import numpy as np
 import tensorflow as tf
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import baseline_resnetv2  # pylint: disable=g-import-not-at-top
+import baseline_resnetv2  # benchmarks/, the script's own folder
 
-from bit_train.models import bit  # pylint: disable=g-import-not-at-top
+from bit_train.models import bit
 
 
 def timed_rate(fn, items, steps):

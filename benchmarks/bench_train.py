@@ -26,7 +26,6 @@ import time
 
 FIRST_STEP_TARGET_S = 15  # R50x1 at 128 px, from process start (issue 14)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 
 def max_rss_mb():
@@ -37,7 +36,7 @@ def child(folder, batch_split, steps, started):
   """One measured run (in its own process so peak memory is its own)."""
   marks = {}
   import tensorflow as tf  # pylint: disable=unused-import
-  from bit_train import config as bit_config, distribute, hyperrule
+  from bit_train import config as bit_config, distribute, specs
   from bit_train.data import sources
   from bit_train.trainer import Trainer
   marks["imports"] = time.time()
@@ -46,12 +45,11 @@ def child(folder, batch_split, steps, started):
       f"dataset=image_folder,data_dir={folder},model=BiT-M-R50x1,model_source=native,"
       f"batch_size=32,batch_split={batch_split},mixup_alpha=0.0,strategy=cpu,"
       f"supports=1/{steps + 1}/{steps + 2}"))
-  strategy = distribute.create_strategy(config)
-  source = sources.from_config(config)
-  plan = hyperrule.plan_from_config(config, source.facts.num_examples,
-                                    source.facts.image_size)
+  strategy = distribute.create_strategy(specs.run_spec(config))
+  source = sources.for_training(specs.data_spec(config))
+  plan = specs.recipe(config).plan(source.facts.num_examples, source.facts.image_size)
   marks["dataset scan"] = time.time()
-  trainer = Trainer(config, plan, source, strategy)
+  trainer = Trainer(specs.from_config(config, evals=True), plan, source, strategy)
   marks["model build"] = time.time()
   trainer.start_data()
   marks["train stream"] = time.time()
@@ -88,7 +86,7 @@ def main():
     folder, split, started = args.child
     print("RESULT " + json.dumps(child(folder, int(split), args.steps, float(started))))
     return
-  from pattern_images import write_pattern_folder
+  from bit_train.data.patterns import write_pattern_folder
   folder = write_pattern_folder(tempfile.mkdtemp(), per_class=40, size=64, fmt="jpg")
   rows = []
   for split in map(int, args.splits.split(",")):

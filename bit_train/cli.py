@@ -6,17 +6,28 @@ the user named or a directory we write: that is the user's to fix, not our bug).
 Ctrl-C ends as one such line with exit code 130. Everything else keeps its
 traceback: our bugs, and bugs in a config file's code (an error raised while the
 config file runs is the file's, not a mistake on the command line).
+
+`--help` prints the command's flags and the config fields it reads (helptext.py)
+and exits 0. The console scripts (train, evaluate, predict below) answer it, and a
+mistake in a packaged config's fields, before importing their entry module, and so
+before TensorFlow. A packaged config is named
+without a path (`--config transfer:dataset=cifar10`); run() gives config_flags its
+file's path.
 """
 
+import importlib
 import sys
 import traceback
 import types
 
 from absl import app
 from absl import flags
+from ml_collections import config_flags
 
 from bit_train import config as bit_config
+from bit_train import configs
 from bit_train import console
+from bit_train import helptext
 from bit_train.errors import Interrupted, UserError, quote
 
 EXIT_USER_ERROR = 2
@@ -75,14 +86,114 @@ def _command_line_mistake(e):
     if e.name == "get_config" and isinstance(e.obj, types.ModuleType):
       return (f"the config file {getattr(e.obj, '__file__', e.obj.__name__)} has no "
               "get_config(arg=None) returning a ConfigDict: define it (see "
-              "configs/transfer.py).")
+              "bit_train/configs/transfer.py).")
     text = str(e).replace("\\n", " ").replace("\\'", "").strip("'\" ")
     return f"unknown config field on the command line: {text}"
   return f"bad config value on the command line: {quote(e, 'last')}"
 
 
+HELP_FLAGS = ("-h", "--help", "-help", "--helpshort", "-helpshort", "-?")
+CONFIG_FLAGS = ("--config", "-config")  # the config_flags flag of bit-train, bit-eval
+
+
+def _options(argv):
+  """The arguments before a `--` (after it, all are positional)."""
+  return argv[1:argv.index("--")] if "--" in argv else argv[1:]
+
+
+def wants_help(argv):
+  return any(arg in HELP_FLAGS for arg in _options(argv))
+
+
+def _config_values(argv):
+  """[(index in argv, text before the value there, the value)] of each --config."""
+  found, count = [], len(_options(argv)) + 1
+  for i in range(1, count):
+    flag, equals, value = argv[i].partition("=")
+    if flag in CONFIG_FLAGS:
+      if equals:
+        found.append((i, flag + "=", value))
+      elif i + 1 < count:
+        found.append((i + 1, "", argv[i + 1]))
+  return found
+
+
+def resolve_configs(argv):
+  """argv with each packaged config's name after --config replaced by its path."""
+  argv = list(argv)
+  for i, before, value in _config_values(argv):
+    argv[i] = before + configs.resolve(value)
+  return argv
+
+
+def check_packaged_config(argv):
+  """Ends a mistake in a packaged config's argument (an unknown config or field, a
+  bad value, a value validate() refuses) with the line the entry module would print,
+  before it and TensorFlow are imported. Only when no --config.<field> flag is given
+  (config_flags applies those, and they may change what validate() sees); the user's
+  own config file is run by config_flags alone."""
+  values = _config_values(argv)
+  if not values or any(a.startswith(tuple(f"{f}." for f in CONFIG_FLAGS))
+                       for a in _options(argv)):
+    return
+  name, _, arg = values[-1][2].partition(":")
+  try:
+    if configs.resolve(name) != name:  # a packaged config
+      bit_config.validate(configs.load(name, arg or None))
+  except UserError as e:
+    fail(e)
+
+
+def _command(main):
+  """The console script whose entry module defines `main`, or None."""
+  module = main.__module__
+  if module == "__main__":  # python -m bit_train.train
+    spec = getattr(sys.modules["__main__"], "__spec__", None)
+    module = spec.name if spec else module
+  return helptext.command_of(module)
+
+
+def _print_help_and_exit(command):
+  print(helptext.command_help(command))
+  sys.exit(0)
+
+
+def console_script(command):
+  """Runs console script `command`: --help from the declarations and a mistake in a
+  packaged config's argument, before the entry module (and TensorFlow) is imported;
+  anything else by the entry module's run()."""
+  if wants_help(sys.argv):
+    _print_help_and_exit(command)
+  if helptext.fields_of(command):
+    check_packaged_config(sys.argv)
+  importlib.import_module(helptext.COMMANDS[command]).run()
+
+
+def train():
+  console_script("bit-train")
+
+
+def evaluate():
+  console_script("bit-eval")
+
+
+def predict():
+  console_script("bit-predict")
+
+
 def run(main):
-  """absl's app.run, with user mistakes reduced to one line and exit code 2."""
+  """absl's app.run, with user mistakes reduced to one line and exit code 2, and
+  --help from the declarations (helptext.py)."""
+  command = _command(main)
+  if command and wants_help(sys.argv):
+    _print_help_and_exit(command)
+  argv = sys.argv
+  if "config" in flags.FLAGS:  # the entry module reads a config file
+    try:
+      argv = resolve_configs(argv)
+    except UserError as e:
+      fail(e)
+
   def guarded_main(argv):
     console.configure_python_logs(_VERBOSE.value)
     try:
@@ -97,7 +208,7 @@ def run(main):
       fail(e, EXIT_INTERRUPTED)
     except KeyboardInterrupt:
       fail("interrupted: run the same command again.", EXIT_INTERRUPTED)
-  app.run(guarded_main, flags_parser=_parse_flags)
+  app.run(guarded_main, argv=argv, flags_parser=_parse_flags)
 
 
 def reject_arguments(argv):
@@ -107,15 +218,25 @@ def reject_arguments(argv):
                     "file (file.py:key=val) or as --config.<field>=<value>.")
 
 
-def load_config(holder, flag_name="config"):
-  """The validated ConfigDict behind a config_flags holder."""
-  config = holder.value
+def load_config(source, overrides=(), flag_name="config"):
+  """The validated ConfigDict of a config file, loaded the way --config loads it.
+
+  source: the config_flags holder of an entry point's --config, or the text
+    `FILE.py[:ARGS]` itself (the experiments runner).
+  overrides: `--config.<field>=<value>` (or `<field>=<value>`) settings on top.
+  """
+  if isinstance(source, str):
+    source = types.SimpleNamespace(value=config_flags.config_flags.ConfigFileFlagParser(
+        flag_name).parse(source))
+  config = source.value
   if config is None:
     raise UserError(f"--{flag_name} is required, e.g. "
-                    f"--{flag_name} configs/transfer.py:dataset=cifar10")
+                    f"--{flag_name} transfer:dataset=cifar10")
   try:
     config.keys()
   except OSError as e:  # config_flags defers "file not found" to first access
     raise UserError(f"cannot load the config file: {quote(e, 'last')}"
-                    " (check the path given to --config)") from None
+                    f" (check the path given to --{flag_name})") from None
+  for item in overrides:
+    bit_config.apply_arg(config, item.removeprefix(f"--{flag_name}."))
   return bit_config.validate(config)

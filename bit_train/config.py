@@ -1,21 +1,23 @@
-"""Config fields, their defaults, the `file.py:key=val,flag` argument, validation.
+"""Config fields, their defaults, the `name:key=val,flag` argument, validation.
 
-Every field lives here once; `configs/*.py` start from `base_config()` and change
-what their experiment family needs. Unset (None) recipe fields are decided by the
-HyperRule. The README's config table documents the same fields.
+Every field is declared once in FIELDS: its type, default, group, kind and a one-line
+meaning. base_config() builds the ConfigDict from them, the commands' --help lists
+them (bit_train/helptext.py) and docs/configuration.md is generated from them
+(`python -m bit_train.helptext --markdown`). The packaged configs (bit_train/configs)
+start from base_config() and change what their experiment family needs. Unset (None)
+recipe fields are decided by the HyperRule.
 
-Every field is declared with its kind (`kind`): IDENTITY fields say what a run
-computes, so a resumed run must keep them; RUN_ONLY fields say where the inputs are
-and how the run executes and reports, so they may change when it resumes.
+Every field has a kind: IDENTITY fields say what a run computes, so a resumed run
+must keep them; RUN_ONLY fields say where the inputs are and how the run executes
+and reports, so they may change when it resumes.
 """
 
-import contextlib
+import dataclasses
 import difflib
 
 import ml_collections
 from ml_collections import config_dict
 
-from bit_train import hyperrule
 from bit_train.errors import UserError
 
 STRATEGIES = ("auto", "cpu", "mirrored", "multi_worker", "tpu")
@@ -23,92 +25,137 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 MODEL_SOURCES = ("hub", "npz", "native")
 HEADS = ("new", "keep")
 
-
 # The kinds of fields (see the module docstring).
 IDENTITY = "identity"
 RUN_ONLY = "run-only"
-_KINDS = {}  # field -> kind, filled by base_config
+
+# The groups fields are listed in, in order, with what each holds.
+GROUPS = {
+    "data": "what the model is trained and measured on",
+    "model": "the architecture and its weights",
+    "recipe": "unset (None) fields are decided by the BiT-HyperRule",
+    "run": "how and where the run executes and reports",
+    "evaluation": "what is measured beyond the dataset's eval split",
+}
+TRAIN = "bit-train"
+EVAL = "bit-eval"
 
 
-@contextlib.contextmanager
-def _fields(config, of_kind):
-  """The fields a block adds to `config` are of kind `of_kind`."""
-  before = set(config.keys())
-  yield
-  _KINDS.update(dict.fromkeys(set(config.keys()) - before, of_kind))
+@dataclasses.dataclass(frozen=True)
+class Field:
+  """One config field. default None: a placeholder of `type` (unset);
+  commands: the entry points that read it."""
+  name: str
+  type: type
+  default: object
+  group: str
+  kind: str
+  meaning: str
+  commands: tuple = (TRAIN, EVAL)
+
+
+def _group(group, kind, *rows):
+  """Fields from rows (name, type, default, meaning[, commands])."""
+  return tuple(Field(*row[:2], row[2], group, kind, *row[3:]) for row in rows)
+
+
+_T = (TRAIN,)  # read by bit-train only: how it trains, not what a model computes
+FIELDS = (
+    _group("data", IDENTITY,
+           ("dataset", str, "cifar10",
+            "a TFDS name, or image_folder (then data_dir is the folder root)"),
+           ("train_split", str, None, "TFDS split to train on; None: the authors' split"),
+           ("eval_split", str, None, "TFDS split to evaluate on; None: the authors' split"),
+           ("examples_per_class", int, None,
+            "few-shot k: train on k examples per class; None: all"),
+           ("few_shot_seed", int, 0, "seed that picks the few-shot examples"),
+           ("holdout_fraction", float, 0.1,
+            "image folders without an eval split folder: share of every class held "
+            "out for evaluation; 0: none"),
+           ("label_key", str, None,
+            "TFDS label feature; None: label, else the dataset's only class label"),
+           ("num_examples", int, None,
+            "dataset fact: training examples (instead of what is tabled or read)"),
+           ("num_classes", int, None, "dataset fact: classes"),
+           ("image_size", tuple, None, "dataset fact: typical image size, e.g. 300x400")) +
+    _group("data", RUN_ONLY,  # where the data are: they may move
+           ("data_dir", str, None, "TFDS data directory, or the image folder root"),
+           ("manual_dir", str, None, "TFDS manual directory (imagenet2012 tars)")) +
+    _group("model", IDENTITY,
+           ("model", str, "BiT-M-R50x1",
+            "BiT-{S,M}-R{50x1,50x3,101x1,101x3,152x2,152x4}, or a bundled model"),
+           ("model_source", str, "hub",
+            "hub (TF Hub module) | npz (official weights) | native (random init)"),
+           ("head", str, "new",
+            "new: zero-initialised head for the dataset | keep: the model's own"),
+           ("num_units", tuple, None, "native architecture: units per block, e.g. 3/4/6/3"),
+           ("width", float, None, "native architecture: width factor, e.g. 0.5")) +
+    _group("model", RUN_ONLY,  # where the weights are: they may move
+           ("model_path", str, None,
+            "a SavedModel folder, .npz file or URL instead of the registry's")) +
+    _group("recipe", IDENTITY,
+           ("batch_size", int, 512, "global batch per update"),
+           ("batch_split", int, 1,
+            "micro-batches per update (gradient accumulation); divides batch_size"),
+           ("base_lr", float, 0.003,
+            "learning rate at batch 512; scaled by batch/512 when lr_scaling=linear", _T),
+           ("lr_scaling", str, "linear", "linear | none (use base_lr as is)", _T),
+           ("resolution_rule", str, "code", "code (512/480) | paper (448/384)"),
+           ("precrop", int, None, "training images are resized to this, then cropped", _T),
+           ("crop", int, None, "the resolution the model sees"),
+           ("mixup_alpha", float, None, "MixUp's alpha; 0: no MixUp", _T),
+           ("flip", bool, None, "random left-right flips; false for digits or text", _T),
+           ("supports", tuple, None,
+            "schedule in steps: warmup/decays.../total, e.g. 500/3000/6000/9000/10000",
+            _T)) +
+    _group("run", IDENTITY,  # they change the numbers computed
+           ("precision", str, "float32", "float32 | mixed_bfloat16 | mixed_float16"),
+           ("clip_grad_norm", float, None,
+            "clip gradients to this global norm; None: no clipping (the recipe)", _T),
+           ("seed", int, 0, "training seed (shuffling, MixUp, crops)")) +
+    _group("run", RUN_ONLY,
+           ("strategy", str, "auto", "auto | cpu | mirrored | multi_worker | tpu"),
+           ("jit_compile", bool, False, "compile the train step with XLA", _T),
+           ("eval_batch_size", int, None,
+            "eval batch (global, a multiple of the replicas); None: the micro-batch"),
+           ("cpu_devices", int, 1,
+            "split the CPU into this many logical devices (try mirrored without GPUs)"),
+           ("tpu", str, "", "TPU name or address for strategy=tpu; empty on a Cloud TPU VM"),
+           ("startup_timeout", float, 600.0,
+            "multi_worker: seconds to wait for every worker to start"),
+           ("deterministic", bool, False,
+            "TF op determinism: same seed, same weights (slower)"),
+           ("log_every", int, 10, "steps between progress lines", _T),
+           ("eval_every", int, 0, "steps between evaluations; 0: only at the end", _T),
+           ("checkpoint_every", int, 500, "steps between checkpoints", _T),
+           ("keep_checkpoints", int, 3, "checkpoints kept", _T)) +
+    _group("evaluation", RUN_ONLY,  # what is measured, not what is trained
+           ("class_map", str, None,
+            "label file naming the model's outputs (line i: output i)"),
+           ("extra_evals", str, None,
+            "more evaluations in the same run: name[@split];folder;..."),
+           ("evals", dict, {},
+            "more evaluations: name -> dict(type=classification|real|fewshot, "
+            "dataset=, data_dir=, split=, label_key=, options of the type)")))
+_BY_NAME = {f.name: f for f in FIELDS}
 
 
 def kind(field):
   """IDENTITY or RUN_ONLY; None for a field that base_config does not define."""
-  if not _KINDS:
-    base_config()
-  return _KINDS.get(field)
+  declared = _BY_NAME.get(field)
+  return declared and declared.kind
 
 
 def base_config():
   """All fields with their defaults. Placeholders carry a type but no value."""
   c = ml_collections.ConfigDict()
-  # Data.
-  with _fields(c, IDENTITY):
-    c.dataset = "cifar10"  # a TFDS name, or "image_folder" (then data_dir is the root)
-    c.train_split = config_dict.placeholder(str)  # None: the authors' split
-    c.eval_split = config_dict.placeholder(str)
-    c.examples_per_class = config_dict.placeholder(int)  # few-shot k; None: all
-    c.few_shot_seed = 0
-    c.holdout_fraction = 0.1  # image folders without an eval split: share held out
-    c.label_key = config_dict.placeholder(str)  # TFDS label feature; None: `label`
-    # Dataset facts, when no table knows them or to describe a dataset by hand.
-    c.num_examples = config_dict.placeholder(int)
-    c.num_classes = config_dict.placeholder(int)
-    c.image_size = config_dict.placeholder(tuple)  # typical (height, width)
-  with _fields(c, RUN_ONLY):  # where the data are: they may move
-    c.data_dir = config_dict.placeholder(str)  # TFDS data_dir, or the image folder
-    c.manual_dir = config_dict.placeholder(str)  # TFDS manual_dir (imagenet2012)
-  # Model.
-  with _fields(c, IDENTITY):
-    c.model = "BiT-M-R50x1"
-    c.model_source = "hub"  # hub | npz | native
-    c.head = "new"  # new: zero-initialised head for this dataset | keep: the model's own
-    c.num_units = config_dict.placeholder(tuple)  # native arch override, e.g. 1/1/1/1
-    c.width = config_dict.placeholder(float)  # native width factor override, e.g. 0.5
-  with _fields(c, RUN_ONLY):  # where the weights are: they may move
-    c.model_path = config_dict.placeholder(str)  # local/remote, not the registry's
-  # Recipe: unset fields are decided by the HyperRule.
-  with _fields(c, IDENTITY):
-    c.batch_size = 512  # global batch per update
-    c.batch_split = 1  # micro-batches per update (gradient accumulation)
-    c.base_lr = 0.003  # at batch 512; scaled by batch/512 when lr_scaling="linear"
-    c.lr_scaling = "linear"  # linear | none
-    c.resolution_rule = "code"  # code (512/480) | paper (448/384)
-    c.precrop = config_dict.placeholder(int)
-    c.crop = config_dict.placeholder(int)
-    c.mixup_alpha = config_dict.placeholder(float)
-    c.flip = config_dict.placeholder(bool)  # None: the rule's random left-right flip
-    c.supports = config_dict.placeholder(tuple)  # (warmup, *decays, total) steps
-  # Run.
-  with _fields(c, IDENTITY):  # they change the numbers computed
-    c.precision = "float32"  # float32 | mixed_bfloat16 | mixed_float16
-    c.clip_grad_norm = config_dict.placeholder(float)  # None: no clipping (the recipe)
-    c.seed = 0
-  with _fields(c, RUN_ONLY):
-    c.strategy = "auto"  # auto | cpu | mirrored | multi_worker | tpu
-    c.jit_compile = False
-    c.eval_batch_size = config_dict.placeholder(int)  # None: the micro-batch size
-    c.cpu_devices = 1  # split the CPU into this many logical devices (testing mirrored)
-    c.tpu = ""  # TPU name or address for strategy=tpu; "" on a Cloud TPU VM
-    c.startup_timeout = 600.0  # multi_worker: seconds to wait for every worker to start
-    c.deterministic = False  # TF op determinism: same seed, same weights (slower)
-    c.log_every = 10
-    c.eval_every = 0  # steps between evaluations; 0: only at the end
-    c.checkpoint_every = 500
-    c.keep_checkpoints = 3
-  # Evaluation: what is measured, not what is trained.
-  with _fields(c, RUN_ONLY):
-    c.class_map = config_dict.placeholder(str)  # label file: line i names model output i
-    c.extra_evals = config_dict.placeholder(str)  # "name[@split];folder;...", same run
-    # More evaluations (bit-train and bit-eval): name -> dict(type=classification |
-    # real | fewshot, dataset=, data_dir=, split=, label_key=, options of the type).
-    c.evals = ml_collections.ConfigDict()
+  for f in FIELDS:
+    if f.type is dict:  # a section of named entries, empty by default
+      c[f.name] = ml_collections.ConfigDict()
+    elif f.default is None:
+      c[f.name] = config_dict.placeholder(f.type)
+    else:
+      c[f.name] = f.default
   return c
 
 
@@ -193,7 +240,11 @@ def _normalise_tuples(config):
 
 
 def validate(config):
-  """Checks values a user can get wrong; raises UserError naming field and fix."""
+  """Checks values a user can get wrong; raises UserError naming field and fix.
+
+  holdout_fraction, the batch split and the model name are checked once, when the
+  run's records are made from the config (bit_train/specs.py).
+  """
   _normalise_tuples(config)
   _one_of(config, "strategy", STRATEGIES)
   _one_of(config, "precision", PRECISIONS)
@@ -205,14 +256,10 @@ def validate(config):
             "eval_batch_size", "cpu_devices", "width", "startup_timeout")
   _not_negative(config, eval_every="0: evaluate only at the end",
                 mixup_alpha="0: no MixUp", seed="a seed", few_shot_seed="a seed")
-  if not 0 <= config.holdout_fraction < 1:
-    raise UserError(f"config field holdout_fraction={config.holdout_fraction} must be "
-                    "in [0, 1): the share of every class held out for evaluation.")
   if config.num_units is not None and (
       len(config.num_units) != 4 or min(config.num_units) <= 0):
     raise UserError(f"config field num_units={config.num_units} must be four positive "
                     "numbers (units per block), e.g. num_units=3/4/6/3.")
-  hyperrule.check_batch_split(config.batch_size, config.batch_split)
   if config.image_size is not None and (
       len(config.image_size) != 2 or min(config.image_size) <= 0):
     raise UserError(f"config field image_size={config.image_size} must be two "
@@ -220,3 +267,4 @@ def validate(config):
   if config.supports is not None and any(s <= 0 for s in config.supports[1:]):
     raise UserError(f"config field supports={config.supports}: steps must be positive.")
   return config
+

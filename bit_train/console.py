@@ -4,6 +4,10 @@ TensorFlow's own lines (C++ log lines, the saver's "Sharding callback
 duration", signature-serialization renames, "Assets written to") stay out of a
 bit-train, bit-eval or bit-predict run unless `--verbose` is given (or
 BIT_TRAIN_VERBOSE=1). Warnings and errors from any library always show.
+
+Only an entry point's run quiets them, never an import of the package: each entry
+module calls `quiet_native_logs` before it imports TensorFlow, and cli.run calls
+`configure_python_logs` once the flags are parsed.
 """
 
 import atexit
@@ -24,13 +28,14 @@ def verbose_requested(argv=None):
 
 
 def _running_an_entry_point(argv):
-  # While `python -m bit_train.train` imports the package, argv[0] is still "-m".
-  return bool(argv) and (argv[0] == "-m" or os.path.basename(argv[0]) in ENTRY_POINTS)
+  """Whether this process is a console script of ours."""
+  return bool(argv) and os.path.basename(argv[0]) in ENTRY_POINTS
 
 
 # TensorFlow's C++ lines (absl's format: level+date, time, thread, file:line]).
-# TF_CPP_MIN_LOG_LEVEL no longer silences them in TF 2.21: absl writes every line
-# logged before its initialisation to stderr.
+# TF_CPP_MIN_LOG_LEVEL quiets those logged after absl's initialisation; TensorFlow
+# 2.21 writes the ones logged before it (its start-up lines) to stderr regardless,
+# so those are filtered out of stderr.
 _NATIVE_LINE = re.compile(
     rb"[IWE]\d{4} [\d:]+\.\d+ +\d+ [^ ]+:\d+\] |"
     rb"WARNING: All log messages before absl::InitializeLog\(\) is called|"
@@ -57,12 +62,14 @@ def _pump(source, target):
 
 
 def quiet_native_logs(script=False):
-  """Called when the package is imported, before TensorFlow is. In a run of an
-  entry point (or a `script` of ours that asks for it), stderr goes through a
-  filter that drops TensorFlow's C++ log lines and passes everything else on; at
-  exit the filter is drained."""
+  """Called by an entry module before it imports TensorFlow. In a run of an entry
+  point (a console script, or a `script` run as __main__), TensorFlow's C++ INFO
+  lines are switched off (TF_CPP_MIN_LOG_LEVEL=1) and stderr goes through a filter
+  that drops its start-up lines and passes everything else on; at exit the filter
+  is drained. Imported anywhere else, it does nothing."""
   if not (script or _running_an_entry_point(sys.argv)) or verbose_requested():
     return
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
   original = os.dup(2)
   read_end, write_end = os.pipe()
   os.dup2(write_end, 2)

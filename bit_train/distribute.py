@@ -1,4 +1,4 @@
-"""The tf.distribute strategy a config asks for: auto | cpu | mirrored | multi_worker | tpu.
+"""The tf.distribute strategy a run asks for: auto | cpu | mirrored | multi_worker | tpu.
 
 The training loop is the same for all of them; only this module knows the difference.
 """
@@ -170,20 +170,20 @@ def _local_devices():
   return [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
 
 
-def create_strategy(config):
-  """The strategy named by config.strategy (see the README for launching each)."""
-  name = config.strategy
-  if config.deterministic:
+def create_strategy(run):
+  """The strategy a specs.RunSpec names (see the README for launching each)."""
+  name = run.strategy
+  if run.deterministic:
     # Same seed -> the same weights; on a busy CPU some kernels may still sum in
     # another order, so reruns can differ in the last bits.
     tf.config.experimental.enable_op_determinism()
   if name == "multi_worker":
     # Must come before any other TF op.
-    strategy = _multi_worker_strategy(config.startup_timeout)
+    strategy = _multi_worker_strategy(run.startup_timeout)
   else:
-    split_cpu(config.cpu_devices)
+    split_cpu(run.cpu_devices)
     if name == "tpu":
-      strategy = _tpu_strategy(config.tpu)
+      strategy = _tpu_strategy(run.tpu)
     elif name == "mirrored":
       strategy = tf.distribute.MirroredStrategy(_local_devices())
     elif name == "cpu":
@@ -212,3 +212,12 @@ def is_chief(strategy):
   return resolver.task_type == "chief" or (
       resolver.task_type == "worker" and resolver.task_id == 0 and
       "chief" not in resolver.cluster_spec().as_dict())
+
+
+def check_shared(batch, strategy, what, fix):
+  """Raises UserError unless a global batch splits evenly over the replicas: `what`
+  names the batch, `fix` what to make a multiple of the replica count."""
+  replicas = strategy.num_replicas_in_sync
+  if batch % replicas:
+    raise UserError(f"{what} cannot be shared by {replicas} replicas: {fix} a "
+                    f"multiple of {replicas}.")

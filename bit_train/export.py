@@ -2,10 +2,15 @@
 (the names are workdir.py's):
 
   W/export/serving/      signatures `serving_default` (uint8 images, any size) and
-                         `serve_float` (float32 in [0, 1]); outputs probabilities,
+                         `serve_float` (float32 in [0, 1]), both taking 1 (gray),
+                         2 (gray, alpha), 3 (RGB) or 4 (RGBA) channels as
+                         tf.io.decode_image gives them; outputs probabilities,
                          class_ids and class_names; class names embedded and in
                          assets/class_names.txt
-  W/export/hub_module/   a reusable TF Hub SavedModel (images in [0, 1] -> logits)
+  W/export/hub_module/   a reusable TF Hub SavedModel (images in [0, 1] -> logits),
+                         its signature `serving_default` with the outputs `logits`
+                         and `pre_logits`, class names in assets/class_names.txt
+                         (see models/hub.py)
   W/export/class_names.txt
   W/export/export.json   what the export is: the model's name, its classes, the
                          run's crop, and the run it came from
@@ -19,7 +24,6 @@ import os
 import shutil
 import tempfile
 
-import ml_collections
 import tensorflow as tf
 
 from bit_train import files
@@ -28,6 +32,23 @@ from bit_train import models
 from bit_train import workdir as wd
 from bit_train.data import preprocess
 from bit_train.errors import UserError
+
+
+# The channels of an RGB image from images of 1 to 4 channels, as
+# tf.io.decode_image(channels=3) converts them: gray is repeated, alpha dropped.
+_RGB_CHANNELS = ((0, 0, 0), (0, 0, 0), (0, 1, 2), (0, 1, 2))
+
+
+def to_rgb(images):
+  """Images [B, H, W, C] of C = 1 (gray), 2 (gray, alpha), 3 (RGB) or 4 (RGBA)
+  channels -> [B, H, W, 3]; any other C fails with a message saying so."""
+  channels = tf.shape(images)[-1]
+  check = tf.debugging.Assert(
+      tf.logical_and(channels >= 1, channels <= 4),
+      ["images must have 1 (gray), 2 (gray, alpha), 3 (RGB) or 4 (RGBA) channels, "
+       "not", channels])
+  with tf.control_dependencies([check]):
+    return tf.gather(images, tf.gather(_RGB_CHANNELS, channels - 1), axis=-1)
 
 
 class ServingModule(tf.Module):
@@ -41,17 +62,17 @@ class ServingModule(tf.Module):
 
   def _predict(self, images):
     """images: float32 in [0, 255]; resized like the eval stream (no crop)."""
-    images = preprocess.eval_resize(images, self.crop)
+    images = preprocess.eval_resize(to_rgb(images), self.crop)
     probabilities = tf.nn.softmax(tf.cast(self.model(images, training=False), tf.float32))
     class_ids = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
     return {"probabilities": probabilities, "class_ids": class_ids,
             "class_names": tf.gather(self.class_names, class_ids)}
 
-  @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
+  @tf.function(input_signature=[tf.TensorSpec([None, None, None, None], tf.uint8)])
   def serve_uint8(self, images):
     return self._predict(tf.cast(images, tf.float32))
 
-  @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+  @tf.function(input_signature=[tf.TensorSpec([None, None, None, None], tf.float32)])
   def serve_float(self, images):
     return self._predict(images * 255.0)
 
@@ -88,18 +109,19 @@ def export_serving(model, crop, class_names, path, chief=True):
     shutil.rmtree(target, ignore_errors=True)
 
 
-def export_all(model, plan, class_names, workdir, strategy, chief=True, about=None):
-  """Both exports, the class names and export.json, written by the chief.
+def export_all(model, plan, class_names, workdir, chief=True, about=None):
+  """Both exports, the class names and export.json, written by the chief (every
+  worker saves, since saving is collective; only the chief's copy is kept).
 
   about: the run's final record (model name, dataset, step, metrics), kept in
   export.json.
   """
-  del strategy  # saving reads the variables' primary copies
   root = wd.path(workdir, wd.EXPORT)
   files.make_dirs(root, "export directory")
   export_serving(model, plan.crop, class_names, os.path.join(root, wd.SERVING), chief)
   hub_target = _target(os.path.join(root, wd.HUB_MODULE), chief)
-  _write_whole(hub_target, lambda folder: models.export_module(model, folder))
+  _write_whole(hub_target, lambda folder: models.export_module(
+      model, folder, class_names=class_names))
   if not chief:
     shutil.rmtree(hub_target, ignore_errors=True)
     return
@@ -151,28 +173,16 @@ def find(path):
 
 
 def _is_export(folder):
-  return any(tf.io.gfile.exists(os.path.join(folder, f))
-             for f in (wd.EXPORT_FACTS, wd.CLASS_NAMES))
+  return tf.io.gfile.exists(os.path.join(folder, wd.EXPORT_FACTS))
 
 
 def _read(root):
-  """export.json; exports written before it have class_names.txt beside them and
-  their run's crop and config in W/plan.json."""
+  """The ExportFacts of W/export, from its export.json."""
   serving, hub_module = (os.path.join(root, d) for d in (wd.SERVING, wd.HUB_MODULE))
   facts = os.path.join(root, wd.EXPORT_FACTS)
-  if tf.io.gfile.exists(facts):
-    record, origin = files.read_json(facts), facts
-  else:
-    origin = os.path.join(root, wd.CLASS_NAMES)
-    record = {"class_names": labels.read_names(origin)}
-    plan = os.path.join(os.path.dirname(root), wd.PLAN)
-    if tf.io.gfile.exists(plan):
-      run = files.read_json(plan)
-      record["crop"] = run.get("plan", {}).get("crop")
-      record["model"] = models.model_name(ml_collections.ConfigDict(run["config"]))
-      origin = f"{origin} and {plan}"
+  record = files.read_json(facts)
   return ExportFacts(
       root=root, serving=serving if tf.io.gfile.isdir(serving) else None,
       hub_module=hub_module if tf.io.gfile.isdir(hub_module) else None,
       model=record.get("model") or f"the trainer export {root}",
-      class_names=record.get("class_names"), crop=record.get("crop"), origin=origin)
+      class_names=record.get("class_names"), crop=record.get("crop"), origin=facts)

@@ -1,14 +1,14 @@
 """BiT-HyperRule: the fine-tuning recipe, chosen from dataset size and image size.
 
 The four functions users know from the authors' code keep their names and meaning:
-`get_resolution`, `get_mixup`, `get_schedule`, `get_lr`. `plan()` gathers their answers,
-plus the user's overrides, into one immutable `Plan` that the rest of the run follows.
+`get_resolution`, `get_mixup`, `get_schedule`, `get_lr`. A `Recipe` holds the user's
+overrides (None: the rule decides); `Recipe.plan` (or `plan()`) gathers the rule's
+answers and the overrides into one immutable `Plan` that the rest of the run follows.
 
 Pure standard-library code, so it can be audited against the paper (arXiv 1912.11370).
 """
 
 import dataclasses
-import json
 
 from bit_train.errors import UserError
 
@@ -87,7 +87,7 @@ class Plan:
   resolution_rule: str
   lr_scaling: str
   overridden: tuple  # plan fields the user set instead of the rule
-  flip: bool = True  # random left-right flips (False for orientation-bound data)
+  flip: bool  # random left-right flips (False for orientation-bound data)
 
   @property
   def warmup_steps(self):
@@ -120,16 +120,6 @@ class Plan:
     record["supports"] = list(self.supports)
     record["overridden"] = list(self.overridden)
     return record
-
-  def to_json(self):
-    return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-  @classmethod
-  def from_dict(cls, record):
-    record = dict(record)
-    for key in ("image_size", "supports", "overridden"):
-      record[key] = tuple(record[key])
-    return cls(**record)
 
   def describe(self):
     """The plan as lines a person reads; an override says what the rule would pick."""
@@ -214,70 +204,87 @@ def check_batch_split(batch_size, batch_split):
                     f"{batch_split}: choose a batch_split that divides it.")
 
 
-def plan(num_examples, image_size, *, dataset="", batch_size=REFERENCE_BATCH,
-         batch_split=1, base_lr=REFERENCE_LR, resolution_rule="code",
-         lr_scaling="linear", precrop=None, crop=None, mixup_alpha=None,
-         supports=None, flip=None):
-  """Applies the HyperRule to one dataset; any field given here overrides it.
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+  """The recipe fields a user sets; None leaves the choice to the rule. `plan`
+  applies the rule to one dataset.
 
   `base_lr` is the learning rate at the reference batch of 512. With
   lr_scaling="linear" a smaller (or larger) global batch scales it by batch/512.
   """
-  if num_examples < 1:
-    raise UserError(f"num_examples={num_examples}: the dataset has no examples.")
-  check_batch_split(batch_size, batch_split)
-  if lr_scaling not in LR_SCALINGS:
-    raise UserError(f"lr_scaling={lr_scaling!r} is not known: use one of "
-                    f"{', '.join(LR_SCALINGS)}.")
-  overridden = []
-  rule_precrop, rule_crop = get_resolution(image_size, resolution_rule)
-  if precrop is not None or crop is not None:
-    overridden += [f for f, v in (("precrop", precrop), ("crop", crop)) if v is not None]
-  precrop = rule_precrop if precrop is None else precrop
-  crop = rule_crop if crop is None else crop
-  if crop < 1 or precrop < crop:
-    raise UserError(f"precrop={precrop}, crop={crop}: need 0 < crop <= precrop.")
-  if mixup_alpha is None:
-    mixup_alpha = get_mixup(num_examples)
-  else:
-    overridden.append("mixup_alpha")
-    if mixup_alpha < 0:
-      raise UserError(f"mixup_alpha={mixup_alpha}: must be >= 0 (0 turns MixUp off).")
-  if supports is None:
-    supports = get_schedule(num_examples)
-  else:
-    overridden.append("supports")
-    supports = tuple(int(s) for s in supports)
-    if (len(supports) < 2 or supports[0] < 0
-        or any(a >= b for a, b in zip(supports, supports[1:]))):
-      raise UserError(f"supports={list(supports)}: need at least (warmup, total) "
-                      "steps, strictly increasing, warmup >= 0.")
-  if base_lr <= 0:
-    raise UserError(f"base_lr={base_lr}: must be positive.")
-  if base_lr != REFERENCE_LR:
-    overridden.append("base_lr")
-  if batch_size != REFERENCE_BATCH:
-    overridden.append("batch_size")
-  if flip is None:
-    flip = True
-  else:
-    overridden.append("flip")
-  if lr_scaling == "linear":
-    base_lr = base_lr * batch_size / REFERENCE_BATCH
-  return Plan(
-      dataset=dataset, num_examples=int(num_examples),
-      image_size=tuple(int(s) for s in image_size), precrop=int(precrop),
-      crop=int(crop), mixup_alpha=float(mixup_alpha), supports=tuple(supports),
-      base_lr=float(base_lr), batch_size=int(batch_size),
-      batch_split=int(batch_split), resolution_rule=resolution_rule,
-      lr_scaling=lr_scaling, overridden=tuple(overridden), flip=bool(flip))
+  batch_size: int = REFERENCE_BATCH
+  batch_split: int = 1
+  base_lr: float = REFERENCE_LR
+  resolution_rule: str = "code"
+  lr_scaling: str = "linear"
+  precrop: int | None = None
+  crop: int | None = None
+  mixup_alpha: float | None = None
+  supports: tuple | None = None
+  flip: bool | None = None
+
+  def __post_init__(self):
+    check_batch_split(self.batch_size, self.batch_split)
+
+  @property
+  def micro_batch_size(self):
+    return self.batch_size // self.batch_split
+
+  def plan(self, num_examples, image_size, dataset=""):
+    """The Plan for a dataset of `num_examples` images of typical `image_size`."""
+    if num_examples < 1:
+      raise UserError(f"num_examples={num_examples}: the dataset has no examples.")
+    if self.lr_scaling not in LR_SCALINGS:
+      raise UserError(f"lr_scaling={self.lr_scaling!r} is not known: use one of "
+                      f"{', '.join(LR_SCALINGS)}.")
+    precrop, crop, mixup_alpha, supports, flip = (
+        self.precrop, self.crop, self.mixup_alpha, self.supports, self.flip)
+    batch_size, base_lr = self.batch_size, self.base_lr
+    overridden = []
+    rule_precrop, rule_crop = get_resolution(image_size, self.resolution_rule)
+    if precrop is not None or crop is not None:
+      overridden += [f for f, v in (("precrop", precrop), ("crop", crop))
+                     if v is not None]
+    precrop = rule_precrop if precrop is None else precrop
+    crop = rule_crop if crop is None else crop
+    if crop < 1 or precrop < crop:
+      raise UserError(f"precrop={precrop}, crop={crop}: need 0 < crop <= precrop.")
+    if mixup_alpha is None:
+      mixup_alpha = get_mixup(num_examples)
+    else:
+      overridden.append("mixup_alpha")
+      if mixup_alpha < 0:
+        raise UserError(f"mixup_alpha={mixup_alpha}: must be >= 0 (0 turns MixUp off).")
+    if supports is None:
+      supports = get_schedule(num_examples)
+    else:
+      overridden.append("supports")
+      supports = tuple(int(s) for s in supports)
+      if (len(supports) < 2 or supports[0] < 0
+          or any(a >= b for a, b in zip(supports, supports[1:]))):
+        raise UserError(f"supports={list(supports)}: need at least (warmup, total) "
+                        "steps, strictly increasing, warmup >= 0.")
+    if base_lr <= 0:
+      raise UserError(f"base_lr={base_lr}: must be positive.")
+    if base_lr != REFERENCE_LR:
+      overridden.append("base_lr")
+    if batch_size != REFERENCE_BATCH:
+      overridden.append("batch_size")
+    if flip is None:
+      flip = True
+    else:
+      overridden.append("flip")
+    if self.lr_scaling == "linear":
+      base_lr = base_lr * batch_size / REFERENCE_BATCH
+    return Plan(
+        dataset=dataset, num_examples=int(num_examples),
+        image_size=tuple(int(s) for s in image_size), precrop=int(precrop),
+        crop=int(crop), mixup_alpha=float(mixup_alpha), supports=tuple(supports),
+        base_lr=float(base_lr), batch_size=int(batch_size),
+        batch_split=int(self.batch_split), resolution_rule=self.resolution_rule,
+        lr_scaling=self.lr_scaling, overridden=tuple(overridden), flip=bool(flip))
 
 
-def plan_from_config(config, num_examples, image_size, dataset=""):
-  """`plan()` with the recipe fields of a bit_train config (None = rule decides)."""
-  return plan(
-      num_examples, image_size, dataset=dataset, batch_size=config.batch_size,
-      batch_split=config.batch_split, base_lr=config.base_lr,
-      resolution_rule=config.resolution_rule, lr_scaling=config.lr_scaling,
-      precrop=config.precrop, crop=config.crop, mixup_alpha=config.mixup_alpha,
-      supports=config.supports, flip=config.get("flip"))
+def plan(num_examples, image_size, *, dataset="", **recipe):
+  """Applies the HyperRule to one dataset; any Recipe field given here overrides it."""
+  return Recipe(**recipe).plan(num_examples, image_size, dataset)

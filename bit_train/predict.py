@@ -14,26 +14,31 @@ reported on stderr and skipped; the exit code is 0 when at least one image was
 classified and 2 when none could be.
 """
 
-import json
-import os
-import sys
+from bit_train import console
 
-from absl import flags
-import numpy as np
-import tensorflow as tf
+# Before TensorFlow is imported: its C++ lines stay out of this run (console.py).
+console.quiet_native_logs(script=__name__ == "__main__")
 
-from bit_train import cli
-from bit_train import config as bit_config
-from bit_train import export
-from bit_train import hyperrule
-from bit_train import labels
-from bit_train.data.sources import tfds as tfds_source
-from bit_train.data import folders
-from bit_train.data import preprocess
-from bit_train.errors import UserError, quote
-from bit_train.models import hub
-from bit_train import models
-from bit_train.models import registry
+import json  # pylint: disable=wrong-import-position
+import os  # pylint: disable=wrong-import-position
+import sys  # pylint: disable=wrong-import-position
+
+from absl import flags  # pylint: disable=wrong-import-position
+import numpy as np  # pylint: disable=wrong-import-position
+import tensorflow as tf  # pylint: disable=wrong-import-position
+
+from bit_train import cli  # pylint: disable=wrong-import-position
+from bit_train import export  # pylint: disable=wrong-import-position
+from bit_train import hyperrule  # pylint: disable=wrong-import-position
+from bit_train import labels  # pylint: disable=wrong-import-position
+from bit_train.data.sources import tfds as tfds_source  # pylint: disable=wrong-import-position
+from bit_train.data import preprocess  # pylint: disable=wrong-import-position
+from bit_train.data.sources import folder as image_folder  # pylint: disable=wrong-import-position
+from bit_train.errors import UserError, quote  # pylint: disable=wrong-import-position
+from bit_train.models import hub  # pylint: disable=wrong-import-position
+from bit_train import models  # pylint: disable=wrong-import-position
+from bit_train import specs  # pylint: disable=wrong-import-position
+from bit_train.models import registry  # pylint: disable=wrong-import-position
 
 _MODEL = flags.DEFINE_string("model", None, "Export dir, TF Hub handle or folder, "
                              ".npz file, or BiT name (e.g. BiT-S-R50x1).")
@@ -149,14 +154,12 @@ def _hub_handle(name):
   if "://" in name or name.startswith("google/"):
     return name
   try:
-    registry.lookup(name)
+    spec = specs.ModelSpec.of(name, source="hub", head="keep")
   except UserError:
     raise UserError(f"--model {name!r} is no file or folder, TF Hub handle or BiT name:"
                     " give an export dir, TF Hub module, .npz file or BiT name (such as "
                     f"BiT-M-R50x1).{registry.did_you_mean(name)}") from None
-  config = bit_config.base_config()
-  config.update(model=name, model_source="hub", head="keep")
-  return models.model_location(config)
+  return models.model_location(spec)
 
 
 def image_paths(args):
@@ -167,7 +170,7 @@ def image_paths(args):
       for folder, subdirs, names in os.walk(arg):
         subdirs.sort()
         found += [os.path.join(folder, n) for n in sorted(names)
-                  if n.lower().endswith(folders.IMAGE_EXTENSIONS)
+                  if n.lower().endswith(image_folder.IMAGE_EXTENSIONS)
                   and not n.startswith(".")]
     else:
       found.append(arg)
@@ -225,7 +228,7 @@ def main(argv):
   paths = image_paths(given)
   if not paths:  # only folders were named, and none holds an image file
     raise UserError(f"no image files in {', '.join(given)}: folders are searched "
-                    f"recursively for {', '.join(folders.IMAGE_EXTENSIONS)} files.")
+                    f"recursively for {', '.join(image_folder.IMAGE_EXTENSIONS)} files.")
   predictor = load_predictor(_MODEL.value, _CROP.value)
   names = class_names(predictor, _LABELS.value)
   size = f"{predictor.crop} px" if predictor.crop else "the crop of the export's run"

@@ -4,11 +4,9 @@ evaluation and export.
 
 `train` tells a run in order: `_resume` (the newest good checkpoint), `_fit` (steps,
 divergence checks, checkpoints, periodic evaluations), the final evaluation and
-`_finish` (metrics, curves, export); `RunLog` is everything it reports. `Trainer` holds
+`_finish` (metrics, curves, export); runlog.RunLog is everything it reports. `Trainer` holds
 the model, the optimizer state and the compiled step; `Trainer.fit_step` is one step.
 """
-
-import time
 
 from absl import logging
 import numpy as np
@@ -16,13 +14,15 @@ import tensorflow as tf
 
 from bit_train import checkpoints
 from bit_train import distribute
-from bit_train import evaluation
 from bit_train import evaluators
 from bit_train import export
 from bit_train import files
+from bit_train import mixup
 from bit_train import models
+from bit_train import provenance
+from bit_train import report
+from bit_train import runlog
 from bit_train import workdir as wd
-from bit_train.data import mixup
 from bit_train.data import pipeline
 from bit_train.errors import Interrupted, UserError
 from bit_train.optimizer import GradientAccumulator, LossScale, Momentum
@@ -35,31 +35,32 @@ class TrainingDiverged(UserError):
 class Trainer:
   """Holds the model, optimizer state and compiled steps for one run."""
 
-  def __init__(self, config, plan, source, strategy):
-    self.config, self.plan, self.source, self.strategy = config, plan, source, strategy
-    replicas = strategy.num_replicas_in_sync
-    if plan.micro_batch_size % replicas:
-      raise UserError(
-          f"batch_size={plan.batch_size} / batch_split={plan.batch_split} = "
-          f"{plan.micro_batch_size} images per micro-batch cannot be shared by "
-          f"{replicas} replicas: make batch_size / batch_split a multiple of {replicas}.")
+  def __init__(self, specs, plan, source, strategy):
+    """specs: the run's specs.Specs; plan: its hyperrule.Plan; source: the open
+    DataSource of specs.data; strategy: the tf.distribute strategy."""
+    self.specs, self.plan, self.source, self.strategy = specs, plan, source, strategy
+    self.run_spec = specs.run
+    distribute.check_shared(
+        plan.micro_batch_size, strategy,
+        f"batch_size={plan.batch_size} / batch_split={plan.batch_split} = "
+        f"{plan.micro_batch_size} images per micro-batch", "make batch_size / batch_split")
     self.num_classes = source.facts.num_classes
     with strategy.scope():
-      self.model = models.create_model(config, self.num_classes)
+      self.model = models.create_model(specs.model, self.num_classes)
       self.variables = list(self.model.trainable_variables)
       self.optimizer = Momentum(self.variables)
       # Sums over the micro-batches of a batch split; one micro-batch needs none.
       self.accumulator = (GradientAccumulator(self.variables)
                           if plan.batch_split > 1 else None)
-      self.loss_scale = LossScale(config.precision == "mixed_float16")
+      self.loss_scale = LossScale(specs.run.precision == "mixed_float16")
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     self.train_iter = None  # made by start_data(), once the resumed step is known
     self.train_step = self._make_train_step()
-    # The run's own eval split first, then config.evals and extra_evals; each keeps
-    # its eval stream, so the in-memory cache serves every periodic evaluation.
-    self.evaluators = evaluators.build(config, source)
-    self.eval_context = evaluators.Context(
-        strategy, plan.crop, evaluation.eval_batch_size(config, strategy))
+    # The run's own eval split first, then its EvalSpecs; each keeps its eval
+    # stream, so the in-memory cache serves every periodic evaluation.
+    self.evaluators = evaluators.build(specs.data, specs.evals, source)
+    self.eval_context = evaluators.Context(strategy, plan.crop, evaluators.eval_batch_size(
+        specs.run.eval_batch_size, plan.micro_batch_size, strategy))
 
   def checkpoint(self):
     return tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
@@ -93,7 +94,7 @@ class Trainer:
     def dataset_fn(ctx):
       skip = done * self.plan.batch_size // ctx.num_input_pipelines
       return pipeline.train_dataset(self.source.train_examples(), self.plan, ctx,
-                                    seed=self.config.seed, skip=skip)
+                                    seed=self.run_spec.seed, skip=skip)
     self.train_iter = iter(self.strategy.distribute_datasets_from_function(dataset_fn))
 
   def done_steps(self):
@@ -104,13 +105,13 @@ class Trainer:
     gradients were finite), as Python values; the update is skipped when not."""
     # One MixUp lambda per global step, shared by every replica and micro-batch;
     # a pure function of (seed, step), so a resumed run draws the same ones.
-    lam = mixup.sample_lambda(self.plan.mixup_alpha, self.config.seed, step)
+    lam = mixup.sample_lambda(self.plan.mixup_alpha, self.run_spec.seed, step)
     loss, finite = self.train_step(self.train_iter,
                                    tf.constant(self.plan.lr(step), tf.float32), lam)
     return float(loss), float(finite) == 1.0
 
   def _make_train_step(self):
-    plan, strategy, config = self.plan, self.strategy, self.config
+    plan, strategy, run = self.plan, self.strategy, self.run_spec
     model, variables, num_classes = self.model, self.variables, self.num_classes
 
     def gradients(batch, lam):
@@ -129,7 +130,7 @@ class Trainer:
       return tape.gradient(scaled, variables,
                            unconnected_gradients=tf.UnconnectedGradients.ZERO), loss
 
-    if config.jit_compile:
+    if run.jit_compile:
       gradients = tf.function(gradients, jit_compile=True, autograph=False)
 
     def apply(grads, loss, lr):
@@ -139,8 +140,8 @@ class Trainer:
       if self.loss_scale.enabled:
         grads = [g / self.loss_scale.scale for g in grads]
       grads_finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
-      if config.clip_grad_norm:
-        grads, _ = tf.clip_by_global_norm(grads, config.clip_grad_norm)
+      if run.clip_grad_norm:
+        grads, _ = tf.clip_by_global_norm(grads, run.clip_grad_norm)
       ok = tf.logical_and(grads_finite, tf.math.is_finite(loss))
       self.optimizer.apply(grads, lr, ok)
       self.loss_scale.update(grads_finite)
@@ -150,15 +151,17 @@ class Trainer:
       return strategy.reduce(tf.distribute.ReduceOp.MEAN, x, axis=None)
 
     # No AutoGraph: the step has no control flow on tensors (tf.cond is explicit), and
-    # converting the model's code on the first trace cost ~1.5 s of the first step.
+    # converting the model's code would lengthen the first trace.
     @tf.function(autograph=False)
     def whole_batch(iterator, lr, lam):
-      # One micro-batch: no accumulators (70 ms less a step on R50x1).
+      """One update of a batch that is one micro-batch: no accumulators to fill."""
       loss, grads_finite = strategy.run(lambda batch: apply(*gradients(batch, lam), lr),
                                         args=(next(iterator),))
       self.step.assign_add(1)
       return mean(loss), mean(grads_finite)
-    self.whole_batch_step = whole_batch  # the step at batch_split 1 (benchmarks trace it)
+
+    if plan.batch_split == 1:
+      return whole_batch
 
     @tf.function(autograph=False)
     def accumulate(iterator, lam):
@@ -173,10 +176,8 @@ class Trainer:
 
     def train_step(iterator, lr, lam):
       """One update of the global batch -> (loss, 1.0 if the gradients were finite)."""
-      if plan.batch_split == 1:
-        return whole_batch(iterator, lr, lam)
-      # The micro-batches are separate calls, not a tf.while_loop in one graph:
-      # in a loop, batch 512 / batch_split 16 ran at 0.85 of the bare step.
+      # The micro-batches are separate calls, not a tf.while_loop in one graph: the
+      # loop ran slower per image than the whole-batch step.
       for _ in range(plan.batch_split):
         accumulate(iterator, lam)
       return apply_accumulated(lr)
@@ -188,19 +189,20 @@ class Trainer:
     return [e.run(self.model, self.eval_context) for e in self.evaluators]
 
 
-def train(config, plan, source, workdir, strategy, force=False):
+def train(specs, plan, source, workdir, strategy, force=False):
   """Fine-tunes to the end of the plan, resuming from W's newest good checkpoint.
 
-  The workdir must be held (workdir.claim). Nothing in it is written before the
-  checkpoint to resume from has restored into this config's model.
+  specs: the run's specs.Specs; plan: its hyperrule.Plan; source: the open DataSource
+  of specs.data. The workdir must be held (workdir.claim). Nothing in it is written
+  before the checkpoint to resume from has restored into this run's model.
   """
   chief = distribute.is_chief(strategy)
   if chief and not force:
-    wd.check_same_run(workdir, config, plan)
-  tf.random.set_seed(config.seed)
-  trainer = Trainer(config, plan, source, strategy)
+    wd.check_same_run(workdir, specs.identity(plan))
+  tf.random.set_seed(specs.run.seed)
+  trainer = Trainer(specs, plan, source, strategy)
   saver = _resume(trainer, workdir, chief)
-  log = RunLog(workdir, plan, config.log_every, trainer.done_steps(), chief)
+  log = runlog.RunLog(workdir, plan, specs.run.log_every, trainer.done_steps(), chief)
   try:
     _fit(trainer, saver, log)
     results = log.evaluation(trainer.done_steps(), trainer.evaluate())
@@ -222,29 +224,29 @@ def _resume(trainer, workdir, chief):
   if resumed:
     logging.info("Resumed from %s at step %d.", resumed, trainer.done_steps())
   if chief:
-    wd.save_run(workdir, trainer.config, trainer.plan)
+    wd.save_run(workdir, trainer.specs.identity(trainer.plan))
   return checkpoints.Saver(tf.train.CheckpointManager(
       checkpoint, wd.path(wd.own_dir(workdir, trainer.strategy), wd.CHECKPOINTS),
-      max_to_keep=trainer.config.keep_checkpoints), resumed)
+      max_to_keep=trainer.run_spec.keep_checkpoints), resumed)
 
 
 def _fit(trainer, saver, log):
   """The steps from the restored one to the end of the plan: each update, its
   divergence check, progress, and the periodic checkpoints and evaluations."""
-  config, plan = trainer.config, trainer.plan
+  run, plan = trainer.run_spec, trainer.plan
   trainer.start_data()
   for step in range(trainer.done_steps(), plan.total_steps):
     loss, finite = trainer.fit_step(step)
     done = step + 1
-    if not np.isfinite(loss) or (not finite and config.precision != "mixed_float16"):
+    if not np.isfinite(loss) or (not finite and run.precision != "mixed_float16"):
       raise _diverged("loss" if not np.isfinite(loss) else "gradient", done,
                       saver.latest)
     log.progress(done, loss, plan.lr(step))
-    if done % config.checkpoint_every == 0 or done == plan.total_steps:
+    if done % run.checkpoint_every == 0 or done == plan.total_steps:
       if trainer.non_finite_state():
         raise _diverged("weights", done, saver.latest)
       saver.save(done)
-    if config.eval_every and done % config.eval_every == 0 and done < plan.total_steps:
+    if run.eval_every and done % run.eval_every == 0 and done < plan.total_steps:
       log.evaluation(done, trainer.evaluate())
 
 
@@ -262,70 +264,21 @@ def _diverged(what, step, latest):
 
 def _finish(trainer, results, log, workdir, chief):
   """The final record: W/metrics.json, the curves and the exports -> the record."""
-  config, source = trainer.config, trainer.source
+  source = trainer.source
   main, *others = results
   record = dict(main.metrics.to_dict(), step=trainer.done_steps(),
                 eval_split=source.facts.eval_split, dataset=source.facts.name,
-                model=models.model_name(config, trainer.model))
+                model=models.model_name(trainer.specs.model, trainer.model),
+                provenance=provenance.record(trainer.strategy, source))
   if others:
     record["evals"] = {result.name: result.record for result in others}
-  export.export_all(trainer.model, trainer.plan, source.class_names, workdir,
-                    trainer.strategy, chief, about=record)
+  export.export_all(trainer.model, trainer.plan, source.class_names, workdir, chief,
+                    about=record)
   # Written last: a workdir with metrics.json holds a finished run, exports included
   # (the experiments runner skips it); a run killed before resumes at its last step.
   if chief:
-    wd.plot_curves(log.history, wd.path(workdir, wd.CURVES))
+    runlog.plot_curves(log.history, wd.path(workdir, wd.CURVES))
     files.write_json_atomic(wd.path(workdir, wd.METRICS), record)
+  report.write_report(workdir, trainer.model, trainer.evaluators[0].examples,
+                      trainer.plan.crop, enabled=chief)
   return record
-
-
-class RunLog:
-  """What a run reports: progress lines with img/s and ETA, evaluations, and the
-  same scalars in W/history.jsonl (for the curves) and TensorBoard (chief only)."""
-
-  def __init__(self, workdir, plan, log_every, start, chief):
-    self.plan, self.log_every = plan, log_every
-    self.history = wd.History(workdir, start, enabled=chief)
-    self._writers = {
-        name: tf.summary.create_file_writer(wd.path(workdir, wd.TENSORBOARD, name))
-        for name in ("train", "eval")} if chief else {}
-    self._tick, self._tick_step = time.time(), start
-
-  def _summary(self, kind, step, **scalars):
-    self.history.add(step=step, **scalars)
-    if kind in self._writers:
-      with self._writers[kind].as_default(step=step):
-        for name, value in scalars.items():
-          tf.summary.scalar(name, value)
-
-  def progress(self, done, loss, lr):
-    """After step `done`: a line and summaries every log_every steps and at the end."""
-    plan = self.plan
-    if done % self.log_every and done != plan.total_steps:
-      return
-    elapsed = time.time() - self._tick
-    rate = (done - self._tick_step) * plan.batch_size / max(elapsed, 1e-9)
-    eta = (plan.total_steps - done) * plan.batch_size / max(rate, 1e-9)
-    logging.info("step %d/%d  loss %.4f  lr %.6g  %.1f img/s  ETA %s", done,
-                 plan.total_steps, loss, lr, rate, _eta(eta))
-    self._summary("train", done, loss=loss, lr=lr, images_per_second=rate)
-    self._tick, self._tick_step = time.time(), done
-
-  def evaluation(self, step, results):
-    """Reports the evaluations at `step` (Trainer.evaluate's results); returns them."""
-    main, *others = results
-    metrics = main.metrics
-    logging.info("Eval at step %d/%d: top-1 %.4f, top-5 %.4f, loss %.4f (%d examples)",
-                 step, self.plan.total_steps, metrics.top1, metrics.top5, metrics.loss,
-                 metrics.count)
-    for result in others:
-      logging.info("Eval at step %d/%d: %s", step, self.plan.total_steps, result.line)
-    self._summary("eval", step, **main.scalars,
-                  **{k: v for result in others for k, v in result.scalars.items()})
-    return results
-
-
-def _eta(seconds):
-  minutes, seconds = divmod(int(seconds), 60)
-  hours, minutes = divmod(minutes, 60)
-  return f"{hours}:{minutes:02d}:{seconds:02d}"

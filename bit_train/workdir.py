@@ -10,10 +10,12 @@ same run. Every module finds a workdir's files through the names below.
                            step and loss scale (see checkpoints.py); the data stream
                            is not saved, it is replayed from the seed
   W/history.jsonl          HISTORY: one line per logged step and evaluation
+                           (runlog.py)
   W/tensorboard/{train,eval}/  TENSORBOARD: summaries
   W/metrics.json           METRICS: the final evaluation, the model and the step;
                            written last, so it marks a finished run, exports included
   W/curves.png             CURVES: training loss and evaluation accuracy
+                           (runlog.plot_curves)
   W/export/                EXPORT (see export.py):
     serving/                 SERVING: SavedModel for serving (class names in assets/)
     hub_module/              HUB_MODULE: reusable TF Hub module
@@ -22,23 +24,21 @@ same run. Every module finds a workdir's files through the names below.
   W/workers/<i>/           WORKERS: a multi-worker run's non-chief copies (own_dir)
 `bit-eval --workdir W` writes:
   W/eval/metrics.json      EVAL, METRICS: every evaluated set's results
-  W/eval/<set>.per_class.tsv   per_class_file(): per-class accuracy of one set
+  W/eval/<set>.per_class.tsv   per-class accuracy of one set (see
+                           evaluators/classification.py)
 """
 
 import contextlib
 import fcntl
-import json
 import os
-import re
 
 from absl import logging
-import tensorflow as tf
 
-from bit_train import checkpoints
 from bit_train import config as bit_config
-from bit_train import distribute
-from bit_train import files
 from bit_train.errors import UserError, quote
+
+# The module imports without TensorFlow (the experiments' runner and collect read
+# workdirs through these names); its functions import what needs it.
 
 LOCK = ".lock"
 PLAN, PLAN_TEXT = "plan.json", "plan.txt"
@@ -58,18 +58,9 @@ def path(workdir, *parts):
   return os.path.join(workdir, *parts)
 
 
-def slug(name):
-  """An evaluation's name as it appears in file and summary names."""
-  return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "eval"
-
-
-def per_class_file(name):
-  """The name of an evaluation's per-class accuracy file under W/eval/."""
-  return f"{slug(name)}.per_class.tsv"
-
-
 def own_dir(workdir, strategy=None):
   """Where this process writes: W for the chief, W/workers/<i> for the other workers."""
+  from bit_train import distribute  # pylint: disable=g-import-not-at-top
   if strategy is None or distribute.is_chief(strategy):
     return workdir
   return path(workdir, WORKERS, str(distribute.worker_index(strategy)))
@@ -84,6 +75,7 @@ def claim(workdir, strategy=None):
   directory is refused. gs:// and other remote workdirs cannot be locked: running
   two there at once is the user's to avoid.
   """
+  from bit_train import files  # pylint: disable=g-import-not-at-top
   own = own_dir(workdir, strategy)
   files.make_dirs(own, "workdir")
   if not files.is_local(own):
@@ -123,13 +115,9 @@ def _differences(old, new, ignore=()):
           if k not in ignore and old.get(k) != new.get(k)]
 
 
-def _records(config, plan):
-  return {"config": json.loads(json.dumps(config.to_dict())),  # tuples -> lists
-          "plan": plan.to_dict()}
-
-
 def _saved_run(workdir):
   """plan.json's config and plan, or a UserError naming the file and the fix."""
+  from bit_train import files  # pylint: disable=g-import-not-at-top
   file = path(workdir, PLAN)
   try:
     saved = files.read_json(file)
@@ -145,101 +133,32 @@ def _saved_run(workdir):
 
 def holds_run(workdir):
   """Whether W has checkpoints: its plan.json then belongs to that run."""
+  from bit_train import checkpoints  # pylint: disable=g-import-not-at-top
   return bool(checkpoints.candidates(path(workdir, CHECKPOINTS)))
 
 
-def check_same_run(workdir, config, plan):
+def check_same_run(workdir, record):
   """Raises UserError when W holds checkpoints of a run with another config or plan.
 
-  Only reads: plan.json is written by save_run once the checkpoint has restored.
+  `record` is this run's {"config": the config as plain data, "plan": the plan's
+  dict} (specs.Specs.identity). Only reads: plan.json is written by save_run once
+  the checkpoint has restored.
   """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   if not (holds_run(workdir) and tf.io.gfile.exists(path(workdir, PLAN))):
     return
-  saved, new = _saved_run(workdir), _records(config, plan)
-  run_only = {k for k in new["config"] if bit_config.kind(k) == bit_config.RUN_ONLY}
+  saved = _saved_run(workdir)
+  run_only = {k for k in record["config"] if bit_config.kind(k) == bit_config.RUN_ONLY}
   changes = list(dict.fromkeys(  # a field of both the plan and the config once
-      _differences(saved["plan"], new["plan"]) +
-      _differences(saved["config"], new["config"], run_only)))
+      _differences(saved["plan"], record["plan"]) +
+      _differences(saved["config"], record["config"], run_only)))
   if changes:
     raise UserError(f"workdir {workdir} holds a run with a different config or plan "
                     f"({'; '.join(changes[:3])}): use a new --workdir, or pass "
                     "--force to resume it with the new settings.")
 
 
-def save_run(workdir, config, plan):
-  files.write_json_atomic(path(workdir, PLAN), _records(config, plan))
-
-
-def _parse(lines):
-  """(records, numbers of the lines that are not a record)."""
-  records, broken = [], []
-  for number, line in enumerate(lines, 1):
-    if not line.strip():
-      continue
-    try:
-      record = json.loads(line)
-      if isinstance(record, dict) and isinstance(record.get("step"), int):
-        records.append(record)
-        continue
-    except ValueError:
-      pass
-    broken.append(number)
-  return records, broken
-
-
-class History:
-  """Appends one JSON line per record; on resume, forgets records after the step.
-
-  A line that is not a record (a kill while appending cuts the last one off) is
-  dropped with a warning when the run resumes.
-  """
-
-  def __init__(self, workdir, resumed_step, enabled=True):
-    self.file = path(workdir, HISTORY)
-    self.enabled = enabled
-    if enabled:
-      records, broken = self._read()
-      if broken:
-        logging.warning("%s: dropped %d unreadable line(s) (line %s), as a run killed "
-                        "while writing leaves.", self.file, len(broken),
-                        ", ".join(map(str, broken)))
-      kept = [r for r in records if r["step"] <= resumed_step]
-      files.write_text_atomic(self.file, "".join(json.dumps(r) + "\n" for r in kept))
-
-  def _read(self):
-    if not tf.io.gfile.exists(self.file):
-      return [], []
-    with tf.io.gfile.GFile(self.file) as f:
-      return _parse(f.read().splitlines())
-
-  def read(self):
-    return self._read()[0]
-
-  def add(self, **record):
-    if self.enabled:
-      files.append_text(self.file, json.dumps(record) + "\n")
-
-
-def plot_curves(history, png_path):
-  """Training loss and eval accuracy against steps, as one PNG."""
-  import matplotlib
-  matplotlib.use("Agg")
-  from matplotlib import pyplot as plt
-  records = history.read()
-  train = [r for r in records if "loss" in r and "top1" not in r]
-  evals = [r for r in records if "top1" in r]
-  fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-  ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train])
-  ax_loss.set(xlabel="step", ylabel="train loss", title="Training loss")
-  ax_acc.plot([r["step"] for r in evals], [r["top1"] for r in evals], "o-", label="top-1")
-  ax_acc.plot([r["step"] for r in evals], [r["top5"] for r in evals], "s--", label="top-5")
-  ax_acc.set(xlabel="step", ylabel="accuracy", title="Evaluation", ylim=(0, 1))
-  ax_acc.legend()
-  fig.tight_layout()
-  tmp = png_path + ".tmp.png"
-  try:
-    with files.removed_on_failure(tmp), files.writing(png_path):
-      fig.savefig(tmp, dpi=80)
-      tf.io.gfile.rename(tmp, png_path, overwrite=True)
-  finally:
-    plt.close(fig)
+def save_run(workdir, record):
+  """Writes this run's record (see check_same_run) as W/plan.json."""
+  from bit_train import files  # pylint: disable=g-import-not-at-top
+  files.write_json_atomic(path(workdir, PLAN), record)

@@ -2,14 +2,19 @@
 
   python -m experiments.run SUITE --root R [--models A,B] [--datasets D] [--shots 1,5]
       [--seeds 0,1] [--variants V] [--batch_size 128 --base_lr 0.001 --lr_scaling none]
-      [--batch_split 4] [--set FIELD=VALUE ...] [--dry_run | --emit]
+      [--batch_split 4] [--set FIELD=VALUE ...] [--dry_run | --emit [--throttle N]]
 
 Every run gets a workdir under R/SUITE named from its settings. Run here (the
 default), a finished run (its metrics.json exists) is skipped and an unfinished one
-is started again, which resumes from its last checkpoint (the trainer does that).
-`--emit` writes R/SUITE/commands.txt (one command per line, for any scheduler) and
-R/SUITE/slurm.sh (a Slurm job array, one array task per line of commands.txt).
-`--dry_run` prints each run's HyperRule plan and the suite's total step budget.
+is started again, which resumes from its last checkpoint (the trainer does that). A
+finished run whose saved plan.json differs from the plan it would get now (other
+scaling flags, say) is named as different and not run: use another --root for the
+new setting. `--emit` writes a new folder R/SUITE/emitted/<time>/ holding
+commands.txt (one command per line, for any scheduler, calling this interpreter)
+and slurm.sh (a Slurm job array over that file; --throttle N: at most N tasks at
+once). `--dry_run` prints each run's HyperRule plan and the suite's total step
+budget, and writes nothing. Planning and --emit do not import TensorFlow (checking
+the plans of runs already finished does).
 
 Scaling for a smaller accelerator, recorded in every run's plan.json: --batch_split N
 keeps the recipe (batch 512) in N micro-batches; --batch_size B scales the learning
@@ -24,13 +29,15 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 
 from bit_train import console
 
-console.quiet_native_logs(script=True)  # before TensorFlow is imported
+console.quiet_native_logs(script=__name__ == "__main__")  # before TensorFlow is imported
 
 from bit_train import cli  # pylint: disable=wrong-import-position
+from bit_train import workdir as wd  # pylint: disable=wrong-import-position
 from bit_train.errors import UserError  # pylint: disable=wrong-import-position
 from experiments import emit  # pylint: disable=wrong-import-position
 from experiments import plans  # pylint: disable=wrong-import-position
@@ -65,8 +72,10 @@ def parse_args(argv):
                     help="write commands.txt and slurm.sh instead of running")
   parser.add_argument("--sbatch", action="append", default=[], metavar="OPTION",
                       help="an #SBATCH line for slurm.sh, e.g. --sbatch=--gres=gpu:8")
-  parser.add_argument("--python", default="python",
-                      help="the interpreter the emitted commands call")
+  parser.add_argument("--throttle", type=int, metavar="N",
+                      help="--emit: at most N array tasks at once (Slurm's %%N)")
+  parser.add_argument("--python", default=sys.executable,
+                      help="the interpreter the emitted commands call (default: this one)")
   return parser.parse_args(argv)
 
 
@@ -150,18 +159,34 @@ def dry_run(runs):
   return steps["runnable"]
 
 
+def differences(root, runs):
+  """[(run, why)] of the finished runs whose saved plan differs from their plan now."""
+  found = []
+  for run in runs:
+    if not run.blocked and runs_lib.metrics(root, run) is not None:
+      changed = plans.plan_difference(root, run)
+      if changed:
+        found.append((run, "finished with a different plan (" + ", ".join(changed) +
+                      "): use another --root for the new setting"))
+  return found
+
+
 def run_here(root, runs):
-  """Runs each unfinished run in turn; a failure is logged and the next run starts."""
-  failed = []
+  """Runs each unfinished run in turn; a failure is logged and the next run starts.
+  Returns (failed, different) runs."""
+  failed, different = [], dict(differences(root, runs))
   for index, run in enumerate(runs, 1):
     where = f"[{index}/{len(runs)}] {run.suite}/{run.name}"
     if run.blocked:
       print(f"{where}: skipped, cannot run yet: {run.blocked}", flush=True)
       continue
+    if run in different:
+      print(f"{where}: DIFFERENT, not run: {different[run]}", flush=True)
+      continue
     if runs_lib.metrics(root, run) is not None:
       print(f"{where}: finished, skipped", flush=True)
       continue
-    resuming = os.path.isdir(os.path.join(run.workdir(root), "checkpoints"))
+    resuming = os.path.isdir(wd.path(run.workdir(root), wd.CHECKPOINTS))
     print(f"{where}: {'resuming' if resuming else 'starting'}", flush=True)
     log = runs_lib.log_path(root, run)
     os.makedirs(os.path.dirname(log), exist_ok=True)
@@ -173,10 +198,10 @@ def run_here(root, runs):
                               cwd=runs_lib.REPO, stdout=out, stderr=subprocess.STDOUT)
     failed_path = runs_lib.log_path(root, run, ".failed.json")
     seconds = time.time() - start
+    runs_lib.add_seconds(root, run, seconds)
     if result.returncode == 0 and runs_lib.metrics(root, run) is not None:
       if os.path.exists(failed_path):
         os.remove(failed_path)
-      runs_lib.add_seconds(root, run, seconds)
       top1 = runs_lib.metrics(root, run)["top1"]
       print(f"{where}: top-1 {100 * top1:.1f}% in {seconds:.0f} s", flush=True)
       continue
@@ -187,7 +212,7 @@ def run_here(root, runs):
                                       "log": log})
     print(f"{where}: FAILED ({why}); log {log}", flush=True)
     failed.append(run)
-  return failed
+  return failed, list(different)
 
 
 def last_error(log):
@@ -203,27 +228,39 @@ def main(argv=None):
   suite = suites.find(args.suite)
   root = os.path.abspath(args.root)
   flags = config_flags(args)
+  if args.throttle is not None and (not args.emit or args.throttle < 1):
+    raise UserError("--throttle N: give N >= 1, with --emit.")
+  if args.dry_run:
+    with tempfile.TemporaryDirectory() as scratch:  # a dry run writes nothing under R
+      if suite.prepare:
+        suite.prepare(scratch)
+      runs = [r.with_flags(flags) for r in select(suite.name, suite.build(scratch), args)]
+      for run in runs:
+        plans.check_loads(run)
+      dry_run(runs)
+    return
   runs = [r.with_flags(flags) for r in select(suite.name, suite.build(root), args)]
   if suite.prepare:
     suite.prepare(root)
   for run in runs:
     plans.check_loads(run)
-  if args.dry_run:
-    dry_run(runs)
-    return
   runs_lib.record_planned(root, suite, runs)
   if args.emit:
-    paths = emit.write(root, suite.name, runs, args.python, args.sbatch)
+    paths = emit.write(root, suite.name, runs, args.python, args.sbatch, args.throttle,
+                       differences(root, runs))
     for path in paths:
       print(f"wrote {path}")
     return
-  failed = run_here(root, runs)
+  failed, different = run_here(root, runs)
   done = sum(runs_lib.metrics(root, r) is not None for r in runs)
   print(f"{done} of {len(runs)} runs finished; collect them with "
         f"`python -m experiments.collect {args.root}`.")
-  if failed:
-    raise UserError(f"{len(failed)} run(s) failed: see R/logs/*.failed.json, fix, and "
-                    "run the same command again (finished runs are skipped).")
+  problems = ([f"{len(failed)} run(s) failed: see R/logs/*.failed.json"] if failed else []) + (
+      [f"{len(different)} run(s) finished with a different plan: see the DIFFERENT lines"]
+      if different else [])
+  if problems:
+    raise UserError("; ".join(problems) + ", fix, and run the same command again "
+                    "(finished runs are skipped).")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ import json
 import os
 import shlex
 
+from bit_train import workdir as wd
+
 TRAINER = "bit_train.train"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLANNED = "runs.json"  # R/runs.json: every run planned under R, for collect
@@ -23,18 +25,19 @@ class Run:
   suite: str
   dataset: str  # a short label (TFDS name, VTAB task, "digits")
   model: str
-  shots: str  # "full" or the examples per class, as text
+  shots: str  # "full", the examples per class as text, or "vtab1k" (VTAB-1k's 1,000)
   seed: int  # the run's seed and its few-shot seed
-  config: str  # config file and its arguments: "configs/transfer.py:key=val,..."
+  config: str  # config file and its arguments: "transfer:key=val,..."
   variant: str = ""  # what else tells runs apart in a table (miniature: transfer/...)
   program: str = TRAINER  # the module run with --config and --workdir
   blocked: str = ""  # why bit_train cannot run this yet ("" when it can)
   flags: tuple = ()  # --config.<field>=<value> from the command line (scaling, strategy)
+  note: str = ""  # what a reader of its row must know (collect prints it)
 
   @property
   def name(self):
     """The workdir's name: its settings, readable and unique within a suite."""
-    shots = "full" if self.shots == "full" else f"{self.shots}shot"
+    shots = f"{self.shots}shot" if self.shots.isdigit() else self.shots
     parts = [self.dataset, self.model, self.variant, shots, f"seed{self.seed}"]
     return "__".join(p for p in parts if p)
 
@@ -79,12 +82,12 @@ def _read_json(path):
 
 def metrics(root, run):
   """The run's metrics.json as a dict, or None when it has not finished."""
-  return _read_json(os.path.join(run.workdir(root), "metrics.json"))
+  return _read_json(wd.path(run.workdir(root), wd.METRICS))
 
 
 def plan_record(root, run):
   """The trainer's plan.json of the run (config and HyperRule plan), or None."""
-  return _read_json(os.path.join(run.workdir(root), "plan.json"))
+  return _read_json(wd.path(run.workdir(root), wd.PLAN))
 
 
 def failure(root, run):
@@ -101,7 +104,7 @@ def add_seconds(root, run, seconds):
 
 
 def seconds(root, run):
-  """The run's wall time summed over its attempts that reached the end, or None."""
+  """The run's wall time summed over the attempts the runner made, or None."""
   try:
     with open(log_path(root, run, ".time")) as f:
       return sum(float(line) for line in f if line.strip())

@@ -1,19 +1,27 @@
-"""Config files and the `file.py:key=val,flag` argument, in-process."""
+"""The config: config files and the `file.py:key=val,flag` argument, numbers that make
+no sense, config file mistakes (one clear error, or the file's own traceback)."""
 
 import importlib.util
 import os
+import sys
 
+from absl import flags
 import pytest
 
+from bit_train import cli as bit_cli
 from bit_train import config as bit_config
-from bit_train import hyperrule
+from bit_train import configs
+from bit_train import specs
+from bit_train import train  # defines --config, as bit-train does
 from bit_train.errors import UserError
+from bit_train.models import bit
+from bit_train.models import registry
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import ROOT, error_lines, run_here
 
 
 def load_config_file(name, arg=None):
-  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", name))
+  spec = importlib.util.spec_from_file_location(name, configs.path(name[:-3]))
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config(arg)
@@ -54,7 +62,7 @@ def test_validate_names_the_field(arg, field):
 def test_quickstart_config_validates_and_its_overrides_are_marked_in_the_plan():
   config = bit_config.validate(load_config_file("quickstart.py"))
   assert config.dataset == "image_folder" and config.model == "BiT-MNIST-R14x0.25"
-  plan = hyperrule.plan_from_config(config, 1618, (8, 8), dataset="digits")
+  plan = specs.recipe(config).plan(1618, (8, 8), "digits")
   assert set(plan.overridden) == {"precrop", "crop", "batch_size", "supports",
                                   "base_lr", "flip"}
   # resolution (precrop and crop), flip, supports, batch and base_lr lines
@@ -74,3 +82,107 @@ def test_every_field_declares_its_kind():
   assert {kinds[k] for k in ("data_dir", "model_path", "log_every", "eval_every",
                              "checkpoint_every", "keep_checkpoints", "strategy",
                              "eval_batch_size")} == {bit_config.RUN_ONLY}
+
+
+TRANSFER = configs.path("transfer")
+
+
+@pytest.mark.parametrize("arg, field", [
+    ("width=0", "width"), ("width=-0.5", "width"), ("num_units=0/1/1/1", "num_units"),
+    ("num_units=1/1/1", "num_units"), ("seed=-1", "seed"),
+    ("few_shot_seed=-1", "few_shot_seed"), ("holdout_fraction=-0.1", "holdout_fraction"),
+    ("holdout_fraction=1", "holdout_fraction"), ("mixup_alpha=-1", "mixup_alpha"),
+    ("startup_timeout=0", "startup_timeout")])
+def test_zero_or_negative_numbers_that_make_no_sense_are_errors(arg, field):
+  config = bit_config.apply_arg(bit_config.base_config(), arg)
+  with pytest.raises(UserError, match=rf"config field {field}=.+ must"):
+    specs.from_config(bit_config.validate(config))
+
+
+def test_no_falsy_value_is_replaced_by_the_models_default():
+  spec = registry.lookup("BiT-M-R50x1")
+  config = bit_config.base_config()
+  assert bit.arch(config, spec, config.model) == spec.arch
+  config.width, config.num_units = 0.0, (1, 1, 1, 1)  # past validation, as a caller may
+  assert bit.arch(config, spec, config.model) == ((1, 1, 1, 1), 0.0)
+
+
+def test_width_zero_dry_run_is_one_line_and_writes_no_plan(tmp_path, capsys):
+  # bit-train's run() in this process (helpers.run_here): no TensorFlow start-up.
+  result = run_here(train.run, "--config",
+                    "transfer:model_source=native,width=0", "--workdir",
+                    tmp_path, "--dry_run", capsys=capsys)
+  assert result.returncode == 2
+  assert error_lines(result.stderr) == ["error: config field width=0.0 must be positive."]
+  assert not (tmp_path / "plan.json").exists()
+
+
+def parse_config_flag(argument, capsys):
+  """bit-train's flag parsing of `--config argument`: (exit code, stderr)."""
+  # ml_collections loads every config file as the module "config_config" and
+  # re-executes a later file into the same module object, so a get_config left by
+  # a config another test loaded in this process would hide a missing one.
+  sys.modules.pop("config_config", None)
+  try:
+    with pytest.raises(SystemExit) as exit_info:
+      bit_cli._parse_flags(["bit-train", "--config", argument])
+  finally:
+    flags.FLAGS.unparse_flags()
+  return exit_info.value.code, capsys.readouterr().err
+
+
+def test_config_file_syntax_error_shows_python_s_lines_without_library_frames(
+    tmp_path, capsys):
+  path = tmp_path / "broken.py"
+  path.write_text("def get_config(arg=None):\n  return dict(a=1\n")
+  code, stderr = parse_config_flag(str(path), capsys)
+  assert code == 2
+  assert f'File "{path}", line 2' in stderr and "^" in stderr
+  assert "SyntaxError" in stderr
+  assert "absl" not in stderr and "ml_collections" not in stderr
+  assert len(error_lines(stderr)) == 1
+
+
+def test_config_file_without_get_config_says_so(tmp_path, capsys):
+  path = tmp_path / "no_function.py"
+  path.write_text("CONFIG = {}\n")
+  code, stderr = parse_config_flag(str(path), capsys)
+  assert code == 2
+  assert error_lines(stderr) == [
+      f"error: the config file {path} has no get_config(arg=None) returning a "
+      "ConfigDict: define it (see bit_train/configs/transfer.py)."]
+
+
+def test_comma_inside_a_value_hints_at_the_config_flag(capsys):
+  code, stderr = parse_config_flag(f"{TRANSFER}:data_dir=a,b", capsys)
+  assert code == 2
+  line, = error_lines(stderr)
+  assert "unknown config field 'b'" in line and "--config.data_dir=" in line
+
+
+@pytest.mark.parametrize("bug, error", [
+    ("config.no_such_field", "AttributeError"),  # ml_collections' own error type
+    ("{}['x']", "KeyError"),
+    ("int('abc')", "ValueError"),  # config_flags wraps it twice: the original shows
+])
+def test_a_bug_in_a_config_file_shows_its_traceback(tmp_path, cli, bug, error):
+  path = tmp_path / "buggy.py"
+  path.write_text("from bit_train import config as bit_config\n\n\n"
+                  "def get_config(arg=None):\n"
+                  "  config = bit_config.base_config()\n"
+                  f"  return {bug}\n")
+  result = cli("bit_train.train", "--config", path, "--workdir", tmp_path / "w",
+               "--dry_run")
+  assert result.returncode == 1, result.stderr[-2000:]
+  assert "Traceback" in result.stderr and not error_lines(result.stderr)
+  assert f'File "{path}", line 6, in get_config' in result.stderr
+  assert result.stderr.rstrip().splitlines()[-1].startswith(error)
+
+
+def test_a_bad_value_on_the_command_line_stays_one_line(tmp_path, capsys):
+  # In this process; test_train.py runs this kind of mistake as a real process.
+  result = run_here(train.run, "--config", TRANSFER, "--config.batch_size=abc",
+                    "--workdir", tmp_path / "w", "--dry_run", capsys=capsys)
+  assert result.returncode == 2, result.stderr[-2000:]
+  line, = error_lines(result.stderr)
+  assert "--config.batch_size=abc" in line and "Traceback" not in result.stderr

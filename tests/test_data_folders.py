@@ -3,18 +3,22 @@
 import json
 import logging
 import os
+import struct
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from bit_train import specs
 from bit_train import train as bit_train
-from bit_train.data import folders
+from bit_train.data.sources import folder as folders
 from bit_train.data import preprocess
 from bit_train.data import sources
 from bit_train.errors import UserError
-from conftest import error_lines, run_here
-from data_images import encode, folder_config, random_image, write_folder
+
+from helpers import encode, folder_config, random_image, write_folder
+from helpers import error_lines, run_here
+
 
 COUNTS = {"zebra": 12, "ant": 7, "Moth": 5}
 
@@ -25,7 +29,7 @@ def labels_of(dataset):
 
 def test_classes_are_sorted_and_counts_match(tmp_path):
   write_folder(tmp_path, COUNTS)
-  source = sources.from_config(folder_config(tmp_path, holdout_fraction=0.2))
+  source = sources.for_training(specs.data_spec(folder_config(tmp_path, holdout_fraction=0.2)))
   names = sorted(COUNTS)
   assert source.class_names == tuple(names)
   train = labels_of(source.train_examples().read())
@@ -43,8 +47,8 @@ def test_classes_are_sorted_and_counts_match(tmp_path):
 def test_holdout_is_the_same_every_time_and_disjoint(tmp_path):
   write_folder(tmp_path, COUNTS)
   config = folder_config(tmp_path)
-  first = sources.from_config(config)
-  second = sources.from_config(config)
+  first = sources.for_training(specs.data_spec(config))
+  second = sources.for_training(specs.data_spec(config))
   encoded = lambda ex: sorted(e for e, _ in ex.read().as_numpy_iterator())  # noqa: E731
   assert encoded(first.eval_examples()) == encoded(second.eval_examples())
   assert not set(encoded(first.eval_examples())) & set(encoded(first.train_examples()))
@@ -53,22 +57,22 @@ def test_holdout_is_the_same_every_time_and_disjoint(tmp_path):
 def test_split_folders_are_used_and_eval_classes_must_exist_in_train(tmp_path):
   write_folder(tmp_path / "train", {"a": 4, "b": 3}, seed=1)
   write_folder(tmp_path / "test", {"b": 2}, seed=2)
-  source = sources.from_config(folder_config(tmp_path))
+  source = sources.for_training(specs.data_spec(folder_config(tmp_path)))
   assert (source.facts.train_split, source.facts.eval_split) == ("train", "test")
   assert sorted(labels_of(source.train_examples().read())) == [0] * 4 + [1] * 3
   assert labels_of(source.eval_examples().read()) == [1, 1]
   write_folder(tmp_path / "test", {"c": 1}, seed=3)
   with pytest.raises(UserError, match="no counterpart in the train split"):
-    sources.from_config(folder_config(tmp_path))
+    sources.for_training(specs.data_spec(folder_config(tmp_path)))
   with pytest.raises(UserError, match="no folder 'nope'"):
-    sources.from_config(folder_config(tmp_path, eval_split="nope"))
+    sources.for_training(specs.data_spec(folder_config(tmp_path, eval_split="nope")))
 
 
 def test_few_shot_gives_exactly_k_per_class_the_same_for_the_same_seed(tmp_path):
   write_folder(tmp_path, {"a": 9, "b": 8, "c": 11})
   def few_shot(k, seed):
-    source = sources.from_config(folder_config(tmp_path, examples_per_class=k,
-                                               few_shot_seed=seed))
+    source = sources.for_training(specs.data_spec(folder_config(tmp_path, examples_per_class=k,
+                                               few_shot_seed=seed)))
     examples = list(source.train_examples().read().as_numpy_iterator())
     assert source.facts.num_examples == len(examples) == 3 * k
     assert np.bincount([label for _, label in examples]).tolist() == [k] * 3
@@ -95,7 +99,7 @@ def test_every_image_kind_becomes_rgb(tmp_path, mode, fmt, ext):
   for name in ("one", "two"):  # a classifier needs two classes
     os.makedirs(tmp_path / name)
     image.save(tmp_path / name / f"x.{ext.upper()}", fmt)
-  source = sources.from_config(folder_config(tmp_path, holdout_fraction=0.5))
+  source = sources.for_training(specs.data_spec(folder_config(tmp_path, holdout_fraction=0.5)))
   examples = list(source.train_examples().read().as_numpy_iterator())
   assert [label for _, label in examples] == [0, 1]
   assert source.facts.image_size == (33, 45)
@@ -113,7 +117,7 @@ def test_unreadable_files_are_skipped_with_one_warning_naming_each(tmp_path, cap
     (tmp_path / name).write_bytes(data)
   (tmp_path / "b" / "readme.txt").write_text("not an image extension: ignored")
   with caplog.at_level(logging.WARNING):
-    source = sources.from_config(folder_config(tmp_path, holdout_fraction=0.25))
+    source = sources.for_training(specs.data_spec(folder_config(tmp_path, holdout_fraction=0.25)))
   warnings = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
   assert len(warnings) == 1 and f"skipped {len(bad)} unreadable" in warnings[0]
   for name in bad:
@@ -128,16 +132,16 @@ def test_unreadable_files_are_skipped_with_one_warning_naming_each(tmp_path, cap
 
 def test_empty_folder_and_empty_class_are_one_clear_error(tmp_path):
   with pytest.raises(UserError, match="no images in"):
-    sources.from_config(folder_config(tmp_path))
+    sources.for_training(specs.data_spec(folder_config(tmp_path)))
   write_folder(tmp_path, {"a": 3})
   os.makedirs(tmp_path / "b")
   (tmp_path / "b" / "broken.jpg").write_bytes(b"")
   with pytest.raises(UserError, match=r"class folder .*b has no readable images"):
-    sources.from_config(folder_config(tmp_path))
+    sources.for_training(specs.data_spec(folder_config(tmp_path)))
   with pytest.raises(UserError, match="data_dir"):
-    sources.from_config(folder_config(tmp_path / "missing"))
+    sources.for_training(specs.data_spec(folder_config(tmp_path / "missing")))
   with pytest.raises(UserError, match="needs data_dir"):
-    sources.from_config(folder_config(tmp_path, data_dir=None))
+    sources.for_training(specs.data_spec(folder_config(tmp_path, data_dir=None)))
 
 
 def test_holdout_keeps_one_for_training_and_fraction_must_be_in_range(tmp_path):
@@ -149,23 +153,23 @@ def test_holdout_keeps_one_for_training_and_fraction_must_be_in_range(tmp_path):
   assert sorted(kept + held) == list(range(len(labels)))
   write_folder(tmp_path, {"a": 3})
   with pytest.raises(UserError, match="holdout_fraction=1"):
-    sources.from_config(folder_config(tmp_path, holdout_fraction=1.0))
+    sources.for_training(specs.data_spec(folder_config(tmp_path, holdout_fraction=1.0)))
 
 
 def test_describe_uses_the_folder_and_config_overrides(tmp_path):
   write_folder(tmp_path, {"a": 5, "b": 5}, size=(120, 100))
-  facts = sources.describe(folder_config(tmp_path))
+  facts = sources.describe(specs.data_spec(folder_config(tmp_path)))
   assert facts.image_size == (120, 100) and facts.class_names == ("a", "b")
-  facts = sources.describe(folder_config(tmp_path, image_size=(20, 20)))
+  facts = sources.describe(specs.data_spec(folder_config(tmp_path, image_size=(20, 20))))
   assert facts.image_size == (20, 20) and facts.sources["image_size"].startswith("config")
 
 
 def test_dry_run_on_a_folder_prints_the_measured_size_and_plan(tmp_path, capsys):
-  # bit-train's run() in this process (conftest.run_here): no TensorFlow start-up.
+  # bit-train's run() in this process (helpers.run_here): no TensorFlow start-up.
   root = write_folder(tmp_path / "images", {"cat": 6, "dog": 6}, size=(50, 60))
   workdir = tmp_path / "work"
   result = run_here(bit_train.run, "--config",
-                    f"configs/folder.py:data_dir={root},batch_size=16",
+                    f"folder:data_dir={root},batch_size=16",
                     "--workdir", workdir, "--dry_run", capsys=capsys)
   assert result.returncode == 0, result.stderr
   assert "median 50x60" in result.stdout
@@ -174,6 +178,55 @@ def test_dry_run_on_a_folder_prints_the_measured_size_and_plan(tmp_path, capsys)
   assert plan["plan"]["num_examples"] == 10  # one image of each class held out
   empty = tmp_path / "empty"
   os.makedirs(empty)
-  result = run_here(bit_train.run, "--config", f"configs/folder.py:data_dir={empty}",
+  result = run_here(bit_train.run, "--config", f"folder:data_dir={empty}",
                     "--workdir", workdir, "--dry_run", capsys=capsys)
   assert result.returncode == 2 and len(error_lines(result.stderr)) == 1
+
+
+def png_with_bad_crc():
+  """A PNG whose IDAT chunk has a wrong CRC: Pillow decodes it, libpng refuses it."""
+  data = bytearray(encode(random_image(np.random.default_rng(5))))
+  start = data.find(b"IDAT")
+  length = struct.unpack(">I", data[start - 4:start])[0]
+  data[start + 4 + length] ^= 0xFF  # first byte of the chunk's CRC
+  return bytes(data)
+
+
+def test_a_file_the_streams_cannot_decode_is_skipped_by_the_scan(tmp_path, caplog):
+  write_folder(tmp_path, {"a": 3, "b": 3}, fmt="PNG", ext="png")
+  (tmp_path / "a" / "bad_crc.png").write_bytes(png_with_bad_crc())
+  with caplog.at_level(logging.WARNING):
+    source = sources.for_training(specs.data_spec(folder_config(tmp_path, holdout_fraction=0.3)))
+  warning, = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+  assert "bad_crc.png" in warning and "Invalid PNG data" in warning
+  # Every image the scan kept goes through the streams' decoder.
+  for examples in (source.train_examples().read(), source.eval_examples().read()):
+    for encoded, _ in examples.as_numpy_iterator():
+      preprocess.decode(encoded)
+  assert source.facts.num_examples + len(list(source.eval_examples().read())) == 6
+  # bit-eval reads folders through the same scan (holdout_fraction=0: every image).
+  evaluated = sources.open_source(specs.data_spec(folder_config(tmp_path, holdout_fraction=0.0)))
+  assert len(list(evaluated.eval_examples().read())) == 6
+
+
+def test_one_class_is_an_error(tmp_path):
+  write_folder(tmp_path, {"only": 6})
+  with pytest.raises(UserError, match="'only'.*at least two classes"):
+    sources.for_training(specs.data_spec(folder_config(tmp_path)))
+
+
+def test_images_without_class_folders_suggest_the_parent(tmp_path):
+  write_folder(tmp_path, {"cats": 4})
+  with pytest.raises(UserError, match=(
+      f"holds 4 images but no class folders.*give its parent: {tmp_path}")):
+    sources.for_training(specs.data_spec(folder_config(tmp_path / "cats")))
+  with pytest.raises(UserError, match="no class folders"):
+    sources.open_source(specs.data_spec(folder_config(tmp_path / "cats", holdout_fraction=0.0)))
+
+
+def test_few_shot_larger_than_a_class_names_it_and_the_largest_k(tmp_path):
+  write_folder(tmp_path, {"apple": 9, "pear": 4, "plum": 11})
+  # The holdout keeps 3 pears for training.
+  with pytest.raises(UserError, match=r"pear \(3\); the largest examples_per_class "
+                                      r"every class allows is 3\."):
+    sources.for_training(specs.data_spec(folder_config(tmp_path, examples_per_class=5)))

@@ -12,12 +12,14 @@ import tensorflow as tf
 
 from bit_train import config as bit_config
 from bit_train import hyperrule
-from bit_train.data import mixup
+from bit_train import mixup
+from bit_train import specs
 from bit_train.data import pipeline
 from bit_train.data import preprocess
 from bit_train.data import sources
-from conftest import ROOT
-from data_images import encode, random_image, write_folder
+
+from helpers import encode, random_image, write_folder
+from helpers import ROOT
 
 
 def in_memory_source(images, labels):
@@ -117,7 +119,7 @@ def test_every_epoch_is_a_permutation_whether_cached_read_from_files_or_streamed
   root = write_folder(tmp_path, {"a": 6, "b": 6, "c": 6}, size=(20, 20))
   config = bit_config.base_config()
   config.update(dataset="image_folder", data_dir=root, holdout_fraction=0.2)
-  folder = sources.from_config(config)
+  folder = sources.for_training(specs.data_spec(config))
   n = folder.facts.num_examples
   # Too big to cache and no files: read in order through a shuffle buffer.
   train = folder.train_examples()
@@ -192,7 +194,7 @@ def test_eval_over_workers_counts_every_example_once():
 def test_the_eval_stream_is_not_autotuned():
   """Each evaluation deletes its iterator, which with tf.data autotuning waits idle
   for the autotuner's next wake-up: up to 9 s at the end of a 20 s evaluation
-  (README, "The loop against its bare step"). Timing is a benchmark's job; this
+  (docs/performance.md, "The loop against its bare step"). Timing is a benchmark's job; this
   guards the setting that removed the wait."""
   source, plan = random_source(5), small_plan(5)
   assert pipeline.eval_dataset(source, plan.crop, 4).options().autotune.enabled is False
@@ -231,7 +233,7 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(
     cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from bit_train.data import mixup
+from bit_train import mixup
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
 @tf.function

@@ -1,9 +1,9 @@
 """TFDS sources: split strings, class names, measured sizes, few-shot, bad names/splits."""
 
 import dataclasses
+import time
 import types
 
-from etils import epath
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -11,41 +11,14 @@ import tensorflow_datasets as tfds
 
 from bit_train import config as bit_config
 from bit_train import hyperrule
+from bit_train import specs
 from bit_train.data import pipeline
 from bit_train.data import sources
 from bit_train.data.sources import tfds as tfds_source
 from bit_train.errors import UserError
-from data_images import random_image
 
-CLASSES = ["circle", "square", "star"]
-TRAIN_LABELS = np.arange(60) % 3
-TEST_LABELS = np.arange(15) % 3
-
-
-def _sizes(count, seed):
-  """Varied (height, width) so the typical size has to be measured."""
-  rng = np.random.default_rng(seed)
-  return list(zip(rng.integers(30, 60, count), rng.integers(40, 70, count)))
-
-
-class TinyShapes(tfds.core.GeneratorBasedBuilder):
-  """A tiny TFDS dataset with images of varied size, prepared on disk by the test."""
-  VERSION = tfds.core.Version("1.0.0")
-  pkg_dir_path = epath.Path(__file__).parent  # TFDS looks for metadata files here
-
-  def _info(self):
-    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-        "image": tfds.features.Image(shape=(None, None, 3)),
-        "label": tfds.features.ClassLabel(names=CLASSES)}))
-
-  def _split_generators(self, dl_manager):
-    return {"train": self._generate_examples(TRAIN_LABELS, 0),
-            "test": self._generate_examples(TEST_LABELS, 1)}
-
-  def _generate_examples(self, labels, seed):
-    rng = np.random.default_rng(seed)
-    for i, (label, (h, w)) in enumerate(zip(labels, _sizes(len(labels), seed))):
-      yield i, {"image": np.asarray(random_image(rng, h, w)), "label": int(label)}
+from helpers import TRAIN_LABELS, TinyShapes, tfds_config, tiny_shapes_sizes
+from helpers import TINY_SHAPES_CLASSES as CLASSES
 
 
 @pytest.fixture(scope="module")
@@ -55,20 +28,14 @@ def data_dir(tmp_path_factory):
   return str(root)
 
 
-def tfds_config(**fields):
-  config = bit_config.base_config()
-  config.update(fields)
-  return config
-
-
 def labels_of(dataset):
   return [int(label) for _, label in dataset.as_numpy_iterator()]
 
 
 def test_split_strings_select_the_examples_tfds_would(data_dir):
-  source = sources.from_config(tfds_config(
+  source = sources.for_training(specs.data_spec(tfds_config(
       dataset="tiny_shapes", data_dir=data_dir, train_split="train[:50%]",
-      eval_split="test+train[50%:]"))
+      eval_split="test+train[50%:]")))
   direct = tfds.builder("tiny_shapes", data_dir=data_dir).as_dataset(split="train[:50%]")
   assert labels_of(source.train_examples().read()) == [int(e["label"]) for e in direct]
   assert len(labels_of(source.eval_examples().read())) == 15 + 30
@@ -78,20 +45,20 @@ def test_split_strings_select_the_examples_tfds_would(data_dir):
 
 
 def test_unknown_image_size_is_measured_from_a_seeded_sample(data_dir):
-  facts = sources.describe(tfds_config(dataset="tiny_shapes", data_dir=data_dir))
-  sizes = _sizes(len(TRAIN_LABELS), 0)
+  facts = sources.describe(specs.data_spec(tfds_config(dataset="tiny_shapes", data_dir=data_dir)))
+  sizes = tiny_shapes_sizes(len(TRAIN_LABELS), 0)
   # 64 sampled of 60: the whole split, so the median is the split's median.
   assert facts.image_size == (int(np.median([h for h, _ in sizes])),
                               int(np.median([w for _, w in sizes])))
   assert "measuring" in facts.sources["image_size"]
-  assert facts == sources.describe(tfds_config(dataset="tiny_shapes", data_dir=data_dir))
+  assert facts == sources.describe(specs.data_spec(tfds_config(dataset="tiny_shapes", data_dir=data_dir)))
 
 
 def test_few_shot_from_tfds_is_exact_and_deterministic(data_dir):
   def few_shot(seed):
-    source = sources.from_config(tfds_config(
+    source = sources.for_training(specs.data_spec(tfds_config(
         dataset="tiny_shapes", data_dir=data_dir, examples_per_class=4,
-        few_shot_seed=seed))
+        few_shot_seed=seed)))
     examples = list(source.train_examples().read().as_numpy_iterator())
     assert source.facts.num_examples == len(examples) == 12
     assert np.bincount([label for _, label in examples]).tolist() == [4, 4, 4]
@@ -103,15 +70,15 @@ def test_few_shot_from_tfds_is_exact_and_deterministic(data_dir):
 def test_a_split_tfds_rejects_is_a_user_error(data_dir):
   for split in ("bogus", "train[:200%]"):
     with pytest.raises(UserError, match="split"):
-      sources.from_config(tfds_config(dataset="tiny_shapes", data_dir=data_dir,
-                                      eval_split=split))
+      sources.for_training(specs.data_spec(tfds_config(dataset="tiny_shapes", data_dir=data_dir,
+                                      eval_split=split)))
 
 
 def test_unknown_name_and_missing_manual_dir_are_user_errors(tmp_path):
   with pytest.raises(UserError, match="unknown dataset 'cifar11'"):
-    sources.from_config(tfds_config(dataset="cifar11", data_dir=str(tmp_path)))
+    sources.for_training(specs.data_spec(tfds_config(dataset="cifar11", data_dir=str(tmp_path))))
   with pytest.raises(UserError, match="manual_dir"):
-    sources.from_config(tfds_config(dataset="imagenet2012", data_dir=str(tmp_path)))
+    sources.for_training(specs.data_spec(tfds_config(dataset="imagenet2012", data_dir=str(tmp_path))))
 
 
 def test_known_datasets_get_the_authors_splits_including_pets_and_flowers():
@@ -119,7 +86,7 @@ def test_known_datasets_get_the_authors_splits_including_pets_and_flowers():
                        ("oxford_iiit_pet", ("train[:90%]", "test")),
                        ("oxford_flowers102", ("train", "test")),
                        ("imagenet2012", ("train[:99%]", "validation"))]:
-    facts = sources.describe(tfds_config(dataset=name))
+    facts = sources.describe(specs.data_spec(tfds_config(dataset=name)))
     assert (facts.train_split, facts.eval_split) == splits
 
 
@@ -128,7 +95,7 @@ def test_cifar10_through_mock_data_streams_encoded_images_and_names(monkeypatch)
   # request to the real host) is replaced too: tests never touch the network.
   monkeypatch.setattr(tfds_source, "_check_downloads_can_start", lambda *args: None)
   with tfds.testing.mock_data(num_examples=12):
-    source = sources.from_config(tfds_config(dataset="cifar10"))
+    source = sources.for_training(specs.data_spec(tfds_config(dataset="cifar10")))
     examples = list(source.train_examples().read().as_numpy_iterator())
   assert len(examples) == 12
   assert all(encoded[:4] == b"\x89PNG" for encoded, _ in examples)
@@ -140,7 +107,7 @@ def test_a_tfds_stream_too_big_to_cache_resumes_by_reading_at_most_one_epoch(dat
   # The global seed the trainer sets for seed=0: tf.data's shuffle used to fail
   # under it (comparing the epoch's seed tensor as a Python bool).
   tf.random.set_seed(0)
-  source = sources.from_config(tfds_config(dataset="tiny_shapes", data_dir=data_dir))
+  source = sources.for_training(specs.data_spec(tfds_config(dataset="tiny_shapes", data_dir=data_dir)))
   n = source.facts.num_examples
   reads = []
   train = source.train_examples()
@@ -178,7 +145,7 @@ def fake_builder(features=(), splits=()):
     (("unlabelled",), "unlabelled")])
 def test_the_default_eval_split_is_test_then_validation_then_the_only_split(
     splits, expected, monkeypatch):
-  source = tfds_source.TfdsSource(tfds_config(dataset="not_in_the_table"))
+  source = tfds_source.TfdsSource(specs.data_spec(tfds_config(dataset="not_in_the_table")))
   monkeypatch.setattr(source, "builder", lambda prepare=True: fake_builder(splits=splits))
   assert source.default_eval_split() == expected
   monkeypatch.setattr(source, "builder", lambda prepare=True: fake_builder(
@@ -198,5 +165,21 @@ def test_the_label_is_label_key_else_label_else_the_only_class_label():
                                    "real") == "real"
   with pytest.raises(UserError, match="no single ClassLabel.*name one with label_key"):
     tfds_source.label_feature(fake_builder({"a": label, "b": other}))
-  with pytest.raises(UserError, match="label_key='c' is not a class label feature"):
+  with pytest.raises(UserError, match="label_key='c' is not a label of .*: use one of a, "
+                     "b, or FEATURE/C to bin a class label"):
     tfds_source.label_feature(fake_builder({"a": label, "b": other}), "c")
+
+
+def test_unprepared_tfds_dataset_fails_fast_when_downloads_cannot_start(
+    tmp_path, monkeypatch):
+  # A proxy nobody listens on: no download can start, and nothing leaves the machine.
+  for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+    monkeypatch.setenv(name, "http://127.0.0.1:9")
+  for name in ("NO_PROXY", "no_proxy"):
+    monkeypatch.delenv(name, raising=False)
+  config = bit_config.base_config()
+  config.dataset, config.data_dir = "mnist", str(tmp_path)
+  start = time.monotonic()
+  with pytest.raises(UserError, match=r"cannot be downloaded.*tfds build mnist"):
+    sources.for_training(specs.data_spec(config))
+  assert time.monotonic() - start < 30  # not minutes of retries

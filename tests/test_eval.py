@@ -9,15 +9,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bit_train import evaluation
 from bit_train import labels
 from bit_train.data import preprocess
+from bit_train.evaluators import metrics as metrics_lib
 from bit_train.errors import UserError
 from bit_train.models import hub
-from conftest import error_lines
-from conftest import run_module
-import fake_imagenet
-from tiny_models import tiny_resnet
+
+import helpers
+from helpers import error_lines
+from helpers import run_module
+from helpers import tiny_resnet
 
 NUM_VAL = 7  # with eval_batch_size=4: one full batch and a final batch of 3
 CROP = 32
@@ -35,8 +36,8 @@ def imagenet(tmp_path_factory):
   """(manual_dir, data_dir, val images, their labels, classifier path, logits, ReaL)."""
   root = tmp_path_factory.mktemp("imagenet")
   manual_dir, data_dir = str(root / "manual"), str(root / "data")
-  images = fake_imagenet.write_manual_dir(manual_dir, NUM_VAL)
-  val_labels = fake_imagenet.validation_labels(NUM_VAL)
+  images = helpers.write_manual_dir(manual_dir, NUM_VAL)
+  val_labels = helpers.validation_labels(NUM_VAL)
   # A tiny 1000-class model leaning towards the validation labels, so that some
   # top-1 and top-5 predictions hit and others miss.
   model = tiny_resnet(1000, seed=3)
@@ -51,9 +52,9 @@ def imagenet(tmp_path_factory):
   # original label, a miss, several labels with the prediction among them, ...
   real = [[int(predicted[0]), 1], [], [val_labels[2]], [(int(predicted[3]) + 1) % 1000],
           [5, int(predicted[4]), 6], [7], [int(predicted[6])]]
-  fake_imagenet.write_real_json(manual_dir, real)
+  helpers.write_real_json(manual_dir, real)
   with pytest.MonkeyPatch.context() as monkeypatch:
-    fake_imagenet.prepare_real(data_dir, manual_dir, monkeypatch)
+    helpers.prepare_real(data_dir, manual_dir, monkeypatch)
   return dict(manual_dir=manual_dir, data_dir=data_dir, labels=val_labels,
               model_path=path, logits=logits, real=real)
 
@@ -62,7 +63,7 @@ def eval_args(imagenet, workdir, *fields):
   config = ",".join([f"data_dir={imagenet['data_dir']}", "model_source=hub",
                      f"model_path={imagenet['model_path']}", f"crop={CROP}",
                      "eval_batch_size=4", "strategy=cpu", *fields])
-  return ["--config", f"configs/imagenet_eval.py:{config}", "--workdir", workdir]
+  return ["--config", f"imagenet_eval:{config}", "--workdir", workdir]
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +106,7 @@ def test_per_class_file_counts_each_class(imagenet, evaluated):
   path = os.path.join(workdir, "eval", record["results"][MAIN]["per_class_file"])
   with open(path) as f:
     rows = list(csv.DictReader(f, delimiter="\t"))
-  assert len(rows) == 1000 and rows[0]["class"] == fake_imagenet.wnids()[0]
+  assert len(rows) == 1000 and rows[0]["class"] == helpers.wnids()[0]
   predicted = imagenet["logits"].argmax(1)
   for c in set(imagenet["labels"]):
     members = [i for i, label in enumerate(imagenet["labels"]) if label == c]
@@ -131,7 +132,7 @@ def test_any_split_string_is_evaluated_the_same_way(imagenet, evaluated):
   import tensorflow_datasets as tfds
   metrics = evaluated[0]["results"][SLICE]
   # A split slice takes examples in TFDS's stored order, not file-name order.
-  names = [fake_imagenet.val_name(i) for i in range(NUM_VAL)]
+  names = [helpers.val_name(i) for i in range(NUM_VAL)]
   sliced = tfds.builder("imagenet2012", data_dir=imagenet["data_dir"]).as_dataset(
       split="validation[:3]")
   chosen = [names.index(ex["file_name"].numpy().decode()) for ex in sliced]
@@ -144,7 +145,7 @@ def test_any_split_string_is_evaluated_the_same_way(imagenet, evaluated):
 def test_a_label_file_in_another_order_reorders_the_outputs(imagenet, tmp_path):
   """A model whose outputs are the classes reversed, with its label file, scores
   exactly what the standard-order model scores."""
-  wnids = fake_imagenet.wnids()
+  wnids = helpers.wnids()
   order = labels.class_order(wnids[::-1], wnids, "test")
   assert order == list(range(999, -1, -1))
   logits = tf.constant(imagenet["logits"][:, ::-1].copy())
@@ -154,17 +155,17 @@ def test_a_label_file_in_another_order_reorders_the_outputs(imagenet, tmp_path):
       return logits
 
   strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
-  step = evaluation.make_eval_step(Reversed(), strategy, 1000, order)
+  step = metrics_lib.make_eval_step(Reversed(), strategy, 1000, order)
   batch = (tf.zeros([NUM_VAL, 1, 1, 3]), tf.constant(imagenet["labels"]),
            tf.ones([NUM_VAL]))
-  metrics = evaluation.evaluate(step, [batch])
+  metrics = metrics_lib.evaluate(step, [batch])
   expected = numpy_metrics(imagenet["logits"], imagenet["labels"])
   assert metrics.top1 == pytest.approx(expected["top1"])
   assert metrics.top5 == pytest.approx(expected["top5"])
 
 
 def test_label_files_that_do_not_name_the_classes_are_errors():
-  wnids = fake_imagenet.wnids()
+  wnids = helpers.wnids()
   with pytest.raises(UserError, match="lists 999 classes but the dataset has 1000"):
     labels.class_order(wnids[1:], wnids, "the label file x")
   with pytest.raises(UserError, match="lacks 1 of the dataset's classes"):
@@ -196,14 +197,14 @@ def test_an_unprepared_dataset_without_manual_dir_is_one_line(imagenet, tmp_path
 def test_an_image_folder_with_a_class_map_in_another_order(tmp_path):
   """dataset=image_folder: every image of root/<class>/ evaluated; the model's
   outputs are (star, circle, square) as its label file says, the folder's sorted."""
-  from pattern_images import CLASSES, write_pattern_folder
+  from bit_train.data.patterns import CLASSES, write_pattern_folder
   root = write_pattern_folder(str(tmp_path / "shapes"), per_class=3)
   model_order = [CLASSES[2], CLASSES[0], CLASSES[1]]
   (tmp_path / "classes.txt").write_text("\n".join(model_order) + "\n")
   model = tiny_resnet(3, seed=4)
   hub.export_module(model, str(tmp_path / "m"), "classification")
   workdir = str(tmp_path / "w")
-  result = run_module("bit_train.eval", "--config", "configs/imagenet_eval.py:"
+  result = run_module("bit_train.eval", "--config", "imagenet_eval:"
                       f"dataset=image_folder,data_dir={root},model_source=hub,"
                       f"model_path={tmp_path / 'm'},class_map={tmp_path / 'classes.txt'},"
                       f"crop={CROP},eval_batch_size=4,strategy=cpu", "--workdir", workdir)

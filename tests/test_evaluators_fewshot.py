@@ -9,15 +9,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from bit_train import specs
 from bit_train.data import preprocess
 from bit_train.data import sources
+from bit_train.data.patterns import CLASSES, write_pattern_folder
 from bit_train.evaluators import fewshot
-from conftest import error_lines
-from conftest import run_module
-from data_images import folder_config
-from pattern_images import CLASSES, write_pattern_folder
-from test_data_tfds import TinyShapes, tfds_config
-from tiny_models import export_tiny_hub_module, write_tiny_npz
+
+from helpers import error_lines
+from helpers import export_tiny_hub_module, write_tiny_npz
+from helpers import folder_config
+from helpers import run_module
+from helpers import TinyShapes, tfds_config
 
 CROP = 32
 SHOTS = (1, 2)
@@ -89,7 +91,7 @@ def test_well_separated_features_are_near_perfect_from_five_shots():
 def expected_fewshot(pre_logits, config, shots=SHOTS, seeds=SEEDS, l2_reg=1024.0):
   """{k: [accuracy per seed]} computed here: the source's splits, the model's
   pre-logits of every image at CROP, the same draws, numpy's ridge fit."""
-  source = sources.open_source(config)
+  source = sources.open_source(specs.data_spec(config))
   train = source.examples(source.facts.train_split)
   test = source.eval_examples()
 
@@ -166,7 +168,7 @@ def bit_eval(config, workdir, *flags):
 def test_bit_eval_few_shot_of_an_npz_model_on_an_image_folder(folder, tmp_path):
   model = write_tiny_npz(str(tmp_path / "mine.npz"), num_classes=10)
   record, stdout = bit_eval(
-      f"configs/fewshot.py:dataset=image_folder,data_dir={folder},holdout_fraction=0.5,"
+      f"fewshot:dataset=image_folder,data_dir={folder},holdout_fraction=0.5,"
       f"model=mine,model_source=npz,model_path={tmp_path / 'mine.npz'}",
       str(tmp_path / "e"), *FEWSHOT_FLAGS)
   (name, result), = record["results"].items()
@@ -195,13 +197,13 @@ def test_bit_eval_few_shot_of_a_hub_export_on_a_folder_and_a_tfds_dataset(
 
 
 def test_bit_eval_with_head_new_and_no_fewshot_entry_is_one_line(folder, tmp_path):
-  result = run_module("bit_train.eval", "--config", "configs/imagenet_eval.py:"
+  result = run_module("bit_train.eval", "--config", "imagenet_eval:"
                       f"dataset=image_folder,data_dir={folder},head=new,strategy=cpu",
                       "--workdir", str(tmp_path))
   assert result.returncode == 2
   assert error_lines(result.stderr) == [
       "error: bit-eval with head=new measures the model's pre-logits only: give evals "
-      "entries of type fewshot (configs/fewshot.py), or set head=keep to measure the "
+      "entries of type fewshot (the fewshot config), or set head=keep to measure the "
       "model's own classifier."]
 
 
@@ -233,10 +235,12 @@ def test_repeated_evaluations_trace_the_pre_logits_once(folder):
   """The trainer evaluates at every support: the pre-logits step is traced once per
   model, and the same model gives the same record each time."""
   from bit_train.evaluators import base  # pylint: disable=import-outside-toplevel
-  from tiny_models import tiny_resnet  # pylint: disable=import-outside-toplevel
-  source = sources.open_source(folder_config(folder, holdout_fraction=0.5))
-  evaluator = fewshot.FewShot(base.Entry(name="fs", type="fewshot",
-                                         options=dict(shots=SHOTS, seeds=SEEDS)), source)
+  from helpers import tiny_resnet  # pylint: disable=import-outside-toplevel
+  data = specs.data_spec(folder_config(folder, holdout_fraction=0.5))
+  source = sources.open_source(data)
+  evaluator = fewshot.FewShot(specs.EvalSpec(name="fs", type="fewshot", data=data,
+                                             options=dict(shots=SHOTS, seeds=SEEDS)),
+                              source)
   context = base.Context(tf.distribute.get_strategy(), CROP, 8)
   model = tiny_resnet(num_classes=len(CLASSES))
   first = evaluator.run(model, context).record

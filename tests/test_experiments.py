@@ -11,13 +11,16 @@ import time
 from absl import logging as absl_logging
 import pytest
 
-from conftest import ROOT, error_lines, run_module
-from data_images import write_folder
+from bit_train.errors import UserError
 from experiments import collect
+from experiments import plans
 from experiments import run as experiments_run
 from experiments import runs as runs_lib
 from experiments.suites import paper
 from experiments.suites import vtab
+
+from helpers import ROOT, error_lines, run_module
+from helpers import write_folder
 
 # Two tiny runs of the bundled miniature BiT over a local image folder (a long one
 # that is killed and resumed, a short one), one that fails and one that is blocked.
@@ -34,7 +37,7 @@ def runs(root):
                   batch_size=4, log_every=10, **fields)
     return Run(suite="tiny", dataset="folder", model="tiny", shots="full", seed=0,
                variant=variant, blocked=blocked,
-               config="configs/quickstart.py:" + config_arg(**fields))
+               config="quickstart:" + config_arg(**fields))
   return [run("npz", supports=(2, 60), checkpoint_every=5),
           run("native", source="native", supports=(2, 6)),
           run("broken", model_path=DATA + "/missing.npz", supports=(2, 6)),
@@ -108,6 +111,7 @@ def test_runner_plans_runs_resumes_after_a_kill_skips_and_collects(tiny_suite, c
       "again (finished runs are skipped)."]
   finished = {r.variant: runs_lib.metrics(root, r) for r in (long_run, short_run)}
   assert finished["npz"]["step"] == 60 and finished["native"]["step"] == 6
+  assert finished["npz"]["provenance"]["devices"].startswith("1 x CPU")
   plan = runs_lib.plan_record(root, long_run)["plan"]
   assert plan["batch_split"] == 2 and plan["batch_size"] == 4  # scaling in the plan
   # Again (without the failed run, which would be tried again): finished runs are
@@ -135,12 +139,16 @@ def test_runner_plans_runs_resumes_after_a_kill_skips_and_collects(tiny_suite, c
 
 def test_emitted_commands_and_slurm_array_one_task_per_run(tmp_path, capsys):
   root = str(tmp_path / "root")
-  runner_here(capsys, "fewshot", "--root", root, "--emit", "--models", "BiT-M-R50x1",
-              "--datasets", "cifar10,oxford_flowers102", "--seeds", "0,1",
-              "--batch_size", "128", "--base_lr", "0.001", "--lr_scaling", "none",
-              "--sbatch=--gres=gpu:8", "--python", "echo")
-  folder = os.path.join(root, "fewshot")
-  with open(os.path.join(folder, "commands.txt")) as f:
+
+  def emit(*more):
+    out = runner_here(capsys, "fewshot", "--root", root, "--emit", "--models",
+                      "BiT-M-R50x1", "--datasets", "cifar10,oxford_flowers102", "--seeds",
+                      "0,1", "--batch_size", "128", "--base_lr", "0.001", "--lr_scaling",
+                      "none", "--sbatch=--gres=gpu:8", *more)
+    return [line.split("wrote ", 1)[1] for line in out.splitlines()]
+  commands_file, script = emit("--python", "echo")
+  assert os.path.dirname(commands_file) == os.path.dirname(script)
+  with open(commands_file) as f:
     lines = f.read().splitlines()
   commands = [line for line in lines if not line.startswith("#")]
   expected = [(d, k, s) for d in ("cifar10", "oxford_flowers102") for k in (1, 5, 10, 25)
@@ -156,11 +164,9 @@ def test_emitted_commands_and_slurm_array_one_task_per_run(tmp_path, capsys):
     assert line.endswith("--config.batch_size=128 --config.base_lr=0.001 "
                          "--config.lr_scaling=none")
   assert [line for line in lines if line.startswith("#")] == [
-      "# blocked oxford_flowers102__BiT-M-R50x1__25shot__seed0: oxford_flowers102's train "
-      "split has only 10 examples per class; 25-shot needs a larger split",
-      "# blocked oxford_flowers102__BiT-M-R50x1__25shot__seed1: oxford_flowers102's train "
-      "split has only 10 examples per class; 25-shot needs a larger split"]
-  script = os.path.join(folder, "slurm.sh")
+      f"# left out oxford_flowers102__BiT-M-R50x1__25shot__seed{s}: blocked: "
+      "oxford_flowers102's train split has only 10 examples per class; 25-shot needs a "
+      "larger split" for s in (0, 1)]
   text = open(script).read()
   assert "#SBATCH --array=0-13\n" in text and "#SBATCH --gres=gpu:8\n" in text
   # Array task i runs line i+1: with --python echo the task prints its command.
@@ -168,6 +174,21 @@ def test_emitted_commands_and_slurm_array_one_task_per_run(tmp_path, capsys):
     out = subprocess.run(["bash", script], env=dict(os.environ, SLURM_ARRAY_TASK_ID=str(task)),
                          capture_output=True, text=True, check=True).stdout
     assert out.splitlines()[-1] == commands[task].split(" || echo ")[1]
+  # A task past the commands (a comment, or past the end of the file) fails instead
+  # of doing nothing.
+  for task in (14, 16):
+    result = subprocess.run(["bash", script], capture_output=True, text=True,
+                            env=dict(os.environ, SLURM_ARRAY_TASK_ID=str(task)))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"error: line {task + 1} of {commands_file} is "
+                                     "missing, empty or a comment")
+  # Emitting again writes a new folder: the first script still reads its own file.
+  # The default interpreter is this one; --throttle limits the running tasks.
+  again, again_script = emit("--throttle", "3")
+  assert os.path.dirname(again) != os.path.dirname(commands_file)
+  assert open(commands_file).read().splitlines() == lines
+  assert f"|| {sys.executable} -m bit_train.train" in open(again).read()
+  assert "#SBATCH --array=0-13%3\n" in open(again_script).read()
 
 
 def test_paper_suites_plan_without_data_with_the_scaling_in_the_plan(tmp_path, capsys):
@@ -182,10 +203,10 @@ def test_paper_suites_plan_without_data_with_the_scaling_in_the_plan(tmp_path, c
       "1,268,355", "512/480", "0.1", "20,000", "128", "1", "0.001"]
   assert lines["oxford_flowers102__BiT-M-R50x1__full__seed0"][:4] == [
       "1,020", "512/480", "0", "500"]
-  assert "5 runs: 5 runnable, 41,000 steps in total" in out
+  assert "15 runs: 15 runnable, 123,000 steps in total" in out  # 3 seeds each
   out = runner_here(capsys, "vtab", "--root", tmp_path, "--dry_run", "--models",
                     "BiT-M-R50x1")
-  assert "19 runs: 12 runnable, 6,000 steps in total" in out
+  assert "57 runs: 57 runnable, 28,500 steps in total" in out  # 19 tasks x 3 seeds
 
 
 def test_a_filter_naming_nothing_in_the_suite_is_one_line(tmp_path):
@@ -196,7 +217,7 @@ def test_a_filter_naming_nothing_in_the_suite_is_one_line(tmp_path):
       "imagenet2012, oxford_flowers102, oxford_iiit_pet."]
 
 
-# The VTAB-1k table of shared/docs/EXPERIMENTS_FACTS.md (task_adaptation's splits),
+# The VTAB-1k splits of google-research/task_adaptation (task_adaptation/data/*.py),
 # written out by hand: val200 and the test split of every task.
 VTAB_TABLE = {
     "caltech101": ("train[2754:2954]", "test"),
@@ -231,64 +252,75 @@ def test_vtab_split_strings_match_the_task_table():
     assert f"train_split={task.train800val200},eval_split={test}," in run.config
     assert "num_examples=1000" in run.config
   assert {t.name for t in vtab.TASKS if t.manual} == {"resisc45", "diabetic_retinopathy"}
-  # Blocked exactly where the task predicts something other than the class label.
-  assert {t.name for t in vtab.TASKS if t.blocked} == {
-      t.name for t in vtab.TASKS if t.label != "label"}
   assert sum(t.group == "structured" for t in vtab.TASKS) == 8
+  # task_adaptation's labels, and no random crop (or flip) where the paper drops them.
+  configs = {t.name: vtab.task_run("BiT-M-R50x1", t, 0).config for t in vtab.TASKS}
+  assert "label_key=label_x_position/16,precrop=128,crop=128,flip=False" in configs[
+      "dsprites_location"]
+  assert "label_key=label_orientation/16,precrop=128,crop=128,flip=False" in configs[
+      "dsprites_orientation"]
+  assert configs["dmlab"].endswith("precrop=480,crop=480")
+  assert "label_key=count_all" in configs["clevr_count"]
+  assert "label_key=closest_vehicle_distance" in configs["kitti_distance"]
+  assert "dataset=oxford_iiit_pet:4.*.*," in configs["oxford_iiit_pet"]
+  assert sum("precrop" in c for c in configs.values()) == 3
+  assert sum("label_key" in c for c in configs.values()) == 7
 
 
-def test_collect_puts_measured_numbers_beside_the_references(tmp_path):
-  """metrics.json and plan.json written as a finished run leaves them."""
-  root = str(tmp_path)
-  runs = [r for r in paper.fewshot_runs()
-          if r.model == "BiT-M-R50x1" and r.dataset == "cifar10" and r.shots == "5"]
-  suite = type("S", (), {"name": "fewshot", "about": "few", "table": "references"})
-  runs_lib.record_planned(root, suite, runs)
-  top1 = [0.81, 0.84, 0.83]  # seeds 0-2 finished, 3 failed, 4 not run
-  for run, value in zip(runs, top1):
-    os.makedirs(run.workdir(root))
-    with open(os.path.join(run.workdir(root), "metrics.json"), "w") as f:
-      json.dump({"top1": value}, f)
-    with open(os.path.join(run.workdir(root), "plan.json"), "w") as f:
-      json.dump({"plan": {"batch_size": 512, "base_lr": 0.003, "resolution_rule": "code",
-                          "image_size": [32, 32]}}, f)
-  os.makedirs(os.path.join(root, "logs", "fewshot"))
-  with open(runs_lib.log_path(root, runs[3], ".failed.json"), "w") as f:
-    json.dump({"why": "error: out of memory"}, f)
-  readme = tmp_path / "README.md"
-  readme.write_text("before\n<!-- experiments.collect fewshot -->\nold table\n"
-                    "<!-- /experiments.collect fewshot -->\nafter\n")
-  text = collect.collect(root, readme=str(readme))
-  row = [line for line in text.splitlines() if line.startswith("| BiT-M-R50x1 | cifar10")]
-  assert row == [
-      "| BiT-M-R50x1 | cifar10 | 5/class | 81.0 ← **83.0** → 84.0 | 3/5 |  | "
-      "80.8 ← **83.3** → 85.5 | 76.7 ← **82.4** → 85.4 | 80.3 ← **82.3** → 84.9 |  |  | "
-      "1 not run; 1 failed: error: out of memory; batch 512 vs 128, lr 0.003 vs 0.001 "
-      "(readme_tf2); batch 512 vs 128, lr 0.003 vs 0.001 (readme_jax); batch 512 vs "
-      "128, lr 0.003 vs 0.001 (readme_pytorch) |"]
-  block = readme.read_text().split("<!-- experiments.collect fewshot -->\n")[1]
-  assert block.split("<!-- /experiments.collect fewshot -->")[0] in text
-  assert row[0] in block and "old table" not in block
-  with open(os.path.join(root, "results.csv")) as f:
-    (csv_row,) = csv.DictReader(f)
-  assert csv_row["top1_by_seed"] == "0:81.00;1:84.00;2:83.00"
-  assert csv_row["references"] == "readme_tf2:83.3;readme_jax:82.4;readme_pytorch:82.3"
+def test_a_finished_run_with_another_plan_is_named_different_not_skipped(tmp_path, capsys):
+  root = str(tmp_path / "root")
+  pick = ["--models", "BiT-M-R50x1", "--datasets", "cifar10", "--seeds", "0"]
+  (run,) = [r for r in paper.standard_runs(seeds=(0,))
+            if r.model == "BiT-M-R50x1" and r.dataset == "cifar10"]
+  _, plan = plans.hyperrule_plan(run)  # the recipe's plan: batch 512
+  os.makedirs(run.workdir(root))
+  with open(os.path.join(run.workdir(root), "plan.json"), "w") as f:
+    json.dump({"plan": plan.to_dict()}, f)
+  with open(os.path.join(run.workdir(root), "metrics.json"), "w") as f:
+    json.dump({"top1": 0.9}, f)
+  assert "finished, skipped" in runner_here(capsys, "standard", "--root", root, *pick)
+  with pytest.raises(UserError, match="1 run.s. finished with a different plan"):
+    runner_here(capsys, "standard", "--root", root, *pick, "--batch_size", "128")
+  out = capsys.readouterr().out
+  assert ("DIFFERENT, not run: finished with a different plan (base_lr 0.003 -> 0.00075, "
+          "batch_size 512 -> 128): use another --root for the new setting") in out
+  # Emitted: left out with the same reason, not queued behind `test -f metrics.json`.
+  out = runner_here(capsys, "standard", "--root", root, *pick, "--batch_size", "128",
+                    "--emit")
+  (commands,) = [line.split("wrote ")[1] for line in out.splitlines()]
+  assert open(commands).read() == (
+      f"# left out {run.name}: finished with a different plan (base_lr 0.003 -> 0.00075, "
+      "batch_size 512 -> 128): use another --root for the new setting\n")
 
 
-def test_collect_averages_vtab_groups_only_when_every_task_has_a_number(tmp_path):
-  root = str(tmp_path)
-  runs = vtab.runs(models=("BiT-M-R152x4",))
-  suite = type("S", (), {"name": "vtab", "about": "vtab", "table": "references"})
-  runs_lib.record_planned(root, suite, runs)
-  natural = [r for r in runs if vtab.TASK_BY_NAME[r.dataset].group == "natural"]
-  values = [0.70, 0.71, 0.72, 0.73, 0.74, 0.75, 0.80]  # mean 0.7357...
-  for run, value in zip(natural, values):
-    os.makedirs(run.workdir(root))
-    with open(os.path.join(run.workdir(root), "metrics.json"), "w") as f:
-      json.dump({"top1": value}, f)
-  lines = collect.collect(root).splitlines()
-  means = {line.split(" | ")[1]: line.split(" | ")[3] for line in lines if "(mean)" in line}
-  assert means == {"vtab (mean)": "— (7/19 tasks)", "vtab_natural (mean)": "73.6",
-                   "vtab_specialized (mean)": "— (0/4 tasks)",
-                   "vtab_structured (mean)": "— (0/8 tasks)"}
-  assert any("vtab_natural (mean)" in line and "| 80.77 |" in line for line in lines)
+def test_emission_writes_only_its_commands_and_a_dry_run_writes_nothing(tmp_path):
+  root = str(tmp_path / "root")
+  code = ("from experiments import run\n"
+          f"run.main(['vtab', '--root', {root!r}, '--emit', '--models', 'BiT-M-R50x1'])\n")
+  result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, env=dict(os.environ, PYTHONPATH=ROOT))
+  assert result.returncode == 0, result.stderr
+  emitted = [os.path.relpath(os.path.join(d, f), root)
+             for d, _, names in os.walk(root) for f in names]
+  assert sorted(os.path.basename(f) for f in emitted) == ["commands.txt", "slurm.sh"]
+  fresh = str(tmp_path / "fresh")
+  result = runner("miniature", "--root", fresh, "--dry_run", "--shots", "1")
+  assert result.returncode == 0, result.stderr
+  assert "transfer__1shot__seed0" in result.stdout and not os.path.exists(fresh)
+
+
+def test_the_paper_protocol_three_seeds_bit_s_on_ilsvrc_and_one_run_for_one_draw():
+  standard = paper.standard_runs()
+  rows = {}
+  for run in standard:
+    rows.setdefault((run.model, run.dataset), []).append(run.seed)
+  assert set(map(tuple, rows.values())) == {(0, 1, 2)}
+  assert len(rows) == 12 * 5 and ("BiT-S-R152x4", "imagenet2012") in rows
+  (ilsvrc,) = [r for r in standard if r.model == "BiT-S-R152x4" and r.seed == 0
+               and r.dataset == "imagenet2012"]
+  assert "extra_evals=imagenet2012_real@validation;imagenet_v2@test" in ilsvrc.config
+  assert {r.seed for r in vtab.runs(models=("BiT-M-R50x1",))} == {0, 1, 2}
+  fewshot = [r for r in paper.fewshot_runs() if r.model == "BiT-M-R50x1"]
+  flowers10 = [r for r in fewshot if r.dataset == "oxford_flowers102" and r.shots == "10"]
+  assert len(flowers10) == 1 and "every seed draws the same examples" in flowers10[0].note
+  assert len([r for r in fewshot if r.dataset == "cifar10" and r.shots == "10"]) == 5

@@ -1,6 +1,5 @@
 """The HyperRule at every boundary, checked against the paper's table."""
 
-import json
 
 import pytest
 
@@ -101,18 +100,13 @@ def test_flip_is_on_by_the_rule_and_off_only_when_asked():
   assert plan.flip is False and {"flip", "batch_size"} <= set(plan.overridden)
   assert "flip             none  (set by you; the HyperRule: random left-right flips)" in (
       plan.describe())
-  assert hyperrule.Plan.from_dict(plan.to_dict()) == plan
-  old = {k: v for k, v in plan.to_dict().items() if k != "flip"}  # plan.json before flip
-  assert hyperrule.Plan.from_dict(old).flip is True
 
 
-def test_plan_is_immutable_and_round_trips_through_json():
+def test_plan_is_immutable():
   plan = hyperrule.plan(49_000, (32, 32), batch_size=64, batch_split=4)
   with pytest.raises(Exception):
     plan.crop = 1
-  again = hyperrule.Plan.from_dict(json.loads(plan.to_json()))
-  assert again == plan
-  assert again.micro_batch_size == 16
+  assert plan.micro_batch_size == 16
 
 
 @pytest.mark.parametrize("kwargs, field", [

@@ -10,16 +10,16 @@ import pytest
 import tensorflow as tf
 
 from bit_train import config as bit_config
+from bit_train import specs
 from bit_train.data import preprocess
 from bit_train.errors import UserError
 from bit_train.models import create_model
 from bit_train.models import registry
 from bit_train.models import bit
 from bit_train.models import weights
-from conftest import ROOT, run_module
+from experiments.miniature.write_digits import write_digits
 
-sys.path.insert(0, os.path.join(ROOT, "experiments", "miniature"))
-from write_digits import write_digits  # pylint: disable=g-import-not-at-top,wrong-import-position
+from helpers import ROOT, run_module
 
 NAME = "BiT-MNIST-R14x0.25"
 
@@ -43,7 +43,7 @@ def test_the_bundled_npz_loads_through_the_registry_and_its_checksum_holds():
   npz_file = registry.location(spec, "npz", "new")
   assert spec.bundled and os.path.isfile(npz_file)
   assert weights.sha256(npz_file) == bit.CHECKSUMS[os.path.basename(npz_file)]
-  model = create_model(bundled_config(model_source="npz", head="keep"), None)
+  model = create_model(specs.model_spec(bundled_config(model_source="npz", head="keep")), None)
   assert model.num_classes == 10 and model.num_units == (1, 1, 1, 1)
   assert model.width == 0.25 and model.feature_dim == 512
 
@@ -55,7 +55,7 @@ def test_a_corrupt_copy_of_the_bundled_npz_is_one_error(tmp_path):
   copy = tmp_path / os.path.basename(npz_file)
   copy.write_bytes(bytes(data))
   with pytest.raises(UserError, match="corrupt"):
-    create_model(bundled_config(model_source="npz", model_path=str(copy)), 10)
+    create_model(specs.model_spec(bundled_config(model_source="npz", model_path=str(copy))), 10)
 
 
 def test_the_folder_writer_writes_every_scan_as_a_png_per_class(digits):
@@ -91,9 +91,9 @@ def probe_accuracy(model, views, labels):
 
 def test_the_bundled_pre_logits_are_real_features_of_the_digits():
   views, labels = digit_views()
-  pretrained = probe_accuracy(create_model(bundled_config(model_source="npz"), 10),
+  pretrained = probe_accuracy(create_model(specs.model_spec(bundled_config(model_source="npz")), 10),
                               views, labels)
-  scratch = probe_accuracy(create_model(bundled_config(model_source="native"), 10),
+  scratch = probe_accuracy(create_model(specs.model_spec(bundled_config(model_source="native")), 10),
                            views, labels)
   # Measured (5-fold means): 0.945 pre-trained; 0.779, 0.799 and 0.791 from random
   # init with seeds 0, 1, 2 (chance 0.10). The figures move by float noise only.
@@ -143,7 +143,7 @@ def test_hub_and_npz_paths_fine_tune_to_the_same_numbers(tmp_path, demo):
   hub_dir, data, _ = demo
   assert os.listdir(hub_dir.parent / "cache" / "hub")  # exported into the cache
   result = run_module("bit_train.train", "--config",
-                      f"configs/quickstart.py:data_dir={data},model_source=npz,{SHORT}",
+                      f"quickstart:data_dir={data},model_source=npz,{SHORT}",
                       "--workdir", tmp_path / "npz")
   assert result.returncode == 0, result.stderr[-3000:]
 

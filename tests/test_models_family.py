@@ -1,4 +1,4 @@
-"""A model family added beside ResNet-v2 without touching BiT code: the README's
+"""A model family added beside ResNet-v2 without touching BiT code: docs/extending.md's
 "Add a model family" path, exercised with a toy family.
 
 The toy family is what a new family's module would hold: the network, its weight
@@ -14,14 +14,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from bit_train import cli
 from bit_train import config as bit_config
+from bit_train import specs
 from bit_train import train
+from bit_train.data.patterns import write_pattern_folder
 from bit_train.errors import UserError
 from bit_train.models import create_model
 from bit_train.models import model_name
 from bit_train.models import weights
 from bit_train.models import registry
-from pattern_images import write_pattern_folder
 
 CONV, HEAD_KERNEL, HEAD_BIAS = "toy/conv", "toy/head/kernel", "toy/head/bias"
 
@@ -103,7 +105,7 @@ def toy_registered(monkeypatch):
 def run_bit_train(*args):
   """bit-train's parsing and main, in this process (where the toy is registered)."""
   try:
-    flags.FLAGS(["bit-train", *map(str, args)])
+    flags.FLAGS(cli.resolve_configs(["bit-train", *map(str, args)]))
     train.main(["bit-train"])
   finally:
     flags.FLAGS.unparse_flags()
@@ -114,7 +116,7 @@ def test_a_registered_family_trains_evaluates_and_exports_through_bit_train(
   folder = write_pattern_folder(tmp_path / "patterns", per_class=12)
   workdir = tmp_path / "w"
   run_bit_train(
-      "--config", f"configs/transfer.py:dataset=image_folder,data_dir={folder},"
+      "--config", f"transfer:dataset=image_folder,data_dir={folder},"
       "model=Toy-C8,model_source=native,precrop=36,crop=32,batch_size=8,"
       "supports=2/4/6,log_every=1,lr_scaling=none,base_lr=0.1", "--workdir", workdir)
   metrics = json.loads((workdir / "metrics.json").read_text())
@@ -142,11 +144,11 @@ def test_a_registered_family_reads_its_weight_files_and_names_them(toy_registere
                     HEAD_BIAS: saved.head_bias.numpy()})
   config = bit_config.base_config()
   config.update(model="toy-c8", model_source="npz", model_path=path, head="keep")
-  model = create_model(config, None)
+  model = create_model(specs.model_spec(config), None)
   images = tf.random.stateless_uniform([2, 16, 16, 3], seed=[3, 1])
   np.testing.assert_allclose(model(images), saved(images), rtol=1e-5, atol=1e-6)
-  assert model_name(config, model) == "Toy-C8"
-  assert model_name(config, ToyNet(4, 3)) == "Toy C4"  # the family's words
+  assert model_name(specs.model_spec(config), model) == "Toy-C8"
+  assert model_name(specs.model_spec(config), ToyNet(4, 3)) == "Toy C4"  # the family's words
   np.savez(path, **{CONV: np.zeros([3, 3, 3, 4], np.float32)})
   with pytest.raises(UserError, match="holds a toy of 4 channels"):
-    create_model(config, None)
+    create_model(specs.model_spec(config), None)

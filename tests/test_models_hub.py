@@ -4,12 +4,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from bit_train import specs
 from bit_train.errors import UserError
 from bit_train.models import create_model
 from bit_train.models import export_module
 from bit_train.models import hub
 from bit_train.models import registry
-from tiny_models import export_tiny_hub_module, images, tiny_config
+
+from helpers import export_tiny_hub_module, images, tiny_config
 
 
 def hub_config(path, **fields):
@@ -62,7 +64,7 @@ def test_keras_layer_trains_every_module_variable(classification):
 
 def test_feature_vector_module_gets_a_zero_head(feature_vector):
   path, original = feature_vector
-  model = create_model(hub_config(path), num_classes=3)
+  model = create_model(specs.model_spec(hub_config(path)), num_classes=3)
   x = images(2)
   assert model.num_classes == 3 and model(x).shape == (2, 3) and not np.any(model(x))
   np.testing.assert_array_equal(model.pre_logits(x), original.pre_logits(x))
@@ -76,9 +78,9 @@ def test_feature_vector_module_gets_a_zero_head(feature_vector):
 def test_mixed_precision_with_a_hub_module_says_it_runs_float32(feature_vector,
                                                                 caplog):
   path, _ = feature_vector
-  create_model(hub_config(path), num_classes=3)
+  create_model(specs.model_spec(hub_config(path)), num_classes=3)
   assert "precision" not in caplog.text
-  model = create_model(hub_config(path, precision="mixed_bfloat16"), 3)
+  model = create_model(specs.model_spec(hub_config(path, precision="mixed_bfloat16")), 3)
   assert "precision=mixed_bfloat16 does not apply to TF Hub modules" in caplog.text
   assert model(images(1)).dtype == tf.float32
 
@@ -86,21 +88,21 @@ def test_mixed_precision_with_a_hub_module_says_it_runs_float32(feature_vector,
 def test_classification_module_as_is_or_with_a_new_head(classification):
   path, original = classification
   x = images(2)
-  kept = create_model(hub_config(path, head="keep"), None)
+  kept = create_model(specs.model_spec(hub_config(path, head="keep")), None)
   assert kept.num_classes == 5
   np.testing.assert_array_equal(kept(x), original(x))
-  replaced = create_model(hub_config(path), 2)
+  replaced = create_model(specs.model_spec(hub_config(path)), 2)
   np.testing.assert_array_equal(replaced.pre_logits(x), original.pre_logits(x))
   assert replaced(x).shape == (2, 2) and not np.any(replaced(x))
   with pytest.raises(UserError, match="outputs 5 classes but the dataset has 9"):
-    create_model(hub_config(path, head="keep"), 9)
+    create_model(specs.model_spec(hub_config(path, head="keep")), 9)
 
 
 def test_a_fine_tuned_hub_model_exports_again(feature_vector, tmp_path):
-  model = create_model(hub_config(feature_vector[0]), num_classes=3)
+  model = create_model(specs.model_spec(hub_config(feature_vector[0])), num_classes=3)
   model.head_kernel.assign(tf.random.normal(model.head_kernel.shape))
   export_module(model, str(tmp_path / "tuned"), "classification")
-  again = create_model(hub_config(tmp_path / "tuned", head="keep"), 3)
+  again = create_model(specs.model_spec(hub_config(tmp_path / "tuned", head="keep")), 3)
   np.testing.assert_array_equal(again(images(2)), model(images(2)))
 
 
@@ -113,20 +115,20 @@ def test_classifier_without_pre_logits_cannot_get_a_new_head(tmp_path):
                               input_signature=[tf.TensorSpec([None, None, None, 3])])
   path = tmp_path / "imagenet_classification"
   tf.saved_model.save(root, str(path))
-  assert create_model(hub_config(path, head="keep"), None).num_classes == 4
+  assert create_model(specs.model_spec(hub_config(path, head="keep")), None).num_classes == 4
   with pytest.raises(UserError, match="cannot be replaced"):
-    create_model(hub_config(path), 3)
+    create_model(specs.model_spec(hub_config(path)), 3)
 
 
 def test_unreadable_modules_are_one_user_error(tmp_path):
   with pytest.raises(UserError, match="cannot load the TF Hub module"):
-    create_model(hub_config(tmp_path / "missing"), 3)
+    create_model(specs.model_spec(hub_config(tmp_path / "missing")), 3)
   (tmp_path / "empty").mkdir()
   with pytest.raises(UserError, match="cannot load"):
-    create_model(hub_config(tmp_path / "empty"), 3)
+    create_model(specs.model_spec(hub_config(tmp_path / "empty")), 3)
   tf.saved_model.save(tf.Module(), str(tmp_path / "plain"))
   with pytest.raises(UserError, match="not a reusable TF Hub module"):
-    create_model(hub_config(tmp_path / "plain"), 3)
+    create_model(specs.model_spec(hub_config(tmp_path / "plain")), 3)
 
 
 def test_handles_and_registry_locations():
@@ -141,4 +143,4 @@ def test_handles_and_registry_locations():
   assert registry.location(spec, "npz", "keep", 1000).endswith("BiT-M-R101x3-ILSVRC2012.npz")
   assert registry.location(spec, "npz", "new", 10).endswith("BiT-M-R101x3.npz")
   with pytest.raises(UserError, match="no hub model"):
-    create_model(tiny_config(model="BiT-S-R152x2"), 3)
+    create_model(specs.model_spec(tiny_config(model="BiT-S-R152x2")), 3)

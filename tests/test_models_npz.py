@@ -5,11 +5,13 @@ import os
 import numpy as np
 import pytest
 
+from bit_train import specs
 from bit_train.errors import UserError
 from bit_train.models import create_model
 from bit_train.models import bit
 from bit_train.models import weights
-from tiny_models import images, tiny_config, write_tiny_npz
+
+from helpers import images, tiny_config, write_tiny_npz
 
 
 def npz_config(path, **fields):
@@ -22,7 +24,7 @@ def test_npz_round_trip_gives_identical_logits(tmp_path, suffix_convs):
                             suffix_convs=suffix_convs)
   if suffix_convs:
     assert any("standardized_conv2d_3" in k for k in np.load(tmp_path / "w.npz").files)
-  model = create_model(npz_config(tmp_path / "w.npz", head="keep"), None)
+  model = create_model(specs.model_spec(npz_config(tmp_path / "w.npz", head="keep")), None)
   x = images(2, 48, 48)
   assert model.num_classes == 5
   np.testing.assert_array_equal(model(x), original(x))
@@ -30,7 +32,7 @@ def test_npz_round_trip_gives_identical_logits(tmp_path, suffix_convs):
 
 def test_head_new_keeps_the_backbone_and_zeroes_a_head_of_k_classes(tmp_path):
   original = write_tiny_npz(tmp_path / "w.npz", num_classes=5)
-  model = create_model(npz_config(tmp_path / "w.npz"), num_classes=3)
+  model = create_model(specs.model_spec(npz_config(tmp_path / "w.npz")), num_classes=3)
   x = images(2)
   np.testing.assert_array_equal(model.pre_logits(x), original.pre_logits(x))
   assert model(x).shape == (2, 3) and not np.any(model(x))
@@ -40,10 +42,10 @@ def test_a_url_is_downloaded_once_into_the_cache(tmp_path, monkeypatch):
   original = write_tiny_npz(tmp_path / "BiT-T.npz", num_classes=4)
   monkeypatch.setenv("BIT_CACHE_DIR", str(tmp_path / "cache"))
   url = (tmp_path / "BiT-T.npz").as_uri()
-  model = create_model(npz_config(url, head="keep"), 4)
+  model = create_model(specs.model_spec(npz_config(url, head="keep")), 4)
   assert os.path.exists(tmp_path / "cache" / "BiT-T.npz")
   os.remove(tmp_path / "BiT-T.npz")  # the second load needs only the cache
-  again = create_model(npz_config(url, head="keep"), 4)
+  again = create_model(specs.model_spec(npz_config(url, head="keep")), 4)
   np.testing.assert_array_equal(again(images(1)), original(images(1)))
   np.testing.assert_array_equal(model(images(1)), original(images(1)))
 
@@ -92,7 +94,7 @@ def test_bad_weight_files_are_one_line_user_errors(tmp_path, make_bad, fields, m
     write_tiny_npz(path, num_classes=10)
   make_bad(path)
   with pytest.raises(UserError, match=message) as error:
-    create_model(npz_config(path, **fields), 3)
+    create_model(specs.model_spec(npz_config(path, **fields)), 3)
   assert str(path) in str(error.value) and "\n" not in str(error.value)
 
 
@@ -101,4 +103,4 @@ def test_named_model_mismatch_names_both_architectures(tmp_path):
   config = npz_config(tmp_path / "w.npz", model="BiT-S-R101x1")
   config.num_units, config.width = None, None
   with pytest.raises(UserError, match="not the R101x1 .* set model"):
-    create_model(config, 3)
+    create_model(specs.model_spec(config), 3)

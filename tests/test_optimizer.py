@@ -5,11 +5,12 @@ import pytest
 import tensorflow as tf
 
 from bit_train import config as bit_config
-from bit_train import hyperrule
-from bit_train.data import mixup, sources
+from bit_train import mixup
+from bit_train import specs
+from bit_train.data import sources
+from bit_train.data.patterns import write_pattern_folder
 from bit_train.optimizer import GradientAccumulator, LossScale, Momentum
 from bit_train.trainer import Trainer
-from pattern_images import write_pattern_folder
 
 
 def test_momentum_is_the_accumulation_form_and_skips_when_not_ok():
@@ -64,10 +65,9 @@ def first_update_size(folder, clip):
       "width=0.5,precrop=36,crop=32,batch_size=4,supports=1/2/3,mixup_alpha=0.0,"
       "strategy=cpu,lr_scaling=none,holdout_fraction=0.25"))
   config.clip_grad_norm = clip
-  source = sources.from_config(config)
-  plan = hyperrule.plan_from_config(config, source.facts.num_examples,
-                                    source.facts.image_size)
-  trainer = Trainer(config, plan, source, tf.distribute.OneDeviceStrategy("/cpu:0"))
+  source = sources.for_training(specs.data_spec(config))
+  plan = specs.recipe(config).plan(source.facts.num_examples, source.facts.image_size)
+  trainer = Trainer(specs.from_config(config, evals=True), plan, source, tf.distribute.OneDeviceStrategy("/cpu:0"))
   trainer.start_data()
   before = [v.numpy().copy() for v in trainer.variables]
   trainer.train_step(trainer.train_iter, tf.constant(0.5), mixup.sample_lambda(0, 0, 0))

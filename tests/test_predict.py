@@ -1,6 +1,6 @@
 """bit-predict on image files with a trainer export, a hub module and an .npz file.
 
-bit-predict runs through its own `run()` in this process (conftest.run_here: the
+bit-predict runs through its own `run()` in this process (helpers.run_here: the
 same flag parsing, printing and one-line errors, without a TensorFlow start-up per
 case); a file that is no image at all runs it as a real process, for exit code 2.
 """
@@ -14,14 +14,15 @@ import tensorflow as tf
 
 from bit_train import export
 from bit_train import hyperrule
-from bit_train.data import preprocess
 from bit_train import predict as bit_predict
-from conftest import error_lines
-from conftest import run_here
-from conftest import run_module
-from data_images import write_folder
-from tiny_models import tiny_resnet
-from tiny_models import write_tiny_npz
+from bit_train.data import preprocess
+
+from helpers import error_lines
+from helpers import run_here
+from helpers import run_module
+from helpers import tiny_resnet
+from helpers import write_folder
+from helpers import write_tiny_npz
 
 CLASSES = ["circle", "square", "star"]
 CROP = 32
@@ -45,7 +46,7 @@ def exported(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("w"))
   model = tiny_resnet(len(CLASSES), seed=1)
   plan = hyperrule.plan(100, (32, 32), precrop=CROP, crop=CROP)
-  export.export_all(model, plan, CLASSES, workdir, strategy=None)
+  export.export_all(model, plan, CLASSES, workdir)
   return workdir, model
 
 

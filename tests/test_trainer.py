@@ -1,62 +1,33 @@
 """bit-train end to end on tiny models and a generated image folder (CPU, offline).
 
-Here: learning, and the runs that must end with the same weights (batch split,
-mirrored, multi-worker, kill -9 and resume). Other model sources, precisions and
-the runs bit-train stops are in test_trainer_options.py (a file of its own, so that
-the two test workers share the end-to-end runs); what a finished TINY run writes and
-a resume refused or forced after a changed plan are checked on the TINY run that
-test_workdir_reliability.py trains once for all its cases.
+Here: learning, MixUp in the step, and the runs that must end with the same weights
+(batch split, mirrored, multi-worker, kill -9 and resume). Other model sources,
+precisions and the runs bit-train stops are in test_trainer_options.py (a file of its
+own, so that the two test workers share the end-to-end runs); what a finished TINY
+run writes and a resume refused or forced after a changed plan are checked on the
+TINY run that test_workdir.py trains once for all its cases.
 """
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
-from conftest import ROOT, run_module
-from pattern_images import write_pattern_folder
+from bit_train import mixup
+from bit_train.data.patterns import write_pattern_folder
 
-# A tiny native BiT (one unit per block, half width) on 32 px images, 6 steps.
-TINY = ("model_source=native,num_units=1/1/1/1,width=0.5,precrop=36,crop=32,"
-        "batch_size=8,supports=2/4/6,log_every=1,checkpoint_every=2,lr_scaling=none,"
-        "base_lr=0.01")
-
-
-def train(workdir, folder, arg="", *flags, env=None):
-  config = f"configs/transfer.py:dataset=image_folder,data_dir={folder},{TINY}"
-  if arg:
-    config += "," + arg
-  return run_module("bit_train.train", "--config", config, "--workdir", workdir,
-                    *flags, env=env)
+from helpers import (ROOT, TINY, assert_same_weights, final_weights, free_ports, history,
+                     kill_at_first_checkpoint, record_training_calls, step_losses, train,
+                     train_here)
 
 
-def final_weights(checkpoint_dir):
-  """Model variables of the latest checkpoint, by name."""
-  reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(checkpoint_dir))
-  return {name: reader.get_tensor(name)
-          for name in reader.get_variable_to_shape_map()
-          if name.startswith("model/") and "OPTIMIZER" not in name}
-
-
-def assert_same_weights(a, b, rtol=1e-5, atol=1e-6):
-  assert a.keys() == b.keys() and a
-  for name in a:
-    np.testing.assert_allclose(a[name], b[name], rtol=rtol, atol=atol, err_msg=name)
-
-
-def history(workdir):
-  with open(os.path.join(workdir, "history.jsonl")) as f:
-    return [json.loads(line) for line in f]
-
-
-# The learning run: its data, its config, and what it learned. benchmarks/test_spread.py
+# The learning run: its data, its config, and what it learned. tests/margins.py
 # runs exactly this with other seeds to measure the spread of what the test bounds
-# (README, "Tests and CI"). A 60-image holdout (20 per class) so that top-1 moves in
+# (docs/guarantees.md, "Tests and CI"). A 60-image holdout (20 per class) so that top-1 moves in
 # steps of 1/60, not 1/12; precrop=crop=32 so that training sees the stripes at the
 # scale evaluation does (resized 32 -> 36 they generalise far worse: top-1 ~0.75).
 LEARNING_DATA = dict(per_class=100, seed=1)
@@ -87,19 +58,65 @@ def test_loss_goes_down_and_accuracy_beats_chance(tmp_path, tmp_path_factory):
   assert learned["top1"] >= 0.8
 
 
-# (rtol, atol) of the weight comparisons. Measured with benchmarks/test_spread.py
-# pairs (README, "Tests and CI"): split and mirrored runs use at most 1% of it; a
+# (rtol, atol) of the weight comparisons. Measured with tests/margins.py
+# pairs (docs/guarantees.md, "Tests and CI"): split and mirrored runs use at most 1% of it; a
 # base_lr 1% off, a small real bug, uses 121 times it.
 SPLIT_TOLERANCE = (1e-5, 1e-6)
 MIRRORED_TOLERANCE = (1e-5, 1e-6)
 
 
-def test_batch_split_update_equals_the_full_batch(tmp_path, folder):
-  whole = train(tmp_path / "k1", folder, "mixup_alpha=0.0,supports=1/2/3")
-  split = train(tmp_path / "k4", folder, "mixup_alpha=0.0,supports=1/2/3,batch_split=4")
-  assert whole.returncode == 0 and split.returncode == 0, split.stderr[-3000:]
-  assert_same_weights(final_weights(tmp_path / "k1" / "checkpoints"),
-                      final_weights(tmp_path / "k4" / "checkpoints"), *SPLIT_TOLERANCE)
+@pytest.fixture(scope="module")
+def split_runs(tmp_path_factory, folder):
+  """The TINY run for 3 steps without MixUp, in this process, at batch_split 1 and 4:
+  {batch_split: (workdir, the images of each model call in training)}."""
+  runs = {}
+  with pytest.MonkeyPatch.context() as monkeypatch:
+    calls = record_training_calls(monkeypatch)
+    for split in (1, 4):
+      workdir = tmp_path_factory.mktemp(f"split{split}")
+      assert train_here(workdir, folder, "mixup_alpha=0.0,supports=1/2/3,"
+                        f"batch_split={split}") is None
+      runs[split], calls.batches = (workdir, calls.batches), []
+  # Both ran the convolutions in float32, outside XLA (the low-precision and XLA
+  # runs in test_trainer_options.py record theirs).
+  assert calls.conv_dtypes == {tf.float32} and calls.in_xla == {False}
+  return runs
+
+
+def test_batch_split_update_equals_the_full_batch(split_runs):
+  (whole_dir, whole), (split_dir, split) = split_runs[1], split_runs[4]
+  # The model saw 3 batches of 8, then 3 x 4 micro-batches of 2: the same images
+  # in the same order.
+  assert [b.shape for b in whole] == [(8, 32, 32, 3)] * 3
+  assert [b.shape for b in split] == [(2, 32, 32, 3)] * 12
+  np.testing.assert_array_equal(np.concatenate(split), np.concatenate(whole))
+  assert_same_weights(final_weights(whole_dir / "checkpoints"),
+                      final_weights(split_dir / "checkpoints"), *SPLIT_TOLERANCE)
+
+
+def test_mixup_mixes_each_micro_batch_with_its_own_reverse_by_the_step_s_lambda(
+    split_runs, tmp_path, folder, monkeypatch):
+  """MixUp in the trainer's own step, under a batch split: every micro-batch x of a
+  step is mixed with its own reverse, lam x + (1 - lam) x[::-1], by one lambda per
+  step (the authors' pairing: so with MixUp a batch_split=k update is not the full
+  batch's). The unmixed micro-batches are those of the same run without MixUp (the
+  train stream depends on the seed and the position alone)."""
+  plain = split_runs[4][1]
+  calls = record_training_calls(monkeypatch)
+  assert train_here(tmp_path, folder,
+                    "mixup_alpha=1.0,supports=1/2/3,batch_split=4") is None
+  mixed = calls.batches
+  assert len(mixed) == len(plain) == 12  # 3 steps x 4 micro-batches of 2
+  for step in range(3):
+    # Lambdas of seed 0 at alpha 1: 0.40, 0.035, 0.36 (1.0 would be no mixing).
+    expected = float(mixup.sample_lambda(1.0, 0, step))
+    for micro in range(4 * step, 4 * step + 4):
+      x, m = plain[micro], mixed[micro]
+      reverse = x[::-1]
+      d = (x - reverse).ravel()
+      lam = float((m - reverse).ravel() @ d / (d @ d))  # least squares
+      assert abs(lam - expected) < 1e-5, (step, micro, lam, expected)
+      np.testing.assert_allclose(m, lam * x + (1 - lam) * reverse, atol=1e-5)
 
 
 def test_mirrored_over_two_cpu_devices_matches_one_device(tmp_path, folder):
@@ -111,21 +128,10 @@ def test_mirrored_over_two_cpu_devices_matches_one_device(tmp_path, folder):
                       final_weights(tmp_path / "two" / "checkpoints"), *MIRRORED_TOLERANCE)
 
 
-def _free_ports(n):
-  import socket
-  sockets = [socket.socket() for _ in range(n)]
-  for s in sockets:
-    s.bind(("127.0.0.1", 0))
-  ports = [s.getsockname()[1] for s in sockets]
-  for s in sockets:
-    s.close()
-  return ports
-
-
 def test_multi_worker_two_local_workers_end_with_identical_weights(tmp_path, folder):
-  ports = _free_ports(2)
+  ports = free_ports(2)
   cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-  config = (f"configs/transfer.py:dataset=image_folder,data_dir={folder},{TINY},"
+  config = (f"transfer:dataset=image_folder,data_dir={folder},{TINY},"
             "strategy=multi_worker,supports=1/2/4")
   procs = []
   for index in range(2):
@@ -138,6 +144,10 @@ def test_multi_worker_two_local_workers_end_with_identical_weights(tmp_path, fol
   outputs = [p.communicate(timeout=600) for p in procs]
   for p, (_, err) in zip(procs, outputs):
     assert p.returncode == 0, err[-3000:]
+  # Each process held the lock of its own directory (the holder's pid is in it): the
+  # chief W/.lock, worker 1 W/workers/1/.lock.
+  assert (tmp_path / ".lock").read_text() == f"{procs[0].pid}\n"
+  assert (tmp_path / "workers" / "1" / ".lock").read_text() == f"{procs[1].pid}\n"
   chief = final_weights(tmp_path / "checkpoints")
   other = final_weights(tmp_path / "workers" / "1" / "checkpoints")
   assert_same_weights(chief, other, rtol=0, atol=0)
@@ -152,26 +162,6 @@ def test_multi_worker_two_local_workers_end_with_identical_weights(tmp_path, fol
 RESUME = "supports=2/10/14,checkpoint_every=3,log_every=1,deterministic=True"
 RESUME_TOLERANCE = (1e-4, 1e-5)
 RESUME_LOSS_RTOL = 1e-4
-
-
-def kill_at_first_checkpoint(workdir, folder, arg):
-  """Starts a training run, kill -9s it once it has a checkpoint; returns its step."""
-  config = f"configs/transfer.py:dataset=image_folder,data_dir={folder},{TINY},{arg}"
-  proc = subprocess.Popen([sys.executable, "-m", "bit_train.train", "--config", config,
-                           "--workdir", str(workdir)], cwd=ROOT,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  checkpoints = os.path.join(workdir, "checkpoints")
-  deadline = time.time() + 300
-  while tf.train.latest_checkpoint(checkpoints) is None:
-    assert proc.poll() is None and time.time() < deadline, "no checkpoint before exit"
-    time.sleep(0.05)
-  os.kill(proc.pid, signal.SIGKILL)
-  proc.wait()
-  return int(tf.train.latest_checkpoint(checkpoints).split("-")[-1])
-
-
-def step_losses(workdir):
-  return {r["step"]: r["loss"] for r in history(workdir) if "top1" not in r}
 
 
 def test_kill_9_then_resume_ends_with_the_same_weights(tmp_path, folder):

@@ -1,5 +1,5 @@
 """bit-train end to end with other model sources and precisions, and the runs it
-stops or refuses (CPU, offline); the helpers and the TINY config are test_trainer.py's.
+stops or refuses (CPU, offline), on the TINY run (helpers.py).
 """
 
 import json
@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import error_lines
-from test_trainer import final_weights, train
+from helpers import error_lines, final_weights, record_training_calls, train, train_here
 
 
 def test_non_finite_loss_stops_and_leaves_the_checkpoint(tmp_path, folder):
@@ -41,7 +40,7 @@ def test_eval_batch_not_divisible_by_replicas_is_one_line(tmp_path, folder):
 
 @pytest.mark.parametrize("source", ["hub", "npz"])
 def test_pretrained_sources_fine_tune_end_to_end(tmp_path, folder, source):
-  from tiny_models import export_tiny_hub_module, write_tiny_npz
+  from helpers import export_tiny_hub_module, write_tiny_npz
   if source == "hub":
     location = tmp_path / "module"
     export_tiny_hub_module(location, kind="feature_vector", num_classes=5)
@@ -59,11 +58,19 @@ def test_pretrained_sources_fine_tune_end_to_end(tmp_path, folder, source):
   assert out["probabilities"].shape == (1, 3)  # the folder's 3 classes
 
 
-@pytest.mark.parametrize("arg", ["precision=mixed_bfloat16,jit_compile=True",
-                                 "precision=mixed_float16"])
-def test_mixed_precision_and_xla_train_with_finite_weights(tmp_path, folder, arg):
-  result = train(tmp_path, folder, arg)
-  assert result.returncode == 0, result.stderr[-3000:]
+@pytest.mark.parametrize("arg, compute_dtype, xla", [
+    ("precision=mixed_bfloat16,jit_compile=True", tf.bfloat16, True),
+    ("precision=mixed_float16", tf.float16, False)], ids=["bfloat16_xla", "float16"])
+def test_mixed_precision_and_xla_train_with_finite_weights(tmp_path, folder, monkeypatch,
+                                                           arg, compute_dtype, xla):
+  calls = record_training_calls(monkeypatch)
+  assert train_here(tmp_path, folder, arg) is None
+  # The trainer's step ran the convolutions in the low precision, inside XLA when
+  # jit_compile is on (a float32 run records {float32} and no XLA:
+  # test_trainer.py::test_batch_split_update_equals_the_full_batch); the variables
+  # it saved are float32.
+  assert calls.conv_dtypes == {compute_dtype}
+  assert calls.in_xla == {xla}
   weights = final_weights(tmp_path / "checkpoints")
   assert all(w.dtype == np.float32 and np.isfinite(w).all() for w in weights.values())
   assert json.load(open(tmp_path / "metrics.json"))["count"] > 0

@@ -3,10 +3,11 @@
 The trainer wraps them with `strategy.distribute_datasets_from_function`:
 
   strategy.distribute_datasets_from_function(lambda ctx: pipeline.train_dataset(
-      source.train_examples(), plan, ctx, seed=config.seed))
+      source.train_examples(), plan, ctx, seed=run.seed))
 
 MixUp is not applied here: the trainer mixes each micro-batch in the step, with the
-step's lambda (see mixup.py), so this stream only decodes, augments and batches.
+step's lambda (see bit_train/mixup.py), so this stream only decodes, augments and
+batches.
 """
 
 import os
@@ -20,7 +21,7 @@ from bit_train.errors import UserError
 SHUFFLE_BLOCK = 10_000  # examples shuffled together, for sources read in order
 # Our dataset functions have no control flow on tensors (preprocessing is plain graph
 # code), so tf.data need not run AutoGraph over them: converting the train and eval
-# maps and what they call took 0.7 s of the time to the first step.
+# maps and what they call would delay the first step.
 NOT_CONVERTED = tf.autograph.experimental.do_not_convert
 CACHE_SHARE = 0.25  # of physical memory that encoded images may take when cached
 CACHE_UNKNOWN_SIZE = 50_000  # examples cached when their size in bytes is unknown
@@ -246,9 +247,9 @@ def eval_dataset(examples, crop, batch_size, input_context=None, cache_bytes=Non
        tf.constant(0.0))).repeat()
   ds = ds.concatenate(padding).take(padded)
   # Not autotuned: deleting an iterator waits for tf.data's autotuning thread to wake,
-  # 10 ms after the start, then 20, 40, ... later (TF 2.21). An evaluation on a
-  # quiet machine waited up to 9 s at its end, idle (benchmarks/bench_loop.py, eval
-  # row). Every evaluation makes a new iterator; the map runs on every core anyway.
+  # at intervals that double, so an evaluation could sit idle at its end for seconds
+  # (benchmarks/bench_loop.py, eval row). Every evaluation makes a new iterator; the
+  # map runs on every core anyway.
   options = tf.data.Options()
   options.autotune.enabled = False
   return ds.batch(per_replica, drop_remainder=True).prefetch(2).with_options(options)

@@ -22,8 +22,7 @@ def decode(encoded):
 
 def _to_unit_range(image):
   # Bilinear resizing (no antialiasing) interpolates between neighbours, so values
-  # stay within [0, 255]. Multiplying is cheaper than dividing (2-3% of the 128 px
-  # stream), and float32 255 * (1/255) rounds to exactly 1.0, so values stay
+  # stay within [0, 255]. Multiplying is cheaper than dividing, and float32 255 * (1/255) rounds to exactly 1.0, so values stay
   # within [0, 1] (rounding is monotonic).
   return image * (1 / 255.0)
 

@@ -1,30 +1,33 @@
-"""What every evaluator shares: its config entry, the run's context, its result.
+"""What every evaluator shares: its EvalSpec, the run's context, its result.
 
-An evaluator is built from one entry (a name, a type, a dataset and split, options)
-and the DataSource of that dataset, then `run(model, context)` measures a model and
+An evaluator is built from one specs.EvalSpec (a name, a type, a DataSpec and split,
+options) and the DataSource of that dataset, then `run(model, context)` measures a model and
 returns a Result. The trainer (periodic and final evaluation) and `bit-eval` build
 and run them the same way (evaluators.build).
 """
 
 import dataclasses
+import re
 
 import numpy as np
 import tensorflow as tf
 
+from bit_train import distribute
 from bit_train.data import pipeline
 from bit_train.errors import UserError
 
 
-@dataclasses.dataclass(frozen=True)
-class Entry:
-  """One evaluation of a run, as config.evals (or the extra_evals shorthand) says it."""
-  name: str | None  # None: the evaluated split's name (dataset@split)
-  type: str | None  # None: real when the dataset has ReaL labels, else classification
-  dataset: str | None = None  # None: the run's dataset
-  data_dir: str | None = None  # None: the run's data_dir
-  split: str | None = None  # None: the dataset's eval split
-  label_key: str | None = None
-  options: dict = dataclasses.field(default_factory=dict)
+def eval_batch_size(given, micro_batch_size, strategy):
+  """The global eval batch: `given` (eval_batch_size), else the training
+  micro-batch; it must split evenly over the replicas."""
+  batch = micro_batch_size if given is None else given
+  distribute.check_shared(batch, strategy, f"eval_batch_size={batch}", "make it")
+  return batch
+
+
+def slug(name):
+  """An evaluation's name as it appears in file and summary names."""
+  return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "eval"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,8 +47,10 @@ class Result:
   record: dict  # what metrics.json keeps
   line: str  # one line for the log and the terminal
   scalars: dict  # name -> number, for TensorBoard and history.jsonl
-  files: dict = dataclasses.field(default_factory=dict)  # file name -> text
-  metrics: object = None  # evaluation.Metrics of a classification
+  # The files bit-eval writes under W/eval/: record key -> (file name, text); it
+  # names each file in its record under that key.
+  files: dict = dataclasses.field(default_factory=dict)
+  metrics: object = None  # metrics.Metrics of a classification
 
 
 class Evaluator:

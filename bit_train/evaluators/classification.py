@@ -1,18 +1,22 @@
 """Classification: top-1, top-5, loss and per-class accuracy of the model's logits.
 
-Every example is counted once under any strategy (evaluation.py sums masked
+Every example is counted once under any strategy (metrics.py sums masked
 batches). In bit-eval the model's outputs may be in another class order than the
 dataset's (class_map, a trainer export's names): they are reordered first.
 """
 
 import numpy as np
 
-from bit_train import evaluation
 from bit_train import labels
-from bit_train import workdir as wd
 from bit_train.data import pipeline
 from bit_train.errors import UserError
 from bit_train.evaluators import base
+from bit_train.evaluators import metrics as metrics_lib
+
+
+def per_class_file(name):
+  """The name of an evaluation's per-class accuracy file."""
+  return f"{base.slug(name)}.per_class.tsv"
 
 
 def per_class_text(metrics, class_names):
@@ -52,7 +56,7 @@ class Classification(base.Evaluator):
                               f"the label file {context.names_origin}")
 
   def metrics(self, model, context):
-    """(evaluation.Metrics, the class order used or None)."""
+    """(metrics.Metrics, the class order used or None)."""
     examples = self.examples
     if model.num_classes != examples.num_classes:
       raise UserError(f"the model outputs {model.num_classes} classes but "
@@ -60,7 +64,7 @@ class Classification(base.Evaluator):
                       "classifier of this dataset's classes (check model, model_path).")
     order = self._order(context)
     if self._step is None or self._step[0] is not model or self._step[1] != order:
-      self._step = (model, order, evaluation.make_eval_step(
+      self._step = (model, order, metrics_lib.make_eval_step(
           model, context.strategy, examples.num_classes, order, self.MULTILABEL))
     key = (id(context.strategy), context.crop, context.batch_size)
     if self._stream is None or self._stream[0] != key:
@@ -68,7 +72,7 @@ class Classification(base.Evaluator):
           lambda ctx: pipeline.eval_dataset(examples, context.crop, context.batch_size,
                                             ctx)))
     try:
-      return evaluation.evaluate(self._step[2], self._stream[1]), order
+      return metrics_lib.evaluate(self._step[2], self._stream[1]), order
     except ValueError as e:
       raise UserError(f"{self.name}: {e}{self._why_empty()}.") from None
 
@@ -81,9 +85,8 @@ class Classification(base.Evaluator):
                   reordered_classes=order is not None)
     files = {}
     if metrics.per_class_count is not None:
-      record["per_class_file"] = wd.per_class_file(self.name)
-      files[record["per_class_file"]] = per_class_text(metrics,
-                                                       self.examples.class_names)
+      files["per_class_file"] = (per_class_file(self.name), per_class_text(
+          metrics, self.examples.class_names))
     loss = "" if metrics.loss is None else f", loss {metrics.loss:.4f}"
     line = (f"{self.name}: top-1 {metrics.top1:.4f}, top-5 {metrics.top5:.4f}{loss}"
             f" on {metrics.count} images ({metrics.images_per_second:.1f} img/s)")

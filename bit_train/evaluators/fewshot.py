@@ -22,7 +22,6 @@ import functools
 import numpy as np
 import tensorflow as tf
 
-from bit_train import workdir as wd
 from bit_train.data import sources
 from bit_train.errors import UserError
 from bit_train.evaluators import base
@@ -158,7 +157,7 @@ class FewShot(base.Evaluator):
     line = (f"{self.name}: few-shot linear top-1 on {len(test_labels)} images, "
             + ", ".join(f"{k}-shot {v['mean']:.4f}" for k, v in per_k.items())
             + f" (mean of {len(self.seeds)} seed{'s' if len(self.seeds) > 1 else ''})")
-    scalars = {f"{wd.slug(self.name)}/{k}shot": v["mean"]
+    scalars = {f"{base.slug(self.name)}/{k}shot": v["mean"]
                for k, v in per_k.items()}
     return base.Result(self.name, record, line, scalars)
 

@@ -13,7 +13,7 @@ class Real(classification.Classification):
   def _label_key(self):
     key = self.entry.label_key or self.source.multilabel_key
     if key is None:
-      raise UserError(f"{self.source.config.dataset!r} has no ReaL labels: set the "
+      raise UserError(f"{self.source.spec.dataset!r} has no ReaL labels: set the "
                       "entry's label_key to a feature holding several labels.")
     return key
 

@@ -11,16 +11,24 @@ be replaced; otherwise `__call__` gives logits when head="keep" and pre-logits
 (a feature vector) when head="new".
 
 A written module takes float32 images [B, H, W, 3] in [0, 1]; it loads back with
-`hub.load(path)` or `hub.KerasLayer(path, trainable=True)`. The bundled models'
-modules are written from their weight file on first use (`bundled_module`).
+`hub.load(path)` or `hub.KerasLayer(path, trainable=True)` (tf_keras), and from any
+TensorFlow code through its signature `serving_default` (input `images`, outputs
+`logits` and `pre_logits`; a feature-vector module: `pre_logits` only): Keras 3's
+`keras.layers.TFSMLayer(path, call_endpoint="serving_default")`,
+`tf.saved_model.load(path).signatures["serving_default"]`, `saved_model_cli`. A
+module written with class names holds them in assets/class_names.txt, line i naming
+output i, reachable as `hub.load(path).class_names_file.asset_path`. The bundled
+models' modules are written from their weight file on first use (`bundled_module`).
 """
 
 import os
 import shutil
+import tempfile
 
 import tensorflow as tf
 from tensorflow.python.util import tf_inspect  # pylint: disable=g-direct-tensorflow-import
 
+from bit_train import workdir as wd
 from bit_train.errors import UserError
 from bit_train.errors import quote
 from bit_train.models import registry
@@ -136,8 +144,24 @@ def hub_model(handle, num_classes, head="new"):
   return HubModel(load_module(handle), num_classes, head, handle)
 
 
-def _hub_root(model, kind):
-  """The reusable-SavedModel interface around a model's logits or pre-logits."""
+SIGNATURE = "serving_default"  # the signature `export_module` writes
+
+
+def _logits_and_pre_logits(model, images):
+  """Both outputs from one pass through the trunk: a family's head (its
+  head_variables, kernel and bias) is linear on the pre-logits. A model that keeps
+  a TF Hub module's own head has no head variables: its two outputs are two calls."""
+  pre_logits = model.pre_logits(images)
+  if len(model.head_variables) != 2:
+    return model(images), pre_logits
+  kernel, bias = model.head_variables
+  kernel = tf.reshape(kernel, [-1, bias.shape[0]])
+  return tf.matmul(pre_logits, kernel) + bias, pre_logits
+
+
+def _hub_root(model, kind, class_names_file=None):
+  """The reusable-SavedModel interface around a model's logits or pre-logits, with
+  the signature of named outputs and, when given, the class names as an asset."""
   head = {v.ref() for v in model.head_variables}
   keep = (lambda v: True) if kind == "classification" else (
       lambda v: v.ref() not in head)
@@ -148,31 +172,51 @@ def _hub_root(model, kind):
     del training  # BiT has no batch norm or dropout
     return output(images)
 
-  spec = tf.TensorSpec([None, None, None, 3], tf.float32)
+  spec = tf.TensorSpec([None, None, None, 3], tf.float32, name="images")
   for training in (False, True):
     call.get_concrete_function(spec, training=training)
+
+  @tf.function(input_signature=[spec])
+  def signature(images):
+    if kind == "feature_vector":
+      return {"pre_logits": model.pre_logits(images)}
+    logits, pre_logits = _logits_and_pre_logits(model, images)
+    return {"logits": logits, "pre_logits": pre_logits}
+
   root = tf.train.Checkpoint()  # an object with plain attributes, as Hub expects
   root.model = model
   root.variables = [v for v in model.variables if keep(v)]
   root.trainable_variables = [v for v in model.trainable_variables if keep(v)]
   root.regularization_losses = []
   root.__call__ = call
+  root.signature = signature
   if kind == "classification":  # lets a loader replace the head
     root.pre_logits = tf.function(model.pre_logits, input_signature=[spec])
+  if class_names_file:
+    root.class_names_file = tf.saved_model.Asset(class_names_file)
   return root
 
 
-def export_module(model, path, kind="classification"):
+def export_module(model, path, kind="classification", class_names=None):
   """Saves `model` as a reusable TF Hub SavedModel at `path`.
 
   kind="classification": `__call__` gives logits (and `pre_logits` pre-logits);
   kind="feature_vector": `__call__` gives pre-logits and the head is left out of
-  the variables. Images are float32 [B, H, W, 3] in [0, 1]. Loads back with
-  `hub.load(path)` or `hub.KerasLayer(path, trainable=True)`.
+  the variables. Images are float32 [B, H, W, 3] in [0, 1]. The signature
+  `serving_default` gives the named outputs (see the module docstring).
+  class_names: output i's name, kept in assets/class_names.txt.
   """
   if kind not in ("classification", "feature_vector"):
     raise ValueError(f"kind={kind!r}: use classification or feature_vector")
-  tf.saved_model.save(_hub_root(model, kind), path)
+  with tempfile.TemporaryDirectory(prefix="bit_train_assets_") as assets:
+    names_file = None
+    if class_names is not None:
+      # An Asset is copied into the SavedModel under its file's own name.
+      names_file = os.path.join(assets, wd.CLASS_NAMES)
+      with open(names_file, "w", encoding="utf-8") as f:
+        f.write("".join(f"{name}\n" for name in class_names))
+    root = _hub_root(model, kind, names_file)
+    tf.saved_model.save(root, path, signatures={SIGNATURE: root.signature})
   return path
 
 

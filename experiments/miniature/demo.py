@@ -4,7 +4,7 @@
 
 1. writes scikit-learn's 1,797 real 8x8 digit scans as an image folder;
 2. `bit-train` fine-tunes the bundled BiT-MNIST-R14x0.25 (pre-trained here on MNIST)
-   on it with the HyperRule (CPU-budget overrides in configs/quickstart.py), evaluates
+   on it with the HyperRule (CPU-budget overrides in the quickstart config), evaluates
    it on a held-out 10 % of every class and exports it;
 3. `bit-predict` classifies a few held-out scans with the export;
 4. prints a summary: accuracy, where everything is, what to try next.
@@ -23,8 +23,8 @@ import time
 
 from bit_train import console  # pylint: disable=wrong-import-position
 
-console.quiet_native_logs(script=True)  # before TensorFlow is imported
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+console.quiet_native_logs(script=__name__ == "__main__")  # before TensorFlow is imported
+from bit_train import workdir as wd  # pylint: disable=g-import-not-at-top,wrong-import-position
 from write_digits import write_digits  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -41,8 +41,8 @@ def run(*command):
 
 def held_out_examples(data, count=4):
   """The first held-out scan of `count` classes: the run evaluated, never trained on them."""
-  from bit_train.data import folders  # pylint: disable=g-import-not-at-top
-  held = folders.scan(data).eval
+  from bit_train.data.sources import folder  # pylint: disable=g-import-not-at-top
+  held = folder.scan(data).eval
   first = {}
   for path, label in zip(held.paths, held.labels):
     first.setdefault(label, path)
@@ -54,13 +54,13 @@ def main():
   parser.add_argument("--workdir", default="workdirs/quickstart")
   parser.add_argument("--data", default="workdirs/digits")
   parser.add_argument("--config_args", default="",
-                      help="extra key=val settings for configs/quickstart.py")
+                      help="extra key=val settings for the quickstart config")
   args = parser.parse_args()
   start = time.time()
   os.chdir(ROOT)
   count = write_digits(args.data)
   print(f"Wrote {count} real 8x8 digit scans (scikit-learn) to {args.data}/<class>/")
-  config = f"configs/quickstart.py:data_dir={args.data}"
+  config = f"quickstart:data_dir={args.data}"
   if args.config_args:
     config += f",{args.config_args}"
   if os.path.exists(args.workdir):  # the demo's own workdir: start afresh
@@ -69,8 +69,8 @@ def main():
   run("bit-predict", "--model", os.path.join(args.workdir, "export"), "--top", "2",
       "--images", *held_out_examples(args.data))
 
-  metrics = json.load(open(os.path.join(args.workdir, "metrics.json")))
-  plan = json.load(open(os.path.join(args.workdir, "plan.json")))["plan"]
+  metrics = json.load(open(wd.path(args.workdir, wd.METRICS)))
+  plan = json.load(open(wd.path(args.workdir, wd.PLAN)))["plan"]
   w = args.workdir
   print(f"""
 Demo done in {time.time() - start:.0f} s.
@@ -85,9 +85,9 @@ Demo done in {time.time() - start:.0f} s.
 Next:
   . .venv/bin/activate
   bit-predict --model {w}/export --images {args.data}/7 --top 3
-  bit-train --config configs/quickstart.py:examples_per_class=5 --workdir workdirs/five_shot
+  bit-train --config quickstart:examples_per_class=5 --workdir workdirs/five_shot
   python -m experiments.run miniature --root workdirs/experiments   # transfer vs scratch vs probe, k = 1, 5, 10, all (~40 min)
-  bit-train --config configs/folder.py:data_dir=YOUR_PHOTOS,model=BiT-M-R50x1 --workdir W   # with network
+  bit-train --config folder:data_dir=YOUR_PHOTOS,model=BiT-M-R50x1 --workdir W   # with network
 """)
 
 

@@ -5,7 +5,7 @@
 One sub-folder per class (`0/` ... `9/`), one grayscale PNG per scan, named by its
 index in `load_digits()`. The scans' 17 grey levels (0-16, ink high) become 0-255,
 white ink on black as in MNIST. The folder is then an ordinary custom dataset:
-`configs/folder.py:data_dir=workdirs/digits`.
+`folder:data_dir=workdirs/digits`.
 """
 
 import os

@@ -3,9 +3,12 @@
 A suite is named here (SUITES) or given to the runner as a Python file that
 defines `SUITE = Suite(...)` (see the README's "Add an experiment").
 
-  standard   BiT-S/BiT-M x 6 architectures on CIFAR-10/100, Pets, Flowers, ILSVRC-2012
-  fewshot    the same, 1/5/10/25 examples per class (ILSVRC-2012: 1 and 5), 5 seeds
-  vtab       VTAB-1k: 19 tasks, 1,000 examples each, the task_adaptation splits
+  standard   BiT-S/BiT-M x 6 architectures on CIFAR-10/100, Pets, Flowers, ILSVRC-2012,
+             3 seeds
+  fewshot    the same, 1/5/10/25 examples per class (ILSVRC-2012: 1 and 5, BiT-M),
+             5 seeds
+  vtab       VTAB-1k: 19 tasks, 1,000 examples each, the task_adaptation splits and
+             labels, 3 seeds
   miniature  transfer vs scratch vs linear probe on the bundled digits (runs here)
 """
 
@@ -31,11 +34,13 @@ class Suite:
 
 
 SUITES = {s.name: s for s in (
-    Suite("standard", "full-data transfer (paper Table 1 / authors' README)",
-          lambda root: paper.standard_runs()),
-    Suite("fewshot", "1/5/10/25 examples per class (paper Fig. 3 / authors' README)",
+    Suite("standard", "full-data transfer, median of 3 seeds (paper Table 2: BiT-S and "
+          "BiT-M R152x4; authors' README re-runs)", lambda root: paper.standard_runs()),
+    Suite("fewshot", "1/5/10/25 examples per class (paper Fig. 6: 1 and 5 examples on "
+          "ILSVRC-2012 and CIFAR-10; authors' README re-runs)",
           lambda root: paper.fewshot_runs()),
-    Suite("vtab", "VTAB-1k, 19 tasks of 1,000 examples (paper Table 1)",
+    Suite("vtab", "VTAB-1k, 19 tasks of 1,000 examples, median of 3 seeds (paper "
+          "Table 2: the mean; Fig. 3: per task; authors' README re-runs)",
           lambda root: vtab.runs()),
     Suite("miniature", "transfer vs scratch vs linear probe on the bundled digits",
           miniature.runs, prepare=miniature.prepare, table="variants"),

@@ -3,7 +3,7 @@
 For k = 1, 5, 10 examples per class and the full training split of the digit scans
 (scikit-learn's 1,797 8x8 scans, written as an image folder under R/digits), 3 seeds:
   transfer   bit-train fine-tunes the bundled BiT-MNIST-R14x0.25 (HyperRule, the
-             demo's CPU budget from configs/quickstart.py)
+             demo's CPU budget from the quickstart config)
   scratch    the same network, config and budget from random initialisation
              (model_source=native)
   probe      a linear classifier on the frozen pre-logits of the bundled model,
@@ -19,7 +19,7 @@ from experiments.runs import Run, config_arg
 MODEL = "BiT-MNIST-R14x0.25"
 SHOTS = (1, 5, 10, "full")
 SEEDS = (0, 1, 2)
-CONFIG = "configs/quickstart.py"
+CONFIG = "quickstart"
 # variant -> (program, model_source)
 VARIANTS = {"transfer": ("bit_train.train", "npz"),
             "scratch": ("bit_train.train", "native"),

@@ -1,6 +1,6 @@
 """Datasets behind one interface (base.DataSource), one module per kind, one lookup.
 
-  source = sources.open_source(config)       # the kind config.dataset names
+  source = sources.open_source(data)         # the kind a specs.DataSpec names
   source.facts                               # what the plan needs, and from where
   source.train_examples(), source.eval_examples(split)   # base.Examples
 
@@ -17,7 +17,7 @@ from bit_train.data.sources.base import DatasetFacts  # noqa: F401
 from bit_train.data.sources.base import Examples  # noqa: F401
 from bit_train.data.sources.base import few_shot_indices  # noqa: F401
 
-# config.dataset -> the DataSource that reads it; any other name is a TFDS dataset.
+# DataSpec.dataset -> the DataSource that reads it; any other name is a TFDS dataset.
 KINDS = {
     folder.KIND: folder.FolderSource,
     csv_files.KIND: csv_files.CsvSource,
@@ -25,25 +25,25 @@ KINDS = {
 
 
 def kind(dataset):
-  """The DataSource class for a config.dataset value: the one lookup."""
+  """The DataSource class for a dataset name: the one lookup."""
   return KINDS.get(dataset, tfds.TfdsSource)
 
 
-def open_source(config, read=True):
-  """The DataSource the config names. `read=False` (the dry run) reads no data
+def open_source(data, read=True):
+  """The DataSource of a specs.DataSpec. `read=False` (the dry run) reads no data
   where metadata or a table gives the facts."""
-  return kind(config.dataset)(config, read)
+  return kind(data.dataset)(data, read)
 
 
-def from_config(config):
+def for_training(data):
   """The source a training run reads: its splits are checked now (a split that
   does not exist fails here, not when evaluation starts)."""
-  source = open_source(config)
+  source = open_source(data)
   source.train_examples()
   source.eval_examples()
   return source
 
 
-def describe(config):
-  """DatasetFacts for the config's dataset, reading as little data as possible."""
-  return open_source(config, read=False).facts
+def describe(data):
+  """DatasetFacts of a DataSpec's dataset, reading as little data as possible."""
+  return open_source(data, read=False).facts

@@ -1,6 +1,6 @@
 """The DataSource interface every kind of dataset implements, and the rules they share.
 
-A DataSource answers four questions about a dataset a config names:
+A DataSource answers four questions about a dataset a DataSpec names:
 
   facts          DatasetFacts: what the plan needs (training examples after few-shot
                  selection, classes, typical image size, the splits, where each
@@ -15,7 +15,7 @@ A DataSource answers four questions about a dataset a config names:
 
 Images stay encoded (JPEG/PNG bytes) until preprocess.py decodes them, so the train
 stream can cache the small encoded bytes rather than pixels. A kind of dataset
-implements `_examples`, `default_eval_split` and `_find_facts`; the config's
+implements `_examples`, `default_eval_split` and `_find_facts`; the DataSpec's
 fields (num_examples, num_classes, image_size, examples_per_class) are put on top of
 what it finds by `resolve`, for every kind alike.
 """
@@ -157,19 +157,19 @@ def describe_sizes(sizes, what):
           f"{max(heights)}, widths {min(widths)}-{max(widths)})")
 
 
-def resolve(config, *, num_examples, num_classes, image_size, train_split,
+def resolve(spec, *, num_examples, num_classes, image_size, train_split,
             eval_split, sources, class_names=()):
-  """DatasetFacts from what a source found, with the config's fields on top."""
-  name = config.dataset
+  """DatasetFacts from what a source found, with the spec's fields on top."""
+  name = spec.dataset
   sources = dict(sources)
-  if config.num_examples is not None:
-    num_examples = config.num_examples
+  if spec.num_examples is not None:
+    num_examples = spec.num_examples
     sources["num_examples"] = "config (num_examples)"
-  if config.num_classes is not None:
-    num_classes = config.num_classes
+  if spec.num_classes is not None:
+    num_classes = spec.num_classes
     sources["num_classes"] = "config (num_classes)"
-  if config.image_size is not None:
-    image_size = tuple(config.image_size)
+  if spec.image_size is not None:
+    image_size = tuple(spec.image_size)
     sources["image_size"] = "config (image_size)"
   if num_classes is not None and num_classes < 2:
     named = f": {', '.join(map(repr, class_names))}" if class_names else ""
@@ -179,12 +179,12 @@ def resolve(config, *, num_examples, num_classes, image_size, train_split,
   if image_size is None:
     raise UserError(f"the image size of {name!r} is unknown: set image_size=HxW "
                     "(it is measured from the images once the data is on disk).")
-  if config.examples_per_class is not None:
+  if spec.examples_per_class is not None:
     if num_classes is None:
       raise UserError("examples_per_class needs the number of classes: set num_classes.")
-    num_examples = config.examples_per_class * num_classes
-    sources["num_examples"] = (f"few-shot: {config.examples_per_class} per class "
-                               f"x {num_classes} classes (seed {config.few_shot_seed})")
+    num_examples = spec.examples_per_class * num_classes
+    sources["num_examples"] = (f"few-shot: {spec.examples_per_class} per class "
+                               f"x {num_classes} classes (seed {spec.few_shot_seed})")
   return DatasetFacts(name=name, num_examples=num_examples, num_classes=num_classes,
                       image_size=tuple(image_size), train_split=train_split,
                       eval_split=eval_split, sources=sources,
@@ -192,21 +192,22 @@ def resolve(config, *, num_examples, num_classes, image_size, train_split,
 
 
 class DataSource(abc.ABC):
-  """One dataset, as a config names it (dataset, data_dir, splits, label_key, ...).
+  """One dataset, as a specs.DataSpec names it (dataset, data_dir, splits,
+  label_key, ...).
 
   Opening a source reads as little as its facts need; `read=False` (the dry run)
   reads no data where metadata or a table knows the facts. Subclasses implement
   `_find_facts`, `default_eval_split` and `_examples`.
   """
 
-  def __init__(self, config, read=True):
-    self.config = config
+  def __init__(self, spec, read=True):
+    self.spec = spec
     self.read = read
     self._train = None
 
   @functools.cached_property
   def facts(self):
-    """DatasetFacts, with the config's fields on top (see `resolve`)."""
+    """DatasetFacts, with the spec's fields on top (see `resolve`)."""
     return self._find_facts()
 
   @property
@@ -231,27 +232,27 @@ class DataSource(abc.ABC):
 
   def examples(self, split, label_key=None):
     """The Examples of one split; `label_key` picks another label feature. The
-    config's image_size, when set, is the split's typical size."""
+    spec's image_size, when set, is the split's typical size."""
     found = self._examples(split, label_key)
-    if self.config.image_size is not None:
-      size = tuple(self.config.image_size)
+    if self.spec.image_size is not None:
+      size = tuple(self.spec.image_size)
       found = dataclasses.replace(found, image_size=lambda: (size, "config (image_size)"))
     return found
 
   def train_examples(self):
     """The training split, with exactly examples_per_class of every class if set."""
     if self._train is None:
-      config = self.config
+      spec = self.spec
       examples = self.examples(self.facts.train_split)
-      if config.examples_per_class is not None:
-        examples = examples.few_shot(config.examples_per_class, config.few_shot_seed)
+      if spec.examples_per_class is not None:
+        examples = examples.few_shot(spec.examples_per_class, spec.few_shot_seed)
       self._train = examples
     return self._train
 
   def eval_split(self):
-    """The split evaluated when none is named: config.eval_split, else the kind's
+    """The split evaluated when none is named: spec.eval_split, else the kind's
     default (`default_eval_split`)."""
-    return self.config.eval_split or self.default_eval_split()
+    return self.spec.eval_split or self.default_eval_split()
 
   def eval_examples(self, split=None, label_key=None):
     """An evaluation split: `split`, else `eval_split()`."""

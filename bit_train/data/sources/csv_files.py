@@ -16,8 +16,8 @@ import csv
 import functools
 import os
 
-from bit_train.data import folders
 from bit_train.data.sources import base
+from bit_train.data.sources import folder
 from bit_train.errors import UserError
 
 KIND = "csv"
@@ -26,13 +26,13 @@ TRAIN_SPLIT, EVAL_SPLIT = "train", "test"
 
 class CsvSource(base.DataSource):
 
-  def __init__(self, config, read=True):
-    super().__init__(config, read)
-    if not config.data_dir or not os.path.isdir(config.data_dir):
+  def __init__(self, spec, read=True):
+    super().__init__(spec, read)
+    if not spec.data_dir or not os.path.isdir(spec.data_dir):
       raise UserError(f"dataset=csv needs data_dir=<folder> holding {TRAIN_SPLIT}.csv "
-                      f"and {EVAL_SPLIT}.csv (rows: path,label); got {config.data_dir!r}.")
-    self.root = config.data_dir
-    self.train_split = config.train_split or TRAIN_SPLIT
+                      f"and {EVAL_SPLIT}.csv (rows: path,label); got {spec.data_dir!r}.")
+    self.root = spec.data_dir
+    self.train_split = spec.train_split or TRAIN_SPLIT
     rows = self._rows(self.train_split)
     self.names = tuple(sorted({label for _, label in rows}))
     self._splits = {}
@@ -63,7 +63,7 @@ class CsvSource(base.DataSource):
       if missing:
         raise UserError(f"{split}.csv lists {len(missing)} file(s) that do not exist, "
                         f"e.g. {missing[0]}.")
-      inspected = folders.inspect_images(list(paths))
+      inspected = folder.inspect_images(list(paths))
       for path, (_, reason) in zip(paths, inspected):
         if reason:
           raise UserError(f"{path} (in {split}.csv): {reason}.")
@@ -90,7 +90,7 @@ class CsvSource(base.DataSource):
     paths, _, sizes, _ = self._split(self.train_split)
     origin = os.path.join(self.root, f"{self.train_split}.csv")
     return base.resolve(
-        self.config, num_examples=len(paths), num_classes=len(self.names),
+        self.spec, num_examples=len(paths), num_classes=len(self.names),
         image_size=base.typical_size(sizes), train_split=self.train_split,
         eval_split=self.eval_split(), class_names=self.names,
         sources={"num_examples": origin, "num_classes": origin,

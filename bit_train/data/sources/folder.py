@@ -1,17 +1,250 @@
-"""Image folders as a DataSource: `dataset=image_folder,data_dir=ROOT` (see folders.py).
+"""Image folders as a DataSource: `dataset=image_folder,data_dir=ROOT`, where ROOT is
+`root/<class>/*.jpg` or `root/<split>/<class>/*.jpg`.
+
+Class names are the sorted class folder names; label i is class_names[i]. Every file
+with an image extension is decoded once, by the decoder the streams use
+(preprocess.decode), so that a file the streams could not read is skipped here, with
+a warning naming it, rather than stopping training halfway (`scan`).
 
 Splits are the folder's: its train split (ROOT itself, or ROOT/train) and its eval
 split: the eval split folder (eval_split, else test, validation or val), else a
-held-out share of every class (holdout_fraction), else, with holdout_fraction=0,
-every image (a folder read only to be evaluated). The image size is the median of
-the split's images, read from their headers when the folder is scanned.
+seeded, stratified share of every class held out (holdout_fraction), else, with
+holdout_fraction=0, every image (a folder read only to be evaluated). The image size
+is the median of the split's images, read from their headers when the folder is
+scanned.
 """
 
+import dataclasses
 import functools
+import os
+import re
 
-from bit_train.data import folders
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from bit_train.data import preprocess
 from bit_train.data.sources import base
-from bit_train.errors import UserError
+from bit_train.errors import UserError, quote
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+DEFAULT_TRAIN_SPLIT = "train"
+DEFAULT_EVAL_SPLITS = ("test", "validation", "val")
+# Fixed, so every run on the same folder evaluates on the same held-out images.
+HOLDOUT_SEED = 0
+ALL_IMAGES = "all images"  # the train split of a folder without split folders
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+  """Readable images of one split, in a fixed order."""
+  paths: tuple
+  labels: tuple  # class indices
+  sizes: tuple  # (height, width) per image
+  file_bytes: tuple  # encoded size on disk per image
+
+  @property
+  def num_bytes(self):
+    return sum(self.file_bytes)
+
+  def take(self, indices):
+    """The images at `indices`, in their original order."""
+    indices = sorted(indices)
+    return Split(*(tuple(field[i] for i in indices) for field in (
+        self.paths, self.labels, self.sizes, self.file_bytes)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Folder:
+  root: str
+  class_names: tuple
+  train: Split
+  eval: Split | None  # None: no eval split folder and no holdout
+  train_split: str
+  eval_split: str | None
+  skipped: tuple  # (path, reason) of every unreadable file
+
+
+def _visible(names):
+  return sorted(n for n in names if not n.startswith("."))
+
+
+def _subdirs(path):
+  return [d for d in _visible(os.listdir(path)) if os.path.isdir(os.path.join(path, d))]
+
+
+def _image_files(path):
+  """Files with an image extension under `path`, at any depth, sorted."""
+  found = []
+  for dirpath, dirnames, filenames in os.walk(path):
+    dirnames[:] = _visible(dirnames)
+    found += [os.path.join(dirpath, f) for f in _visible(filenames)
+              if f.lower().endswith(IMAGE_EXTENSIONS)]
+  return sorted(found)
+
+
+def _decode_shapes(paths):
+  """{index: (height, width)} of the paths preprocess.decode reads; the others are
+  left out. One parallel, batched tf.data pass: the kernel the streams use, without
+  a Python call per file (much slower on a large folder)."""
+  def shape(index, path):
+    return index, tf.shape(preprocess.decode(tf.io.read_file(path)))[:2]
+  decoded = tf.data.Dataset.from_tensor_slices(
+      (tf.range(len(paths)), [os.fsencode(p) for p in paths])).map(
+          shape, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors().batch(256)
+  return {int(i): (int(h), int(w)) for indices, shapes in decoded.as_numpy_iterator()
+          for i, (h, w) in zip(indices, shapes)}
+
+
+def _why_unreadable(path):
+  """Why preprocess.decode rejects a file, in the decoder's words."""
+  if os.path.getsize(path) == 0:
+    return "empty file (0 bytes)"
+  try:
+    preprocess.decode(tf.io.read_file(path))
+  except tf.errors.OpError as e:
+    # Drop TensorFlow's "{{function_node ...}}" and "[Op:DecodeImage]" wrapping.
+    message = re.sub(r"\{\{.*?\}\}|\[Op:\w+\]", "", e.message).strip()
+    return f"TensorFlow cannot decode it ({quote(message)})"
+  return "unreadable while the folder was read"
+
+
+def inspect_images(paths):
+  """[((height, width), None) for a file the streams can decode, else (None, reason)]."""
+  shapes = _decode_shapes(paths) if paths else {}
+  return [(shapes[i], None) if i in shapes else (None, _why_unreadable(p))
+          for i, p in enumerate(paths)]
+
+
+def _read_classes(split_dir, class_names, skipped):
+  """A Split of the class folders under split_dir, labelled by class_names."""
+  labelled = []
+  for name in _subdirs(split_dir):
+    if name not in class_names:
+      raise UserError(f"class folder {os.path.join(split_dir, name)} has no "
+                      f"counterpart in the train split: classes are {list(class_names)}.")
+    labelled += [(p, class_names.index(name)) for p in _image_files(
+        os.path.join(split_dir, name))]
+  inspected = inspect_images([p for p, _ in labelled])
+  paths, labels, sizes = [], [], []
+  for (path, label), (size, reason) in zip(labelled, inspected):
+    if reason:
+      skipped.append((path, reason))
+    else:
+      paths.append(path)
+      labels.append(label)
+      sizes.append(size)
+  counts = np.bincount(np.asarray(labels, int), minlength=len(class_names))
+  for name in _subdirs(split_dir):
+    if not counts[class_names.index(name)]:
+      raise UserError(f"class folder {os.path.join(split_dir, name)} has no readable "
+                      f"images ({', '.join(IMAGE_EXTENSIONS)}): add images or remove it.")
+  return Split(tuple(paths), tuple(labels), tuple(sizes),
+               tuple(os.path.getsize(p) for p in paths))
+
+
+def holdout(split, fraction, num_classes, seed=HOLDOUT_SEED):
+  """(train indices, holdout indices): `fraction` of every class, drawn with `seed`.
+
+  A class with at least two images gives at least one to the holdout and keeps at
+  least one for training.
+  """
+  labels = np.asarray(split.labels, int)
+  kept, held = [], []
+  for c in range(num_classes):
+    members = np.flatnonzero(labels == c)
+    n = len(members)
+    count = min(max(int(round(fraction * n)), 1 if n >= 2 else 0), max(n - 1, 0))
+    members = np.random.default_rng([seed, c]).permutation(members)
+    held += members[:count].tolist()
+    kept += members[count:].tolist()
+  return sorted(kept), sorted(held)
+
+
+def _split_layout(root, train_split):
+  """True when root holds split folders (root/train/<class>/...)."""
+  train_dir = os.path.join(root, train_split or DEFAULT_TRAIN_SPLIT)
+  return os.path.isdir(train_dir) and bool(_subdirs(train_dir)) and not any(
+      os.path.isfile(os.path.join(train_dir, f)) and f.lower().endswith(IMAGE_EXTENSIONS)
+      for f in os.listdir(train_dir))
+
+
+def _choose_splits(root, train_split, eval_split):
+  """(train dir, train name, eval dir or None, eval name or None)."""
+  if not _split_layout(root, train_split):
+    if train_split or eval_split:
+      raise UserError(f"train_split/eval_split name split folders, but {root} holds "
+                      "class folders directly (root/<class>/*.jpg): unset them, or "
+                      "lay out root/<split>/<class>/*.jpg.")
+    return root, ALL_IMAGES, None, None
+  splits = _subdirs(root)
+  train_split = train_split or DEFAULT_TRAIN_SPLIT
+  if eval_split is None:
+    eval_split = next((s for s in DEFAULT_EVAL_SPLITS if s in splits), None)
+  elif eval_split not in splits:
+    raise UserError(f"eval_split={eval_split!r}: there is no folder {eval_split!r} in "
+                    f"{root} (split folders: {', '.join(splits)}).")
+  eval_dir = os.path.join(root, eval_split) if eval_split else None
+  return os.path.join(root, train_split), train_split, eval_dir, eval_split
+
+
+def _class_names(directory):
+  """The sorted class folder names under `directory`; a UserError when it holds no
+  images, or images that do not sit in class folders."""
+  class_names = tuple(_subdirs(directory))
+  if not class_names:
+    loose = [f for f in _visible(os.listdir(directory))
+             if f.lower().endswith(IMAGE_EXTENSIONS)]
+    if loose:
+      parent = os.path.dirname(os.path.abspath(directory))
+      raise UserError(
+          f"{directory} holds {len(loose)} images but no class folders: images must "
+          f"sit in one folder per class ({directory}/<class>/*.jpg). If {directory} "
+          f"is itself one class folder, give its parent: {parent}.")
+  if not class_names or not _image_files(directory):
+    raise UserError(f"no images in {directory}: expected class folders holding "
+                    f"{', '.join(IMAGE_EXTENSIONS)} files (root/<class>/*.jpg).")
+  return class_names
+
+
+def _warn_skipped(skipped):
+  if skipped:
+    logging.warning("skipped %d unreadable image file%s (the run goes on without "
+                    "them):\n%s", len(skipped), "s" if len(skipped) > 1 else "",
+                    "\n".join(f"  {path}: {reason}" for path, reason in skipped))
+
+
+def scan(root, train_split=None, eval_split=None, holdout_fraction=0.1):
+  """Reads the folder layout and checks every image; returns a Folder.
+
+  Without an eval split folder, `holdout_fraction` of every class becomes the eval
+  split; with holdout_fraction 0 there is none (Folder.eval is None: a folder
+  read only to be evaluated). An empty folder or an empty class folder is a
+  UserError; unreadable files are skipped with one warning that names each of them.
+  """
+  if not root:
+    raise UserError("dataset=image_folder needs data_dir=<folder>: the folder that "
+                    "holds one sub-folder of images per class.")
+  if not os.path.isdir(root):
+    raise UserError(f"data_dir={root!r} is not a folder: give the folder that holds "
+                    "one sub-folder of images per class.")
+  train_dir, train_name, eval_dir, eval_name = _choose_splits(
+      root, train_split, eval_split)
+  class_names = _class_names(train_dir)
+  skipped = []
+  train = _read_classes(train_dir, class_names, skipped)
+  evaluation = None
+  if eval_dir:
+    evaluation = _read_classes(eval_dir, class_names, skipped)
+  elif holdout_fraction > 0:
+    kept, held = holdout(train, holdout_fraction, len(class_names))
+    train, evaluation = train.take(kept), train.take(held)
+    eval_name = f"holdout {holdout_fraction:g} of {train_name} (seed {HOLDOUT_SEED})"
+    train_name = f"{train_name} minus holdout"
+  _warn_skipped(skipped)
+  return Folder(root=root, class_names=class_names, train=train, eval=evaluation,
+                train_split=train_name, eval_split=eval_name, skipped=tuple(skipped))
+
 
 KIND = "image_folder"
 
@@ -19,10 +252,10 @@ KIND = "image_folder"
 class FolderSource(base.DataSource):
   """A folder of class folders, scanned once when the source opens."""
 
-  def __init__(self, config, read=True):
-    super().__init__(config, read)
-    self.folder = folders.scan(config.data_dir, config.train_split, config.eval_split,
-                               config.holdout_fraction)
+  def __init__(self, spec, read=True):
+    super().__init__(spec, read)
+    self.folder = scan(spec.data_dir, spec.train_split, spec.eval_split,
+                               spec.holdout_fraction)
     self._splits = {self.folder.train_split: self.folder.train}
     if self.folder.eval is not None:
       self._splits[self.folder.eval_split] = self.folder.eval
@@ -30,10 +263,10 @@ class FolderSource(base.DataSource):
   def default_eval_split(self):
     if self.folder.eval is not None:
       return self.folder.eval_split
-    if self.folder.train_split != folders.ALL_IMAGES:  # split folders, but no eval folder
+    if self.folder.train_split != ALL_IMAGES:  # split folders, but no eval folder
       raise UserError(f"{self.folder.root} has split folders but no eval split (test, "
                       "validation, val): name one with eval_split.")
-    return folders.ALL_IMAGES
+    return ALL_IMAGES
 
   def _examples(self, split, label_key):
     if label_key is not None:
@@ -53,15 +286,15 @@ class FolderSource(base.DataSource):
             found.sizes, f"the headers of all {len(found.sizes)} images of {split!r}")))
 
   def _find_facts(self):
-    folder, config = self.folder, self.config
+    folder, spec = self.folder, self.spec
     if folder.eval is None:
-      raise UserError(f"holdout_fraction={config.holdout_fraction}: {folder.root} has "
+      raise UserError(f"holdout_fraction={spec.holdout_fraction}: {folder.root} has "
                       "no eval split folder, so a fraction between 0 and 1 of the "
                       "train images is held out for evaluation.")
     train = folder.train
     origin = f"the class folders in {folder.root}"
     return base.resolve(
-        config, num_examples=len(train.paths), num_classes=len(folder.class_names),
+        spec, num_examples=len(train.paths), num_classes=len(folder.class_names),
         image_size=base.typical_size(train.sizes), train_split=folder.train_split,
         eval_split=folder.eval_split, class_names=folder.class_names,
         sources={"num_examples": f"the {len(train.paths)} readable train images in "

@@ -4,11 +4,13 @@ The rules of this kind, each in one place:
 
   facts             TFDS metadata on disk, else the authors' table (KNOWN) when the
                     dataset is not prepared yet (the dry run), else an error;
-  image size        image_size from the config, else the metadata's fixed image
+  image size        image_size given by hand, else the metadata's fixed image
                     shape, else the table, else measured from the headers of 64
                     images of a seeded sample of the split (`_image_size`);
-  label             label_key when set, else the ClassLabel feature `label`, else
-                    the dataset's only ClassLabel feature (`label_feature`);
+  label             label_key when set (a class feature, a binned one or a label
+                    derived from other features: tfds_labels.py), else the
+                    ClassLabel feature `label`, else the dataset's only ClassLabel
+                    feature (`label_feature`);
   default eval split the authors' eval split for a tabled dataset, else `test`, else
                     `validation`, else the only split (`default_eval_split`);
   multi-label       a `real_label` feature (imagenet2012_real) holds ReaL labels.
@@ -26,6 +28,7 @@ import urllib.parse
 import tensorflow as tf
 
 from bit_train.data.sources import base
+from bit_train.data.sources import tfds_labels
 from bit_train.errors import UserError
 from bit_train.errors import quote
 
@@ -42,7 +45,6 @@ class Known:
   num_classes: int
   image_size: tuple
   train_split: str
-  minival_split: str
   eval_split: str
 
 
@@ -50,33 +52,33 @@ class Known:
 # Flowers are in the rule but were missing from the authors' split table.
 KNOWN = {
     "cifar10": Known({"train": 50_000, "test": 10_000}, 10, (32, 32),
-                     "train[:98%]", "train[98%:]", "test"),
+                     "train[:98%]", "test"),
     "cifar100": Known({"train": 50_000, "test": 10_000}, 100, (32, 32),
-                      "train[:98%]", "train[98%:]", "test"),
+                      "train[:98%]", "test"),
     "oxford_iiit_pet": Known({"train": 3_680, "test": 3_669}, 37, (224, 224),
-                             "train[:90%]", "train[90%:]", "test"),
+                             "train[:90%]", "test"),
     "oxford_flowers102": Known({"train": 1_020, "validation": 1_020, "test": 6_149},
-                               102, (224, 224), "train", "validation", "test"),
+                               102, (224, 224), "train", "test"),
     "imagenet2012": Known({"train": 1_281_167, "validation": 50_000}, 1000,
-                          (224, 224), "train[:99%]", "train[99%:]", "validation"),
+                          (224, 224), "train[:99%]", "validation"),
 }
 
 
 class TfdsSource(base.DataSource):
-  """A TFDS dataset; `config.dataset` is its name (`name/config:version` too)."""
+  """A TFDS dataset; `spec.dataset` is its name (`name/config:version` too)."""
 
-  def __init__(self, config, read=True):
-    super().__init__(config, read)
+  def __init__(self, spec, read=True):
+    super().__init__(spec, read)
     self._builder = None
     self._prepared = False
-    self.known = KNOWN.get(config.dataset)
+    self.known = KNOWN.get(spec.dataset)
 
   def builder(self, prepare=True):
     """The dataset's builder, made once; prepared first when data is to be read."""
     if self._builder is None:
-      self._builder = tfds_builder(self.config)
+      self._builder = tfds_builder(self.spec)
     if prepare and self.read and not self._prepared:
-      _prepare(self._builder, self.config)
+      _prepare(self._builder, self.spec)
       self._prepared = True
     return self._builder
 
@@ -91,7 +93,7 @@ class TfdsSource(base.DataSource):
         return split
     if len(splits) == 1:
       return splits[0]
-    name = self.config.dataset
+    name = self.spec.dataset
     raise UserError(f"dataset {name!r} has splits {', '.join(sorted(splits))}: choose "
                     f"the one to evaluate with eval_split (or {name}@<split>).")
 
@@ -104,10 +106,12 @@ class TfdsSource(base.DataSource):
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
     builder = self.builder()
     image_key = _image_key(builder)
-    label_key = label_feature(builder, label_key or self.config.get("label_key"))
-    feature = builder.info.features[label_key]
+    label_key = label_feature(builder, label_key or self.spec.label_key)
+    derived = tfds_labels.derived_label(builder, label_key)
+    feature = None if derived else builder.info.features[label_key]
     multilabel = isinstance(feature, tfds.features.Sequence)
-    class_names = tuple(getattr(getattr(feature, "feature", feature), "names", ()))
+    class_names = derived.class_names if derived else tuple(
+        getattr(getattr(feature, "feature", feature), "names", ()))
     _read_split(builder, split, image_key, label_key)  # a bad split fails now
 
     def read():
@@ -120,7 +124,7 @@ class TfdsSource(base.DataSource):
               tf.one_hot(labels, len(class_names), dtype=tf.int32), axis=0)))
     count = _count(builder, split)
     return base.Examples(
-        name=f"{self.config.dataset}@{split}", split=split, class_names=class_names,
+        name=f"{self.spec.dataset}@{split}", split=split, class_names=class_names,
         read=read, num_examples=None if multilabel else count,
         num_bytes=_split_bytes(builder, count), multilabel=multilabel,
         image_size=lambda: self._image_size(split))
@@ -137,20 +141,25 @@ class TfdsSource(base.DataSource):
       return self.known.image_size, "the authors' table of image sizes"
     if measure and builder is not None and builder.is_prepared():
       return _measure_image_size(builder, split, label_feature(
-          builder, self.config.get("label_key")), self.config.seed)
+          builder, self.spec.label_key), self.spec.seed)
     return None, None
 
   def _find_facts(self):
-    config, known, name = self.config, self.known, self.config.dataset
+    spec, known, name = self.spec, self.known, self.spec.dataset
     sources = {}
     sizes, num_classes, class_names = {}, None, ()
-    train_split = config.train_split or (known.train_split if known else "train")
-    described = config.num_examples is not None and config.image_size is not None
+    train_split = spec.train_split or (known.train_split if known else "train")
+    described = spec.num_examples is not None and spec.image_size is not None
+    # The name, version and label resolve, also when the config gives the sizes.
+    builder = self.builder()
+    label_key = label_feature(builder, spec.label_key)
+    derived = tfds_labels.derived_label(builder, label_key)
+    if derived:
+      sources["label"] = f"label_key={label_key}: {derived.about}"
     if self.read or not described:
-      builder = self.builder()
       # The features are the builder's own, prepared or not.
-      label = builder.info.features[label_feature(builder, config.get("label_key"))]
-      class_names = tuple(getattr(label, "names", ()))
+      label = derived or builder.info.features[label_key]
+      class_names = tuple(getattr(label, "class_names", None) or getattr(label, "names", ()))
       if builder.is_prepared():
         sizes = {split: s.num_examples for split, s in builder.info.splits.items()}
         num_classes = getattr(label, "num_classes", None)
@@ -159,38 +168,49 @@ class TfdsSource(base.DataSource):
       elif known:
         sizes, num_classes = known.split_sizes, known.num_classes
         origin = ("the table of known split sizes (dataset not prepared in "
-                  f"data_dir={config.data_dir or 'default'})")
+                  f"data_dir={spec.data_dir or 'default'})")
         sources.update(split_sizes=origin, num_classes=origin)
       else:
         raise UserError(
             f"dataset {name!r} is not prepared in data_dir="
-            f"{config.data_dir or 'default'} and its size is not in the table: prepare "
+            f"{spec.data_dir or 'default'} and its size is not in the table: prepare "
             f"it with `tfds build {name}` or describe it with num_examples and "
             "image_size.")
     image_size, origin = (None, None)
-    if config.image_size is None:  # else resolve() takes the config's
+    if spec.image_size is None:  # else resolve() takes the given one
       image_size, origin = self._image_size(train_split)
     if origin:
       sources["image_size"] = origin
     num_examples = None
-    if config.num_examples is None:
+    if spec.num_examples is None:
       num_examples = count_split(train_split, sizes)
       sources["num_examples"] = f"split {train_split!r} of {sizes}"
     eval_split = self.eval_split()
-    return base.resolve(config, num_examples=num_examples, num_classes=num_classes,
+    return base.resolve(spec, num_examples=num_examples, num_classes=num_classes,
                         image_size=image_size, train_split=train_split,
                         eval_split=eval_split, sources=sources, class_names=class_names)
 
 
-def tfds_builder(config):
-  """The TFDS builder for config.dataset; an unknown name is a UserError."""
+def tfds_builder(spec):
+  """The TFDS builder for spec.dataset; an unknown name is a UserError."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   try:
-    return tfds.builder(config.dataset, data_dir=config.data_dir)
+    return tfds.builder(spec.dataset, data_dir=spec.data_dir)
   except (tfds.core.registered.DatasetNotFoundError, ValueError):  # not a name TFDS knows
-    raise UserError(f"unknown dataset {config.dataset!r}: give a TFDS name or "
+    raise UserError(f"unknown dataset {spec.dataset!r}: give a TFDS name or "
                     "dataset=image_folder with data_dir=<folder>."
-                    f"{did_you_mean(config.dataset)}") from None
+                    f"{did_you_mean(spec.dataset)}") from None
+  except AssertionError as e:  # a version this TFDS does not have
+    raise UserError(f"dataset {spec.dataset!r}: {version_problem(e)}") from None
+
+
+def version_problem(error):
+  """TFDS's reason a builder cannot be made ('... cannot be loaded at version 3.*.*,
+  only: 4.0.0'), as one line with the fix."""
+  text = quote(error, "all")
+  reason = text[text.find("Dataset "):] if "Dataset " in text else text
+  return (f"{reason.rstrip('.')}: name a version this tensorflow-datasets has "
+          "(name:VERSION) or install the one that has it.")
 
 
 def is_tfds_name(name):
@@ -255,13 +275,17 @@ def label_feature(builder, label_key=None):
   features = builder.info.features
   if label_key is None:
     return _feature_key(builder, tfds.features.ClassLabel, "label", "ClassLabel")
+  if tfds_labels.derived_label(builder, label_key) is not None:
+    return label_key
   feature = features[label_key] if label_key in features else None
   inner = getattr(feature, "feature", feature)
   if not isinstance(inner, tfds.features.ClassLabel):
     labels = [k for k, f in features.items()
               if isinstance(getattr(f, "feature", f), tfds.features.ClassLabel)]
-    raise UserError(f"label_key={label_key!r} is not a class label feature of "
-                    f"{builder.name!r}: its class labels are {', '.join(labels)}.")
+    known = labels + list(tfds_labels.DERIVED.get(builder.name, {}))
+    raise UserError(f"label_key={label_key!r} is not a label of {builder.name!r}: use "
+                    f"one of {', '.join(known) or '(none)'}, or FEATURE/C to bin a "
+                    "class label into C classes.")
   return label_key
 
 
@@ -288,24 +312,24 @@ def _check_downloads_can_start(builder, where):
           "here and set data_dir to it.") from None
 
 
-def _prepare(builder, config):
+def _prepare(builder, spec):
   """Prepares a TFDS dataset that is not on disk yet; mistakes become UserErrors."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   if builder.is_prepared():
     return
-  where = f"data_dir={config.data_dir or 'default'}"
+  where = f"data_dir={spec.data_dir or 'default'}"
   if getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None):
-    if not config.manual_dir:
+    if not spec.manual_dir:
       raise UserError(f"{builder.name} is not prepared in {where} and must be built "
                       "from files you download yourself: set manual_dir=<folder> "
                       f"holding them (see `tfds build {builder.name}`).")
-    if not tf.io.gfile.isdir(config.manual_dir):
-      raise UserError(f"manual_dir={config.manual_dir!r} is not a folder.")
+    if not tf.io.gfile.isdir(spec.manual_dir):
+      raise UserError(f"manual_dir={spec.manual_dir!r} is not a folder.")
   else:
     _check_downloads_can_start(builder, where)
   try:
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        manual_dir=config.manual_dir))
+        manual_dir=spec.manual_dir))
   except Exception as e:  # noqa: downloads fail in many ways; each is the user's to fix
     raise UserError(f"cannot prepare dataset {builder.name!r} in {where}: "
                     f"{quote(e)}") from e
@@ -322,8 +346,9 @@ def _read_split(builder, split, image_key, label_key, shuffle_seed=None):
   except (ValueError, KeyError, AssertionError) as e:
     raise UserError(f"split {split!r} of {builder.name!r} is not valid: "
                     f"{quote(e)}") from None
-  return ds.map(lambda ex: (ex[image_key], tf.cast(ex[label_key], tf.int32)),
-                num_parallel_calls=tf.data.AUTOTUNE)
+  image = tfds_labels.image_fn(builder, image_key)
+  label = tfds_labels.label_fn(builder, label_key)
+  return ds.map(lambda ex: (image(ex), label(ex)), num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def _measure_image_size(builder, split, label_key, seed=0):

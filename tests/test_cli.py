@@ -1,0 +1,128 @@
+"""The packaged configs named without a path, the console scripts' early answers, and
+the README's commands run from a directory outside the checkout."""
+
+import importlib.util
+import os
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from bit_train import cli
+from bit_train import config as bit_config
+from bit_train import configs
+from bit_train import train as bit_train
+from bit_train.errors import UserError
+from helpers import ROOT, error_lines, run_here
+from bit_train.data.patterns import write_pattern_folder
+
+
+def test_a_name_is_the_packaged_file_and_a_path_is_left_as_it_is():
+  assert configs.resolve("transfer:dataset=cifar10") == (
+      configs.path("transfer") + ":dataset=cifar10")
+  assert configs.resolve("folder") == configs.path("folder")
+  assert os.path.isfile(configs.path("folder"))
+  for own in ("my_config.py:seed=1", "./transfer", "experiments/x.py"):
+    assert configs.resolve(own) == own
+  with pytest.raises(UserError, match="unknown config 'transfr' .did you mean 'transfer'"):
+    configs.resolve("transfr:dataset=cifar10")
+
+
+def test_every_form_of_the_config_flag_is_resolved_before_a_double_dash():
+  argv = ["bit-train", "--config", "transfer:seed=1", "--config=folder", "--config.seed=2",
+          "--", "--config", "transfer"]
+  assert cli.resolve_configs(argv) == [
+      "bit-train", "--config", configs.path("transfer") + ":seed=1",
+      f"--config={configs.path('folder')}", "--config.seed=2", "--", "--config", "transfer"]
+
+
+def test_the_early_check_leaves_configs_to_config_flags_when_a_field_flag_is_given():
+  # batch_split=3 does not divide the default 512, but does divide 96.
+  with pytest.raises(SystemExit) as stopped:
+    cli.check_packaged_config(["bit-train", "--config", "transfer:batch_split=3"])
+  assert stopped.value.code == 2
+  cli.check_packaged_config(["bit-train", "--config", "transfer:batch_split=3",
+                             "--config.batch_size=96"])
+  cli.check_packaged_config(["bit-train", "--config", "./own.py:batch_split=3"])
+
+
+@pytest.mark.parametrize("arg", ["transfer:batchsize=64", "transfr:dataset=cifar10",
+                                 "transfer:batch_size=100,batch_split=3",
+                                 "transfer:jit_compile=maybe"])
+def test_a_config_mistake_is_one_line_before_tensorflow_is_imported(arg, tmp_path, capsys):
+  args = ["--config", arg, "--workdir", str(tmp_path / "w"), "--dry_run"]
+  code = ("import sys; sys.argv[0] = 'bit-train'\nfrom bit_train import cli\n"
+          "try:\n  cli.train()\nexcept SystemExit as e:\n"
+          "  print('exit', e.code, 'tensorflow' in sys.modules, file=sys.stderr)\n")
+  early = subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
+                         text=True, timeout=120)
+  assert early.stderr.splitlines()[-1] == "exit 2 False", early.stderr
+  # The same line as the entry module gives when it runs the whole way.
+  late = run_here(bit_train.run, *args, capsys=capsys)
+  assert late.returncode == 2
+  assert error_lines(early.stderr) == error_lines(late.stderr) != []
+
+
+def readme_commands(program):
+  """The README's `program` command lines (from its bash blocks), as argument lists;
+  lines that are not one shell command (inside a quoted script) are left out."""
+  with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+    text = f.read().replace("\\\n", " ")
+  commands = []
+  for block in text.split("```bash")[1:]:
+    for line in block.split("```")[0].splitlines():
+      try:
+        words = shlex.split(line, comments=True)
+      except ValueError:
+        continue
+      if program in words and "--help" not in words:
+        commands.append(words[words.index(program) + 1:])
+  return commands
+
+
+def flag_value(args, flag):
+  return args[args.index(flag) + 1]
+
+
+def set_flag(args, flag, value):
+  args = list(args)
+  args[args.index(flag) + 1] = value
+  return args
+
+
+def test_the_readme_has_commands_with_packaged_configs():
+  train = readme_commands("bit-train")
+  assert len(train) >= 4 and len(readme_commands("bit-eval")) >= 3
+  assert {flag_value(a, "--config").partition(":")[0] for a in train} <= set(configs.names())
+
+
+def test_the_readmes_bit_train_commands_plan_from_outside_the_checkout(tmp_path):
+  """Each README bit-train command, as a --dry_run in a fresh process whose working
+  directory is outside the checkout (with the README's `photos` folder there)."""
+  write_pattern_folder(tmp_path / "photos", per_class=4)
+  env = dict(os.environ, TFDS_DATA_DIR=str(tmp_path / "no_tfds"))
+  seen = set()
+  for i, args in enumerate(readme_commands("bit-train")):
+    config = flag_value(args, "--config")
+    if config in seen:
+      continue
+    seen.add(config)
+    args = set_flag(args, "--workdir", f"w{i}")
+    args += [] if "--dry_run" in args else ["--dry_run"]
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys; sys.argv[0] = 'bit-train'\n"
+         "from bit_train import cli; cli.train()", *args],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, (args, result.stderr[-3000:])
+    assert "BiT-HyperRule plan" in result.stdout, args
+    assert os.path.isfile(tmp_path / f"w{i}" / "plan.json")
+
+
+def test_the_readmes_bit_eval_configs_load_and_validate():
+  for args in readme_commands("bit-eval"):
+    path, _, arg = configs.resolve(flag_value(args, "--config")).partition(":")
+    spec = importlib.util.spec_from_file_location("readme_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    bit_config.validate(module.get_config(arg or None))

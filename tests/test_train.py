@@ -1,0 +1,134 @@
+"""`bit-train --dry_run` as a user runs it: the plan, and one-line errors.
+
+The dry runs go through bit-train's own `run()` in this process (absl's app.run, its
+flag parsing and one-line errors: helpers.run_here), which spares each case a
+TensorFlow start-up; one case per kind of mistake also runs as a real process, for
+its exit code and the absence of a traceback on a real stderr.
+"""
+
+import json
+import os
+
+import pytest
+
+from bit_train import train as bit_train
+
+from helpers import error_lines, run_here, run_module
+
+TRANSFER = "transfer"
+
+
+@pytest.fixture
+def dry_run(capsys):
+  """dry_run(tmp_path, arg, *extra): bit-train --dry_run in this process, as a
+  result with returncode, stdout and stderr."""
+  def run(tmp_path, arg, *extra):
+    return run_here(bit_train.run, "--config", f"{TRANSFER}:{arg}", "--workdir",
+                    tmp_path / "w", "--dry_run", *extra, capsys=capsys)
+  return run
+
+
+def saved_plan(tmp_path):
+  with open(tmp_path / "w" / "plan.json") as f:
+    return json.load(f)
+
+
+def test_cifar10_plan_from_the_table_of_known_sizes(tmp_path, dry_run):
+  result = dry_run(tmp_path, "dataset=cifar10,model=BiT-M-R50x1",
+                   f"--config.data_dir={tmp_path / 'no_data'}")
+  assert result.returncode == 0, result.stderr
+  assert "49,000" in result.stdout and "table of known split sizes" in result.stdout
+  record = saved_plan(tmp_path)
+  plan = record["plan"]
+  assert plan["num_examples"] == 49_000
+  assert (plan["precrop"], plan["crop"], plan["mixup_alpha"]) == (160, 128, 0.1)
+  assert plan["supports"][-1] == 10_000
+  assert record["dataset"]["train_split"] == "train[:98%]"
+  assert os.path.exists(tmp_path / "w" / "plan.txt")
+
+
+def test_imagenet2012_plan(tmp_path, dry_run):
+  result = dry_run(tmp_path, "dataset=imagenet2012,batch_size=256",
+                   f"--config.data_dir={tmp_path / 'no_data'}")
+  assert result.returncode == 0, result.stderr
+  plan = saved_plan(tmp_path)["plan"]
+  assert plan["num_examples"] == 1_268_355  # train[:99%] of 1,281,167
+  assert (plan["precrop"], plan["crop"]) == (512, 480)
+  assert plan["supports"] == [500, 6000, 12000, 18000, 20000]
+  assert plan["base_lr"] == pytest.approx(0.0015)
+
+
+def test_dataset_described_only_in_the_config(tmp_path, dry_run):
+  result = dry_run(tmp_path, "dataset=my_scans,num_examples=5000,image_size=300x400,"
+                   "resolution_rule=paper")
+  assert result.returncode == 0, result.stderr
+  plan = saved_plan(tmp_path)["plan"]
+  assert (plan["num_examples"], plan["image_size"]) == (5000, [300, 400])
+  assert (plan["precrop"], plan["crop"], plan["mixup_alpha"]) == (448, 384, 0.0)
+  assert plan["supports"] == [100, 200, 300, 400, 500]
+
+
+def test_command_line_overrides_reach_the_plan(tmp_path, dry_run):
+  result = dry_run(tmp_path, "dataset=my,num_examples=100,image_size=32x32",
+                   "--config.supports=(10,20,30)", "--config.mixup_alpha=0.3",
+                   "--config.examples_per_class=5", "--config.num_classes=4")
+  assert result.returncode == 0, result.stderr
+  plan = saved_plan(tmp_path)["plan"]
+  assert plan["supports"] == [10, 20, 30] and plan["mixup_alpha"] == 0.3
+  assert plan["num_examples"] == 20  # few-shot: 5 per class x 4 classes
+  assert sorted(plan["overridden"]) == ["mixup_alpha", "supports"]
+
+
+@pytest.mark.parametrize("arg, extra, names", [
+    ("batchsize=64", [], "batchsize"),
+    ("dataset=cifar10", ["--config.batchsize=64"], "batchsize"),
+    ("batch_size=many", [], "batch_size"),
+    ("dataset=cifar10", ["--config.batch_size=many"], "batch_size"),
+    ("dataset=cifar11", [], "cifar11"),
+    ("model=BiT-X-R50x1", [], "BiT-X-R50x1"),
+    ("batch_size=0", [], "batch_size"),
+    ("supports=100/50", [], "supports"),
+    ("supports=0/-10", [], "supports"),
+    ("batch_size=100,batch_split=3", [], "batch_split"),
+    ("strategy=gpu", [], "strategy"),
+    ("dataset=cifar10", ["--config.image_size=3y4"], "image_size"),
+    ("dataset=cifar10", ["stray_argument"], "stray_argument"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, dry_run, arg, extra, names):
+  assert_one_line_exit_2_and_no_plan(dry_run(tmp_path, arg, *extra), tmp_path, names)
+
+
+def assert_one_line_exit_2_and_no_plan(result, tmp_path, names):
+  assert result.returncode == 2, result.stderr
+  lines = error_lines(result.stderr)
+  assert len(lines) == 1 and names in lines[0], result.stderr
+  assert "Traceback" not in result.stderr
+  assert not os.path.exists(tmp_path / "w" / "plan.json")
+
+
+@pytest.mark.parametrize("arg, extra, names", [
+    ("batchsize=64", [], "batchsize"),  # in the config file's argument
+    ("dataset=cifar10", ["--config.batch_size=many"], "batch_size"),  # a flag
+    ("supports=100/50", [], "supports"),  # found by validation after the parse
+])
+def test_bad_input_in_a_real_process_is_one_line_exit_2_and_no_traceback(
+    tmp_path, arg, extra, names):
+  result = run_module("bit_train.train", "--config", f"{TRANSFER}:{arg}",
+                      "--workdir", tmp_path / "w", "--dry_run", *extra)
+  assert_one_line_exit_2_and_no_plan(result, tmp_path, names)
+
+
+def test_missing_config_file_is_one_line(tmp_path):
+  result = run_module("bit_train.train", "--config", "configs/nope.py",
+                      "--workdir", tmp_path, "--dry_run")
+  assert result.returncode == 2
+  assert "configs/nope.py" in error_lines(result.stderr)[0]
+  assert "Traceback" not in result.stderr
+
+
+def test_dry_run_names_the_classifier_for_head_keep(tmp_path, dry_run):
+  result = dry_run(tmp_path, "dataset=imagenet2012,head=keep,model=BiT-S-R101x3",
+                   f"--config.data_dir={tmp_path / 'no_data'}")
+  assert result.returncode == 0, result.stderr
+  model = saved_plan(tmp_path)["model"]
+  assert model["location"].endswith("s-r101x3/ilsvrc2012_classification/1")

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bit_train import evaluation
 from bit_train import specs
 from bit_train.errors import UserError
+from bit_train.evaluators import metrics as eval_metrics
 from bit_train.models import create_model
 from bit_train.models import bit
 
@@ -220,16 +220,17 @@ def test_evaluation_runs_the_forward_in_the_runs_precision(precision, dtype):
   runs every convolution in its compute dtype (no float32 copy for evaluation)."""
   strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
   with strategy.scope():
-    model = create_model(tiny_config(model_source="native", precision=precision), 3)
-  step = evaluation.make_eval_step(model, strategy, 3)
+    config = tiny_config(model_source="native", precision=precision)
+    model = create_model(specs.model_spec(config), 3)
+  step = eval_metrics.make_eval_step(model, strategy, 3)
   concrete = step.get_concrete_function((tf.TensorSpec([2, 32, 32, 3]),
                                          tf.TensorSpec([2], tf.int64),
                                          tf.TensorSpec([2])))
   dtypes = conv_dtypes(concrete)
   assert len(dtypes) == 17  # root, and 4 per unit (the head is a MatMul)
   assert set(dtypes) == {dtype}
-  metrics = evaluation.evaluate(step, [(images(2), tf.constant([0, 1]), tf.ones([2]))])
-  assert metrics.count == 2
+  result = eval_metrics.evaluate(step, [(images(2), tf.constant([0, 1]), tf.ones([2]))])
+  assert result.count == 2
 
 
 def test_variables_are_created_in_the_strategy_scope():

@@ -43,7 +43,8 @@ import bench_models  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from bit_train.models import bit  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-CONVOLUTIONS = ("Conv2D", "MatMul")  # in op type names like _MklNativeConv2DBackpropInput
+# Matched inside op type names such as _MklNativeConv2DBackpropInput.
+CONVOLUTIONS = ("Conv2D", "MatMul")
 OP_EVENT = re.compile(r"^[^:\s]+:(\w+)$")  # "scope/name:OpType"
 
 
@@ -116,7 +117,8 @@ def ablation_shares(args, images, labels):
     full = rates[name, "full"]
     shares[name] = {ablation: float(np.median([1 - f / a for f, a in zip(
         full, rates[name, ablation])])) for ablation in ABLATIONS if ablation != "full"}
-    shares[name]["img_per_cpu_second"] = float(np.median(full))
+    shares[name]["img_per_cpu_second"] = {
+        ablation: float(np.median(rates[name, ablation])) for ablation in ABLATIONS}
   return shares
 
 
@@ -169,11 +171,12 @@ def main():
   print("\nshare of the step (CPU time, ablated networks, median of rounds):")
   for name, parts in shares.items():
     print(f"{name:9s} Group Norm {parts['no_group_norm']:.0%}, Weight Standardisation "
-          f"{parts['no_ws']:.0%}, both {parts['neither']:.0%} "
-          f"({parts['img_per_cpu_second']:.1f} img per CPU-second)")
-  ratio = (shares["bfloat16"]["img_per_cpu_second"] /
-           shares["float32"]["img_per_cpu_second"])
-  print(f"bfloat16 / float32 step: {ratio:.2f}x per CPU-second")
+          f"{parts['no_ws']:.0%}, both {parts['neither']:.0%}")
+  rates = {name: parts["img_per_cpu_second"] for name, parts in shares.items()}
+  for ablation in ABLATIONS:
+    f32, bf16 = rates["float32"][ablation], rates["bfloat16"][ablation]
+    print(f"img per CPU-second, {ablation:14s} float32 {f32:5.1f}  bfloat16 {bf16:5.1f}  "
+          f"bfloat16/float32 {bf16 / f32:.2f}x")
   print(json.dumps(report))
 
 

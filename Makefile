@@ -22,7 +22,7 @@ test: $(VENV)/.installed
 	$(PY) -m pytest -q -n 2 --dist loadfile tests
 
 # The configuration reference is generated from bit_train/config.py's declarations
-# (tests/test_help.py fails when the committed page differs); --strict: a broken link
+# (tests/test_helptext.py fails when the committed page differs); --strict: a broken link
 # or anchor fails the build.
 docs: $(VENV)/.installed
 	$(PY) -m bit_train.helptext --markdown > docs/configuration.md

@@ -10,6 +10,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from bit_train import hyperrule
+from bit_train import specs
 from bit_train.data import preprocess
 from bit_train.data import sources
 from bit_train.data.sources import tfds as tfds_source
@@ -123,10 +124,9 @@ def test_each_task_input_path_on_mock_data(task, tmp_path, monkeypatch):
   fn = _hand_made(make, count) if make else None
   with tfds.testing.mock_data(num_examples=count, as_dataset_fn=fn):
     config = _config(task, str(tmp_path))
-    source = sources.open_source(config)
+    source = sources.open_source(specs.data_spec(config))
     assert source.facts.num_classes == task.num_classes
-    plan = hyperrule.plan_from_config(config, source.facts.num_examples,
-                                      source.facts.image_size)
+    plan = specs.recipe(config).plan(source.facts.num_examples, source.facts.image_size)
     examples = list(source.train_examples().read().take(count).as_numpy_iterator())
   assert len(examples) == count
   labels = [int(label) for _, label in examples]
@@ -153,14 +153,14 @@ def test_a_version_the_pinned_tfds_lacks_and_a_bad_label_are_one_line(tmp_path):
       f"image_size=224x224,data_dir={tmp_path}")
   with pytest.raises(UserError, match=r"^dataset 'oxford_iiit_pet:3\.\*\.\*': Dataset "
                      r"oxford_iiit_pet cannot be loaded at version 3\.\*\.\*, only: 4\.0\.0"):
-    sources.describe(config)  # the sizes are given: the builder is checked all the same
+    sources.describe(specs.data_spec(config))  # the sizes are given: the builder is checked all the same
   config = plans.load_config(
       f"transfer:dataset=kitti:3.2.0,label_key=closest_car,data_dir={tmp_path},"
       "num_examples=1000,image_size=375x1242")
   with pytest.raises(UserError, match="use one of closest_vehicle_distance, or FEATURE/C"):
-    sources.describe(config)
+    sources.describe(specs.data_spec(config))
   config = plans.load_config(
       f"transfer:dataset=dsprites,label_key=label_x_position/33,"
       f"data_dir={tmp_path},num_examples=1000,image_size=64x64")
   with pytest.raises(UserError, match=r"2 <= C <= 32"):
-    sources.describe(config)
+    sources.describe(specs.data_spec(config))

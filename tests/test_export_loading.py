@@ -1,6 +1,6 @@
 """A run's export from ordinary TensorFlow code: the hub module's signature and class
 names in Keras 3, tf_keras, plain TensorFlow and saved_model_cli; the serving model
-on gray and RGBA images. Each way is the one docs/incoming/export-and-report.md shows.
+on gray and RGBA images. Each way is the one docs/export.md shows.
 """
 
 import os

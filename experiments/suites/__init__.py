@@ -1,7 +1,7 @@
 """The suites: each a list of runs built from a config file and its settings.
 
 A suite is named here (SUITES) or given to the runner as a Python file that
-defines `SUITE = Suite(...)` (see the README's "Add an experiment").
+defines `SUITE = Suite(...)` (see docs/extending.md, "Add an experiment").
 
   standard   BiT-S/BiT-M x 6 architectures on CIFAR-10/100, Pets, Flowers, ILSVRC-2012,
              3 seeds

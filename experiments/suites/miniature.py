@@ -1,4 +1,4 @@
-"""Transfer against training from scratch, in miniature: the README's table, run here.
+"""Transfer against training from scratch, in miniature: docs/experiments.md's table.
 
 For k = 1, 5, 10 examples per class and the full training split of the digit scans
 (scikit-learn's 1,797 8x8 scans, written as an image folder under R/digits), 3 seeds:

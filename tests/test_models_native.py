@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from bit_train import specs
 from bit_train.errors import UserError
+from bit_train.evaluators import metrics as eval_metrics
 from bit_train.models import create_model
 from bit_train.models import bit
 
@@ -201,6 +202,35 @@ def test_bfloat16_gradients_are_float32_and_follow_float32():
   # gradient would be near 0, and float32's own is 1.
   cosine = ours @ expected / np.linalg.norm(ours) / np.linalg.norm(expected)
   assert 0.7 <= cosine <= 0.99
+
+
+def conv_dtypes(concrete_fn):
+  """The dtypes (attr T) of every convolution a traced function runs, its nested
+  functions' included."""
+  graph_def = concrete_fn.graph.as_graph_def()
+  nodes = list(graph_def.node) + [n for f in graph_def.library.function
+                                  for n in f.node_def]
+  return [tf.as_dtype(n.attr["T"].type) for n in nodes if n.op.startswith("Conv2D")]
+
+
+@pytest.mark.parametrize("precision,dtype", [("mixed_bfloat16", tf.bfloat16),
+                                             ("float32", tf.float32)])
+def test_evaluation_runs_the_forward_in_the_runs_precision(precision, dtype):
+  """The eval step the trainer and bit-eval build for a model of this precision
+  runs every convolution in its compute dtype (no float32 copy for evaluation)."""
+  strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+  with strategy.scope():
+    config = tiny_config(model_source="native", precision=precision)
+    model = create_model(specs.model_spec(config), 3)
+  step = eval_metrics.make_eval_step(model, strategy, 3)
+  concrete = step.get_concrete_function((tf.TensorSpec([2, 32, 32, 3]),
+                                         tf.TensorSpec([2], tf.int64),
+                                         tf.TensorSpec([2])))
+  dtypes = conv_dtypes(concrete)
+  assert len(dtypes) == 17  # root, and 4 per unit (the head is a MatMul)
+  assert set(dtypes) == {dtype}
+  result = eval_metrics.evaluate(step, [(images(2), tf.constant([0, 1]), tf.ones([2]))])
+  assert result.count == 2
 
 
 def test_variables_are_created_in_the_strategy_scope():

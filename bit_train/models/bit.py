@@ -254,6 +254,10 @@ class ResNetV2(tf.Module):
   def feature_dim(self):
     return self.params[HEAD_KERNEL].shape[2]
 
+  def _kernel(self, key):
+    """The weight-standardised kernel `key`, in the compute dtype."""
+    return tf.cast(standardize(self.params[key]), self.compute_dtype)
+
   def _conv(self, x, key, stride=1, pad=0):
     """Zero-pads by `pad`, then a VALID std-conv.
 
@@ -261,7 +265,7 @@ class ResNetV2(tf.Module):
     tf.pad. Explicit padding inside tf.nn.conv2d is avoided: its gradients take a
     slower path on CPUs.
     """
-    kernel = tf.cast(standardize(self.params[key]), self.compute_dtype)
+    kernel = self._kernel(key)
     if pad and stride == 1 and kernel.shape[0] == 2 * pad + 1:
       return tf.nn.conv2d(x, kernel, 1, "SAME")
     if pad:

@@ -1,0 +1,242 @@
+"""The native BiT ResNet-v2 against its peers: timm's in PyTorch, and the tf_keras
+baseline, in float32 and bfloat16, in one process.
+
+  pip install -e '.[peers]'     # PyTorch and timm: never a runtime dependency
+  .venv/bin/python benchmarks/peers/bench_peers.py             # R50x1, 128 px, batch 32
+  .venv/bin/python benchmarks/peers/bench_peers.py --rounds 5 --variants native,timm
+
+Times, for each variant and precision, the bare training step (forward, backward,
+SGD-momentum update with momentum 0.9) and the forward pass, random weights:
+
+  native     bit_train.models.bit.ResNetV2 with compute_dtype float32 / bfloat16
+             (what precision=mixed_bfloat16 builds), bench_models.make_steps
+  timm       timm's resnetv2_50x1_bit (pretrained=False) in NCHW; bfloat16 is
+             torch.autocast("cpu", torch.bfloat16)
+  timm_cl    the same in channels_last memory format
+  baseline   benchmarks/baseline_resnetv2.py, stock tf_keras layers (float32 only)
+
+Every round times each (variant, precision, step) in turn, `--steps` calls each, so
+that load from other processes hits them alike. Prints each one's best img/s over
+the rounds (what the machine does when no other process takes the cores) and its
+median, and every ratio two ways: of the best rates, and the median of the per-round
+ratios with their range (how much load from elsewhere moved it).
+Both frameworks get the same number of intra-op threads (`--threads`, default: the
+cores this process may use). On a machine whose cores other processes share, run it
+with OMP_WAIT_POLICY=PASSIVE: PyTorch's OpenMP threads otherwise spin at every
+barrier and slow down many times over when the cores are oversubscribed. The
+header prints the threads and that policy, the CPU, its bfloat16 flags
+(avx512_bf16: bfloat16 dot products in AVX-512; amx_bf16: AMX tiles) and whether
+it can check the bfloat16 target: on an AMX machine, native bfloat16 at least level
+with timm's, and bfloat16/float32 of the native step at least 1.6x.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+BENCHMARKS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, BENCHMARKS)
+
+PRECISIONS = ("float32", "bfloat16")
+VARIANTS = ("native", "timm", "timm_cl", "baseline")
+TARGET_BF16_OVER_F32 = 1.6  # native training step, on AMX
+TARGET_NATIVE_OVER_TIMM = 1.0  # native bfloat16 / timm bfloat16, on AMX
+
+
+def cpu_name():
+  try:
+    with open("/proc/cpuinfo") as f:
+      return next((line.split(":", 1)[1].strip() for line in f
+                   if line.startswith("model name")), "unknown")
+  except OSError:
+    return "unknown"
+
+
+def tf_steps(model_fn, precision, images, labels):
+  """{"train", "forward"}: functions running one TensorFlow call to the end."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  import bench_models  # pylint: disable=import-outside-toplevel
+  model = model_fn(tf.float32 if precision == "float32" else tf.bfloat16)
+  train, forward = bench_models.make_steps(model, list(model.trainable_variables),
+                                           tf.constant(images), tf.constant(labels),
+                                           jit=False)
+  return {"train": lambda: train().numpy(), "forward": lambda: forward().numpy()}
+
+
+def timm_steps(precision, images, labels, channels_last):
+  """The same two steps for timm's resnetv2_50x1_bit."""
+  import timm  # pylint: disable=import-outside-toplevel
+  import torch  # pylint: disable=import-outside-toplevel
+  model = timm.create_model("resnetv2_50x1_bit", pretrained=False, num_classes=10)
+  x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()  # NHWC -> NCHW
+  memory_format = torch.channels_last if channels_last else torch.contiguous_format
+  model = model.to(memory_format=memory_format)
+  x = x.to(memory_format=memory_format)
+  y = torch.from_numpy(labels)
+  optimizer = torch.optim.SGD(model.parameters(), lr=0.003, momentum=0.9)
+
+  def autocast():
+    return torch.autocast("cpu", torch.bfloat16, enabled=precision == "bfloat16")
+
+  def train():
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    with autocast():
+      loss = torch.nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+
+  def forward():
+    model.eval()
+    with torch.inference_mode(), autocast():
+      return float(model(x).float().sum())
+
+  return {"train": train, "forward": forward}
+
+
+def build(variants, precisions, args, images, labels):
+  """{(variant, precision, kind): function}."""
+  from bit_train.models import bit  # pylint: disable=import-outside-toplevel
+  units, width = bit.ARCHS[args.arch]
+  fns = {}
+  for variant in variants:
+    for precision in precisions:
+      if variant == "baseline" and precision != "float32":
+        continue  # stock Keras layers, no mixed-precision policy: float32 only
+      if variant == "native":
+        steps = tf_steps(
+            lambda dtype: bit.ResNetV2(units, width, 10, compute_dtype=dtype),
+            precision, images, labels)
+      elif variant == "baseline":
+        import baseline_resnetv2  # pylint: disable=import-outside-toplevel
+        steps = tf_steps(lambda _: baseline_resnetv2.baseline_resnetv2(
+            units, width, 10, args.image_size), precision, images, labels)
+      else:
+        steps = timm_steps(precision, images, labels, channels_last=variant == "timm_cl")
+      for kind, fn in steps.items():
+        fns[variant, precision, kind] = fn
+  return fns
+
+
+def ratio_line(name, num, den):
+  """(ratio of the best rates, a line with it and the per-round ratios' median and
+  range)."""
+  ratios = [n / d for n, d in zip(num, den)]
+  best = max(num) / max(den)
+  median = statistics.median(ratios)
+  return best, (f"{name:40s} {best:5.2f}x best; per round {median:.2f}x "
+                f"[{min(ratios):.2f}, {max(ratios):.2f}]")
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--arch", default="R50x1", choices=["R50x1"],
+                      help="timm's peer exists for R50x1")
+  parser.add_argument("--image_size", type=int, default=128)
+  parser.add_argument("--batch", type=int, default=32)
+  parser.add_argument("--steps", type=int, default=2, help="calls per timing")
+  parser.add_argument("--rounds", type=int, default=3)
+  parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+  parser.add_argument("--variants", default=",".join(VARIANTS))
+  parser.add_argument("--precisions", default=",".join(PRECISIONS))
+  parser.add_argument("--kinds", default="train,forward")
+  args = parser.parse_args()
+  variants = args.variants.split(",")
+  precisions = args.precisions.split(",")
+  kinds = args.kinds.split(",")
+  for name, chosen, known in (("variants", variants, VARIANTS),
+                              ("precisions", precisions, PRECISIONS),
+                              ("kinds", kinds, ("train", "forward"))):
+    if not set(chosen) <= set(known):
+      parser.error(f"--{name} takes a comma list of {', '.join(known)}")
+
+  threads = {}
+  # PyTorch (timm imports torchvision, which loads Triton) first: Triton's LLVM
+  # loaded after TensorFlow's crashes the process.
+  if any(v.startswith("timm") for v in variants):
+    try:
+      import timm  # pylint: disable=import-outside-toplevel
+      import torch  # pylint: disable=import-outside-toplevel
+    except ImportError:
+      sys.exit("error: PyTorch and timm are missing: pip install -e '.[peers]' "
+               "(or drop the timm variants with --variants native,baseline)")
+    torch.set_num_threads(args.threads)
+    threads.update(torch_intra_op=torch.get_num_threads(),
+                   torch_version=torch.__version__, timm_version=timm.__version__)
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+  threads["tensorflow_intra_op"] = args.threads
+  import bench_bf16  # pylint: disable=import-outside-toplevel
+  flags = bench_bf16.cpu_bf16_flags() or []
+  amx = "amx_bf16" in flags
+  threads["OMP_WAIT_POLICY"] = os.environ.get("OMP_WAIT_POLICY", "default")
+  print(f"CPU: {cpu_name()}; bfloat16 flags: {', '.join(flags) or 'none'}; "
+        f"TensorFlow {tf.__version__}; threads {threads}", flush=True)
+  print("bfloat16 target (native >= timm, native bf16/f32 >= "
+        f"{TARGET_BF16_OVER_F32}x): " + ("checked on this AMX CPU" if amx else
+                                         "cannot be checked here (no AMX)"), flush=True)
+
+  rng = np.random.default_rng(0)
+  images = rng.uniform(size=(args.batch, args.image_size, args.image_size, 3)
+                       ).astype(np.float32)
+  labels = rng.integers(0, 10, args.batch).astype(np.int64)
+  fns = {key: fn for key, fn in build(variants, precisions, args, images, labels).items()
+         if key[2] in kinds}
+  for fn in fns.values():  # trace, allocate and warm up
+    fn()
+    fn()
+  rates = {key: [] for key in fns}
+  for r in range(args.rounds):
+    for key, fn in fns.items():
+      start = time.perf_counter()
+      for _ in range(args.steps):
+        fn()
+      rates[key].append(args.batch * args.steps / (time.perf_counter() - start))
+    print(f"round {r + 1}/{args.rounds} done", flush=True)
+
+  report = {"cpu": cpu_name(), "cpu_bf16_flags": flags, "amx": amx, "threads": threads,
+            "arch": args.arch, "image_size": args.image_size, "batch": args.batch,
+            "img_per_s": {"/".join(key): r for key, r in rates.items()}, "ratios": {}}
+  print(f"\n{'img/s: best (median)':22s}" + "".join(
+      f"{p + ' ' + k:>18s}" for k in kinds for p in precisions))
+  for variant in variants:
+    cells = [f"{max(r):10.1f} ({statistics.median(r):5.1f})" if r else f"{'-':>18s}"
+             for r in (rates.get((variant, p, k)) for k in kinds for p in precisions)]
+    print(f"{variant:22s}" + "".join(cells))
+  print()
+  pairs = []
+  for kind in kinds:
+    for variant in variants:
+      if (variant, "bfloat16", kind) in rates and (variant, "float32", kind) in rates:
+        pairs.append((f"{variant} {kind}: bfloat16 / float32",
+                      (variant, "bfloat16", kind), (variant, "float32", kind)))
+    for precision in precisions:
+      for peer in variants:
+        if peer != "native" and (peer, precision, kind) in rates and (
+            "native", precision, kind) in rates:
+          pairs.append((f"{kind} {precision}: native / {peer}",
+                        ("native", precision, kind), (peer, precision, kind)))
+  for name, num, den in pairs:
+    best, line = ratio_line(name, rates[num], rates[den])
+    report["ratios"][name] = best
+    print(line)
+  if amx:
+    checks = [("native train: bfloat16 / float32", TARGET_BF16_OVER_F32)]
+    checks += [(f"train bfloat16: native / {peer}", TARGET_NATIVE_OVER_TIMM)
+               for peer in ("timm", "timm_cl")]
+    for name, target in checks:
+      if name in report["ratios"]:
+        value = report["ratios"][name]
+        print(f"target {name} >= {target}: {value:.2f}x "
+              f"{'met' if value >= target else 'NOT met'}")
+  print(json.dumps(report))
+
+
+if __name__ == "__main__":
+  main()

@@ -302,7 +302,8 @@ def test_emission_writes_only_its_commands_and_a_dry_run_writes_nothing(tmp_path
   assert result.returncode == 0, result.stderr
   emitted = [os.path.relpath(os.path.join(d, f), root)
              for d, _, names in os.walk(root) for f in names]
-  assert sorted(os.path.basename(f) for f in emitted) == ["commands.txt", "slurm.sh"]
+  assert sorted(os.path.basename(f) for f in emitted) == ["commands.txt", "runs.json",
+                                                          "slurm.sh"]
   fresh = str(tmp_path / "fresh")
   result = runner("miniature", "--root", fresh, "--dry_run", "--shots", "1")
   assert result.returncode == 0, result.stderr

@@ -141,8 +141,9 @@ def check_packaged_config(argv):
   try:
     if configs.resolve(name) != name:  # a packaged config
       config = bit_config.validate(configs.load(name, arg or None))
-      specs.recipe(config)  # the records' own checks (batch split, holdout) too
+      specs.recipe(config)  # the records' own checks (batch split, holdout...) too
       specs.data_spec(config)
+      specs.run_spec(config)
   except UserError as e:
     fail(e)
 

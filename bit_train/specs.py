@@ -127,6 +127,11 @@ class RunSpec:
   keep_checkpoints: int = 3
   eval_batch_size: int | None = None  # None: the training micro-batch
 
+  def __post_init__(self):
+    if self.deterministic and self.jit_compile:
+      raise UserError("deterministic=True with jit_compile=True cannot run: XLA has no "
+                      "deterministic gradient of max pooling; set one of them False.")
+
 
 @dataclasses.dataclass(frozen=True)
 class EvalSpec:

@@ -186,3 +186,10 @@ def test_a_bad_value_on_the_command_line_stays_one_line(tmp_path, capsys):
   assert result.returncode == 2, result.stderr[-2000:]
   line, = error_lines(result.stderr)
   assert "--config.batch_size=abc" in line and "Traceback" not in result.stderr
+
+
+def test_deterministic_with_xla_is_one_line_before_anything_runs():
+  config = bit_config.apply_arg(bit_config.base_config(),
+                                "deterministic=true,jit_compile=true")
+  with pytest.raises(UserError, match="deterministic=True with jit_compile=True"):
+    specs.run_spec(bit_config.validate(config))

@@ -35,7 +35,7 @@ import os
 from absl import logging
 
 from bit_train import config as bit_config
-from bit_train.errors import UserError, quote
+from bit_train.errors import UserError
 
 # The module imports without TensorFlow (the experiments' runner and collect read
 # workdirs through these names); its functions import what needs it.
@@ -117,18 +117,12 @@ def _differences(old, new, ignore=()):
 
 def _saved_run(workdir):
   """plan.json's config and plan, or a UserError naming the file and the fix."""
-  from bit_train import files  # pylint: disable=g-import-not-at-top
-  file = path(workdir, PLAN)
-  try:
-    saved = files.read_json(file)
-    if not (isinstance(saved, dict) and isinstance(saved.get("config"), dict) and
-            isinstance(saved.get("plan"), dict)):
-      raise ValueError("it is not a config and a plan")
-  except (ValueError, UnicodeDecodeError) as e:  # json.JSONDecodeError is a ValueError
-    raise UserError(f"{file} is damaged ({quote(e)}): pass --force to resume "
-                    "with this command's config (the checkpoints are still checked "
-                    "against the model), or use a new --workdir.") from None
-  return saved
+  from bit_train import reading  # pylint: disable=g-import-not-at-top
+  return reading.read_json(
+      path(workdir, PLAN), "run record", reading.Record(required={"config": dict,
+                                                               "plan": dict}),
+      "pass --force to resume with this command's config (the checkpoints are still "
+      "checked against the model), or use a new --workdir")
 
 
 def holds_run(workdir):

@@ -117,6 +117,16 @@ class ListOf:
     return f"a list of {_name(self.item)}"
 
 
+class MapOf:
+  """A JSON object whose every value has the shape `value`."""
+
+  def __init__(self, value):
+    self.value = value
+
+  def name(self):
+    return f"an object of {_name(self.value)}"
+
+
 class Record:
   """A JSON object whose `required` and `optional` fields have the given shapes
   (null allowed for the optional ones); other fields are kept unchecked."""
@@ -135,7 +145,7 @@ _TYPE_NAMES = {dict: "an object", list: "a list", str: "a string", int: "an inte
 def _name(shape):
   if isinstance(shape, tuple):
     return " or ".join(_name(s) for s in shape)
-  if isinstance(shape, (ListOf, Record)):
+  if isinstance(shape, (ListOf, MapOf, Record)):
     return shape.name()
   return _TYPE_NAMES.get(shape, getattr(shape, "__name__", str(shape)))
 
@@ -147,6 +157,8 @@ def _is(value, shape):
     return any(_is(value, s) for s in shape)
   if isinstance(shape, ListOf):
     return isinstance(value, list) and all(_is(v, shape.item) for v in value)
+  if isinstance(shape, MapOf):
+    return isinstance(value, dict) and all(_is(v, shape.value) for v in value.values())
   if isinstance(shape, Record):
     return isinstance(value, dict)
   if shape in (int, float) and isinstance(value, bool):
@@ -163,6 +175,9 @@ def check_shape(value, shape, where="it"):
   if isinstance(shape, ListOf):
     for i, item in enumerate(value):
       check_shape(item, shape.item, f"{where}[{i}]")
+  if isinstance(shape, MapOf):
+    for key, item in value.items():
+      check_shape(item, shape.value, _field(where, key))
   if isinstance(shape, Record):
     for key, field_shape in shape.required.items():
       if key not in value:

@@ -124,7 +124,7 @@ class MapOf:
     self.value = value
 
   def name(self):
-    return f"an object of {_name(self.value)}"
+    return f"an object whose values are each {_name(self.value)}"
 
 
 class Record:

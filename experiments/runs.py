@@ -102,8 +102,8 @@ def write_json(path, record):
 METRICS_SHAPE = reading.Record(required={"top1": float}, optional={
     "top5": float, "evals": reading.MapOf(reading.Record(required={"top1": float})),
     "provenance": reading.Record(optional={"packages": dict})})
-PLAN_SHAPE = reading.Record(required={"config": dict, "plan": reading.Record(
-    required={"batch_size": int, "base_lr": float})})
+PLAN_SHAPE = reading.Record(required={"plan": reading.Record(
+    required={"batch_size": int, "base_lr": float})}, optional={"config": dict})
 FAILED_SHAPE = reading.Record(required={"why": str}, optional={"returncode": int,
                                                                "log": str})
 PLANNED_SHAPE = reading.Record(

@@ -193,10 +193,16 @@ def _field(where, key):
 
 
 def _describe(value):
-  kind = {dict: "an object", list: "a list", str: "the string", bool: "",
-          type(None): "null"}.get(type(value), "")
+  if isinstance(value, dict):
+    return "an object"
+  if isinstance(value, list):
+    return "a list"
   text = json.dumps(value)[:40]
-  return f"{kind} {text}".strip() if kind not in ("an object", "a list") else kind
+  if isinstance(value, str):
+    return f"the string {text}"
+  if value is None or isinstance(value, bool):
+    return text
+  return f"the number {text}"
 
 
 def parse_json(text, path, what="file", shape=None, fix="write it again or delete it"):

@@ -178,8 +178,9 @@ def _is_export(folder):
 
 
 # export.json as the trainer writes it; a hand-edited one is checked against this.
-FACTS_SHAPE = reading.Record(optional={"model": str, "class_names": reading.ListOf(str),
-                                       "crop": int})
+FACTS_SHAPE = reading.Record(optional={
+    "model": (str, reading.NULL), "class_names": (reading.ListOf(str), reading.NULL),
+    "crop": (int, reading.NULL)})
 
 
 def _read(root):

@@ -129,7 +129,8 @@ class MapOf:
 
 class Record:
   """A JSON object whose `required` and `optional` fields have the given shapes
-  (null allowed for the optional ones); other fields are kept unchecked."""
+  (an optional field may be missing; null only where its shape says NULL); other
+  fields are kept unchecked."""
 
   def __init__(self, required=None, optional=None):
     self.required, self.optional = required or {}, optional or {}
@@ -138,8 +139,9 @@ class Record:
     return "an object"
 
 
+NULL = type(None)
 _TYPE_NAMES = {dict: "an object", list: "a list", str: "a string", int: "an integer",
-               float: "a number", bool: "true or false"}
+               float: "a number", bool: "true or false", NULL: "null"}
 
 
 def _name(shape):
@@ -184,7 +186,7 @@ def check_shape(value, shape, where="it"):
         raise Damaged(f"{where} lacks the field {key!r}")
       check_shape(value[key], field_shape, f"{_field(where, key)}")
     for key, field_shape in shape.optional.items():
-      if value.get(key) is not None:
+      if key in value:
         check_shape(value[key], field_shape, f"{_field(where, key)}")
 
 

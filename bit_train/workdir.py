@@ -109,6 +109,42 @@ def claim(workdir, strategy=None):
     os.close(fd)  # releases the lock
 
 
+def longest_names(total_steps):
+  """The longest paths, relative to W, a run of `total_steps` writes: TensorFlow's
+  temporary files of a checkpoint (checkpoints.py) and of the export (export.py),
+  whose names end in `.tempstate` and up to 20 digits."""
+  data = "data-00000-of-00001.tempstate" + "9" * 20
+  return [os.path.join(CHECKPOINTS, f"ckpt-{total_steps}_temp", f"part-00000-of-00001.{data}"),
+          os.path.join(EXPORT, f"{HUB_MODULE}.tmp", "variables", f"variables.{data}")]
+
+
+def check_room(workdir, total_steps):
+  """Before the first step: W can hold the names a run writes (the OS's longest
+  path), and where the run writes (checkpoints, export) is a folder it can write."""
+  if "://" in workdir:
+    return
+  try:
+    limit = os.pathconf(workdir, "PC_PATH_MAX")
+  except (OSError, ValueError):
+    limit = 4096
+  for name in longest_names(total_steps):
+    full = os.path.join(workdir, name)
+    if len(os.fsencode(full)) >= limit:
+      raise UserError(
+          f"the workdir {workdir} is too long a path for the files a run writes: "
+          f"{full} would be {len(os.fsencode(full))} bytes, over the system's "
+          f"{limit - 1}: choose a --workdir at least "
+          f"{len(os.fsencode(full)) - limit + 1} bytes shorter.")
+  for name in (CHECKPOINTS, EXPORT):
+    folder = os.path.join(workdir, name)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+      raise UserError(f"{folder} is a file, but the run writes its {name} there: move "
+                      "it away or use another --workdir.")
+    if os.path.isdir(folder) and not os.access(folder, os.W_OK):
+      raise UserError(f"cannot write to {folder}, where the run writes its {name}: "
+                      "make it writable or use another --workdir.")
+
+
 def _differences(old, new, ignore=()):
   keys = sorted(set(old) | set(new))
   return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys

@@ -30,6 +30,7 @@ import pytest
 import tensorflow as tf
 
 from bit_train import checkpoints
+from bit_train import workdir as wd
 from bit_train.data.patterns import write_pattern_folder
 
 from helpers import (ROOT, all_finite, error_lines, history, newest_whole_step,
@@ -310,6 +311,33 @@ def test_workdir_that_is_or_sits_under_a_file_is_one_line(tmp_path, folder, kind
   assert error is not None and str(workdir) in error
   assert ("is a file, not a directory" if kind == "a file" else "Not a directory") in error
   assert (tmp_path / "f").read_text() == "not a directory\n"
+
+
+def test_a_workdir_too_long_for_the_checkpoint_names_fails_before_the_first_step(
+    tmp_path, folder):
+  """The workdir itself can be made; the names under it would pass the OS's limit."""
+  limit = os.pathconf(tmp_path, "PC_PATH_MAX")
+  room = max(len(name) for name in wd.longest_names(6))  # the tiny run has 6 steps
+  workdir = str(tmp_path)
+  while len(os.fsencode(workdir)) < limit - room + 20:
+    workdir = os.path.join(workdir, "d" * min(200, limit - room + 20 - len(workdir)))
+  assert len(os.fsencode(workdir)) < limit - 16  # short enough to be created
+  error = train_here(workdir, folder)
+  assert error is not None and error.startswith(
+      f"the workdir {workdir} is too long a path for the files a run writes: "
+      f"{workdir}/checkpoints/ckpt-6_temp/"), error
+  assert not os.path.exists(os.path.join(workdir, "checkpoints"))
+  assert not os.path.exists(os.path.join(workdir, "history.jsonl"))  # no step was run
+
+
+def test_an_export_location_that_is_a_file_fails_before_the_first_step(tmp_path, folder):
+  workdir = tmp_path / "w"
+  workdir.mkdir()
+  (workdir / "export").write_text("a file where the export goes\n")
+  error = train_here(workdir, folder)
+  assert error == (f"{workdir}/export is a file, but the run writes its export there: "
+                   "move it away or use another --workdir.")
+  assert not (workdir / "checkpoints").exists()
 
 
 def _namespace_mount_works():

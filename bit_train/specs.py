@@ -235,9 +235,13 @@ class Specs:
   config: dict  # config_record(config)
   evals: tuple = ()  # EvalSpecs besides the run's own eval split
 
-  def identity(self, plan):
-    """What a resumed run must share with the run in its workdir (plan.json)."""
-    return {"config": self.config, "plan": plan.to_dict()}
+  def identity(self, plan, source=None):
+    """What a resumed run must share with the run in its workdir (plan.json); with
+    the open DataSource, what its data is (class names in order, a fingerprint)."""
+    record = {"config": self.config, "plan": plan.to_dict()}
+    if source is not None:
+      record["data"] = source.identity()
+    return record
 
 
 def from_config(config, evals=False):

@@ -167,25 +167,47 @@ def holds_run(workdir):
   return bool(checkpoints.candidates(path(workdir, CHECKPOINTS)))
 
 
-def check_same_run(workdir, record):
-  """Raises UserError when W holds checkpoints of a run with another config or plan.
+def check_same_run(workdir, record, force=False):
+  """Raises UserError when W holds checkpoints of a run with another config, plan or
+  data; with `force`, only when the class names differ (a label would silently
+  change meaning).
 
   `record` is this run's {"config": the config as plain data, "plan": the plan's
-  dict} (specs.Specs.identity). Only reads: plan.json is written by save_run once
-  the checkpoint has restored.
+  dict, "data": the data's identity when known} (specs.Specs.identity). Only reads:
+  plan.json is written by save_run once the checkpoint has restored.
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   if not (holds_run(workdir) and tf.io.gfile.exists(path(workdir, PLAN))):
     return
   saved = _saved_run(workdir)
+  old_data, new_data = saved.get("data"), record.get("data")
+  if isinstance(old_data, dict) and new_data is not None:
+    old_names, new_names = old_data.get("class_names"), new_data.get("class_names")
+    if old_names != new_names:
+      raise UserError(
+          f"workdir {workdir} holds a run whose classes were {_names(old_names)}; this "
+          f"run's data has {_names(new_names)}: the model's outputs would silently "
+          "change meaning, so even --force does not resume it: use a new --workdir.")
+  if force:
+    return
   run_only = {k for k in record["config"] if bit_config.kind(k) == bit_config.RUN_ONLY}
+  changes = []
+  if isinstance(old_data, dict) and new_data is not None:  # the cause, named first
+    changes += [f"data {c}" for c in _differences(old_data, new_data)]
   changes = list(dict.fromkeys(  # a field of both the plan and the config once
-      _differences(saved["plan"], record["plan"]) +
+      changes + _differences(saved["plan"], record["plan"]) +
       _differences(saved["config"], record["config"], run_only)))
   if changes:
-    raise UserError(f"workdir {workdir} holds a run with a different config or plan "
-                    f"({'; '.join(changes[:3])}): use a new --workdir, or pass "
+    raise UserError(f"workdir {workdir} holds a run with a different config, plan or "
+                    f"data ({'; '.join(changes[:3])}): use a new --workdir, or pass "
                     "--force to resume it with the new settings.")
+
+
+def _names(names):
+  if not isinstance(names, list):
+    return "unknown"
+  shown = ", ".join(map(str, names[:5])) + (", ..." if len(names) > 5 else "")
+  return f"{len(names)} ({shown})"
 
 
 def save_run(workdir, record):

@@ -272,13 +272,41 @@ def test_resume_refuses_what_changes_the_run_and_takes_what_does_not(copy, folde
   data are and how the run reports and evaluates are not."""
   before = snapshot(copy)
   error = train_here(copy, folder, "seed=1")
-  assert "different config or plan (seed: 0 -> 1)" in error and "--force" in error
+  assert "different config, plan or data (seed: 0 -> 1)" in error and "--force" in error
   assert snapshot(copy) == before
   moved = shutil.copytree(folder, tmp_path / "moved")
   assert train_here(copy, moved, "log_every=3,eval_batch_size=4,keep_checkpoints=5,"
                     "deterministic=true") is None
   saved = json.loads((copy / "plan.json").read_text())["config"]
   assert saved["data_dir"] == str(moved) and saved["eval_batch_size"] == 4
+
+
+@pytest.mark.parametrize("change", ["a file added", "a file resized", "classes renamed"])
+def test_a_resume_on_other_data_is_one_line_naming_the_difference(copy, folder, tmp_path,
+                                                                  change):
+  """The run's identity covers its data: the files per class and their sizes, and
+  the class names in order, which even --force does not change."""
+  before = snapshot(copy)
+  other = shutil.copytree(folder, tmp_path / "other")
+  if change == "a file added":
+    shutil.copy(other / "checker" / "000.png", other / "checker" / "copy.png")
+  elif change == "a file resized":
+    with open(other / "vertical" / "000.png", "ab") as f:
+      f.write(b"\0")
+  else:
+    os.rename(other / "checker", other / "zigzag")
+  error = train_here(copy, other)
+  if change == "classes renamed":
+    assert error.startswith(f"workdir {copy} holds a run whose classes were 3 (checker, "
+                            "horizontal, vertical); this run's data has 3 (horizontal, "
+                            "vertical, zigzag)")
+    assert train_here(copy, other, "", "--force") == error
+  else:
+    assert error.startswith(f"workdir {copy} holds a run with a different config, plan "
+                            "or data (data ")
+    assert ("files_per_class: [11, 11, 11] -> [12, 11, 11]" in error
+            if change == "a file added" else "files_digest" in error), error
+  assert snapshot(copy) == before
 
 
 # --- --force across models -----------------------------------------------------------
@@ -293,8 +321,15 @@ def test_force_to_another_model_is_one_line_and_writes_nothing(copy, folder, cha
     two = write_pattern_folder(tmp_path / "two", per_class=12,
                                classes=("checker", "vertical"))
     forced = train_here(copy, two, "", "--force")
-  assert forced.startswith(f"the checkpoints in {copy / 'checkpoints'} hold another "
-                           "model") and "use a new --workdir" in forced
+  if change == "architecture":
+    assert forced.startswith(f"the checkpoints in {copy / 'checkpoints'} hold another "
+                             "model") and "use a new --workdir" in forced
+  else:  # refused on the data, before the model is built
+    assert forced == (
+        f"workdir {copy} holds a run whose classes were 3 (checker, horizontal, "
+        "vertical); this run's data has 2 (checker, vertical): the model's outputs "
+        "would silently change meaning, so even --force does not resume it: use a new "
+        "--workdir.")
   # Nothing written: plan.json is the original run's, so its command still resumes.
   assert snapshot(copy) == before
 

@@ -515,3 +515,6 @@ if __name__ == "__main__":
     main()
   except UserError as e:
     cli.fail(e)
+  except KeyboardInterrupt:
+    cli.fail("interrupted: run the same command again (collect only reads the runs).",
+             cli.EXIT_INTERRUPTED)

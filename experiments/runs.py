@@ -86,8 +86,9 @@ def make_dirs(path, what="folder"):
     if os.path.exists(path) and not os.path.isdir(path):
       raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
     os.makedirs(path, exist_ok=True)
-    if not os.access(path, os.W_OK):
-      raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+    if not os.access(path, os.W_OK):  # root included: access() sees read-only mounts
+      code = errno.EROFS if os.statvfs(path).f_flag & os.ST_RDONLY else errno.EACCES
+      raise OSError(code, os.strerror(code), path)
 
 
 def write_json(path, record):

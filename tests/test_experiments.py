@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -391,14 +392,30 @@ def test_a_root_that_is_a_file_is_one_line_for_every_mode(tiny_suite, tmp_path):
                                 "--root.")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def _private_mounts_work():
+  """A read-only file system for one test: a tmpfs in a private mount namespace
+  (`unshare -m`, root only), seen by nothing else."""
+  if os.geteuid() != 0 or not shutil.which("unshare"):
+    return False
+  return subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs none /mnt"],
+                        capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _private_mounts_work(), reason="needs root and `unshare -m`")
 def test_a_read_only_root_is_one_line(tiny_suite, tmp_path):
   suite, _ = tiny_suite
-  root = tmp_path / "ro"
-  root.mkdir()
-  root.chmod(0o555)
-  with pytest.raises(UserError, match=f"cannot write the root {root}: Permission denied"):
-    experiments_run.main([suite, "--root", str(root), "--emit"])
+  ro = tmp_path / "ro"
+  ro.mkdir()
+  root = ro / "root"
+  runner_command = f"{sys.executable} -m experiments.run {suite} --root {root} --emit"
+  result = subprocess.run(
+      ["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=1m none {ro} && mkdir {root}"
+       f" && mount -o remount,ro {ro} && {runner_command}; echo exit $?"],
+      cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert "exit 2" in result.stdout, result.stderr[-3000:]
+  assert error_lines(result.stderr) == [
+      f"error: cannot write the root {root}: Read-only file system: make it writable or "
+      "choose another path."]
 
 
 def test_a_damaged_runs_json_or_metrics_json_is_one_line_and_exit_2(tiny_suite):

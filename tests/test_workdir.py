@@ -537,15 +537,16 @@ def test_divergence_never_saves_non_finite_weights_and_names_the_last_good_check
 def test_metrics_json_is_written_after_the_exports_so_it_marks_a_finished_run(
     tmp_path, folder):
   workdir = tmp_path / "w"
-  workdir.mkdir()
-  (workdir / "export").write_text("a file where the exports go")
+  # A folder where the export's last file goes: found only when it is written (a
+  # file where the export folder goes is refused before the first step).
+  (workdir / "export" / "export.json").mkdir(parents=True)
   error = train_here(workdir, folder)
-  assert error and "export" in error
+  assert error and "export.json" in error
   # The steps are done and saved, but the run is not finished: no metrics.json,
   # which is what the experiments runner and a user take as "done".
   assert not (workdir / "metrics.json").exists()
   assert any(name.startswith("ckpt-") for name in os.listdir(workdir / "checkpoints"))
-  (workdir / "export").unlink()
+  (workdir / "export" / "export.json").rmdir()
   assert train_here(workdir, folder) is None
   record = json.loads((workdir / "metrics.json").read_text())
   assert (workdir / "export" / "serving" / "saved_model.pb").exists()

@@ -27,6 +27,7 @@ import tempfile
 import tensorflow as tf
 
 from bit_train import files
+from bit_train import reading
 from bit_train import labels
 from bit_train import models
 from bit_train import workdir as wd
@@ -176,11 +177,22 @@ def _is_export(folder):
   return tf.io.gfile.exists(os.path.join(folder, wd.EXPORT_FACTS))
 
 
+# export.json as the trainer writes it; a hand-edited one is checked against this.
+FACTS_SHAPE = reading.Record(optional={
+    "model": (str, reading.NULL), "class_names": (reading.ListOf(str), reading.NULL),
+    "crop": (int, reading.NULL)})
+
+
 def _read(root):
   """The ExportFacts of W/export, from its export.json."""
   serving, hub_module = (os.path.join(root, d) for d in (wd.SERVING, wd.HUB_MODULE))
   facts = os.path.join(root, wd.EXPORT_FACTS)
-  record = files.read_json(facts)
+  record = reading.read_json(facts, "export facts", FACTS_SHAPE,
+                            "export the run again, or restore the file the trainer wrote")
+  if record.get("crop") is not None and record["crop"] < 1:
+    raise UserError(f"cannot read the export facts {facts}: its crop is "
+                    f"{record['crop']}, not a resolution in pixels: export the run again, "
+                    "or restore the file the trainer wrote.")
   return ExportFacts(
       root=root, serving=serving if tf.io.gfile.isdir(serving) else None,
       hub_module=hub_module if tf.io.gfile.isdir(hub_module) else None,

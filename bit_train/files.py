@@ -9,6 +9,7 @@ import os
 
 import tensorflow as tf
 
+from bit_train import reading
 from bit_train.errors import UserError
 
 # What TensorFlow's file system layer says when the OS refused: it raises OpErrors
@@ -112,6 +113,6 @@ def write_json_atomic(path, record):
   write_text_atomic(path, json_text(record))
 
 
-def read_json(path):
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
+def read_json(path, what="file", shape=None):
+  """The JSON in `path` through the reading layer (bit_train/reading.py)."""
+  return reading.read_json(path, what, shape)

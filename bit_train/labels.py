@@ -6,21 +6,14 @@ A label file lists one class per line, line i naming output i: a trainer export'
 classifiers use, is the sorted WordNet ids: the order of TFDS `imagenet2012` labels.
 """
 
-import tensorflow as tf
-
-from bit_train.errors import UserError, quote
+from bit_train import reading
+from bit_train.errors import UserError
 
 
 def read_names(path):
   """The class names in a label file, one per line (blank lines at the end dropped)."""
-  try:
-    with tf.io.gfile.GFile(path) as f:
-      names = [line.strip() for line in f.read().splitlines()]
-  except (tf.errors.OpError, UnicodeDecodeError) as e:
-    raise UserError(f"cannot read the label file {path!r}: "
-                    f"{quote(e)}.") from None
-  while names and not names[-1]:
-    names.pop()
+  names = reading.read_lines(path, "label file",
+                             "save it as UTF-8 text, one class name per line")
   if not names:
     raise UserError(f"the label file {path!r} is empty: it needs one class name per "
                     "line, line i naming the model's output i.")

@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from bit_train import files
 from bit_train import labels
+from bit_train import reading
 from bit_train import workdir as wd
 from bit_train.data import pipeline
 from bit_train.data import preprocess
@@ -209,23 +210,22 @@ def _img(data, mime, alt):
 
 
 def _read_json(path):
-  return files.read_json(path) if tf.io.gfile.exists(path) else None
+  return reading.read_json_if_exists(path, shape=dict)
 
 
 def read_history(path):
   """The records of history.jsonl; a line that is not one (a cut-off last line)
   is left out."""
-  if not tf.io.gfile.exists(path):
+  if not reading.exists(path):
     return []
   records = []
-  with tf.io.gfile.GFile(path) as f:
-    for line in f:
-      try:
-        record = json.loads(line)
-      except ValueError:
-        continue
-      if isinstance(record, dict) and isinstance(record.get("step"), int):
-        records.append(record)
+  for line in reading.read_text(path, "run history").splitlines():
+    try:
+      record = json.loads(line)
+    except ValueError:
+      continue
+    if isinstance(record, dict) and isinstance(record.get("step"), int):
+      records.append(record)
   return records
 
 

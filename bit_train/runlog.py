@@ -13,6 +13,7 @@ from absl import logging
 import tensorflow as tf
 
 from bit_train import files
+from bit_train import reading
 from bit_train import workdir as wd
 
 
@@ -107,8 +108,7 @@ class History:
   def _read(self):
     if not tf.io.gfile.exists(self.file):
       return [], []
-    with tf.io.gfile.GFile(self.file) as f:
-      return _parse(f.read().splitlines())
+    return _parse(reading.read_text(self.file, "run history").splitlines())
 
   def read(self):
     return self._read()[0]

@@ -192,14 +192,18 @@ def eval_specs(config, data):
   (`name[@split]` or a folder) is a TFDS dataset or an image folder, scored like the
   run's own eval split.
   """
+  from bit_train import evaluators  # pylint: disable=g-import-not-at-top
   found = []
   for name, fields in (config.get("evals") or {}).items():
     fields = fields.to_dict() if hasattr(fields, "to_dict") else dict(fields)
     kind = fields.pop("type", None)
     where = {key: fields.pop(key, None) for key in EVAL_DATA_FIELDS}
     split = fields.pop("split", None)
-    found.append(EvalSpec(name=name, type=kind, data=data.other(**where), split=split,
-                          label_key=where["label_key"], options=fields))
+    spec = EvalSpec(name=name, type=kind, data=data.other(**where), split=split,
+                    label_key=where["label_key"], options=fields)
+    if kind in evaluators.TYPES:  # an unknown type: evaluators.build says so
+      evaluators.TYPES[kind].check_options(spec)
+    found.append(spec)
   found += [_shorthand(text, data) for text in parse_extra(config.extra_evals)]
   return tuple(found)
 
@@ -241,9 +245,13 @@ class Specs:
   config: dict  # config_record(config)
   evals: tuple = ()  # EvalSpecs besides the run's own eval split
 
-  def identity(self, plan):
-    """What a resumed run must share with the run in its workdir (plan.json)."""
-    return {"config": self.config, "plan": plan.to_dict()}
+  def identity(self, plan, source=None):
+    """What a resumed run must share with the run in its workdir (plan.json); with
+    the open DataSource, what its data is (class names in order, a fingerprint)."""
+    record = {"config": self.config, "plan": plan.to_dict()}
+    if source is not None:
+      record["data"] = source.identity()
+    return record
 
 
 def from_config(config, evals=False):

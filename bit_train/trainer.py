@@ -197,8 +197,8 @@ def train(specs, plan, source, workdir, strategy, force=False):
   before the checkpoint to resume from has restored into this run's model.
   """
   chief = distribute.is_chief(strategy)
-  if chief and not force:
-    wd.check_same_run(workdir, specs.identity(plan))
+  if chief:
+    wd.check_same_run(workdir, specs.identity(plan, source), force)
   tf.random.set_seed(specs.run.seed)
   trainer = Trainer(specs, plan, source, strategy)
   saver = _resume(trainer, workdir, chief)
@@ -224,7 +224,7 @@ def _resume(trainer, workdir, chief):
   if resumed:
     logging.info("Resumed from %s at step %d.", resumed, trainer.done_steps())
   if chief:
-    wd.save_run(workdir, trainer.specs.identity(trainer.plan))
+    wd.save_run(workdir, trainer.specs.identity(trainer.plan, trainer.source))
   return checkpoints.Saver(tf.train.CheckpointManager(
       checkpoint, wd.path(wd.own_dir(workdir, trainer.strategy), wd.CHECKPOINTS),
       max_to_keep=trainer.run_spec.keep_checkpoints), resumed)

@@ -35,7 +35,7 @@ import os
 from absl import logging
 
 from bit_train import config as bit_config
-from bit_train.errors import UserError, quote
+from bit_train.errors import UserError
 
 # The module imports without TensorFlow (the experiments' runner and collect read
 # workdirs through these names); its functions import what needs it.
@@ -109,6 +109,42 @@ def claim(workdir, strategy=None):
     os.close(fd)  # releases the lock
 
 
+def longest_names(total_steps):
+  """The longest paths, relative to W, a run of `total_steps` writes: TensorFlow's
+  temporary files of a checkpoint (checkpoints.py) and of the export (export.py),
+  whose names end in `.tempstate` and up to 20 digits."""
+  data = "data-00000-of-00001.tempstate" + "9" * 20
+  return [os.path.join(CHECKPOINTS, f"ckpt-{total_steps}_temp", f"part-00000-of-00001.{data}"),
+          os.path.join(EXPORT, f"{HUB_MODULE}.tmp", "variables", f"variables.{data}")]
+
+
+def check_room(workdir, total_steps):
+  """Before the first step: W can hold the names a run writes (the OS's longest
+  path), and where the run writes (checkpoints, export) is a folder it can write."""
+  if "://" in workdir:
+    return
+  try:
+    limit = os.pathconf(workdir, "PC_PATH_MAX")
+  except (OSError, ValueError):
+    limit = 4096
+  for name in longest_names(total_steps):
+    full = os.path.join(workdir, name)
+    if len(os.fsencode(full)) >= limit:
+      raise UserError(
+          f"the workdir {workdir} is too long a path for the files a run writes: "
+          f"{full} would be {len(os.fsencode(full))} bytes, over the system's "
+          f"{limit - 1}: choose a --workdir at least "
+          f"{len(os.fsencode(full)) - limit + 1} bytes shorter.")
+  for name in (CHECKPOINTS, EXPORT):
+    folder = os.path.join(workdir, name)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+      raise UserError(f"{folder} is a file, but the run writes its {name} there: move "
+                      "it away or use another --workdir.")
+    if os.path.isdir(folder) and not os.access(folder, os.W_OK):
+      raise UserError(f"cannot write to {folder}, where the run writes its {name}: "
+                      "make it writable or use another --workdir.")
+
+
 def _differences(old, new, ignore=()):
   keys = sorted(set(old) | set(new))
   return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys
@@ -117,18 +153,12 @@ def _differences(old, new, ignore=()):
 
 def _saved_run(workdir):
   """plan.json's config and plan, or a UserError naming the file and the fix."""
-  from bit_train import files  # pylint: disable=g-import-not-at-top
-  file = path(workdir, PLAN)
-  try:
-    saved = files.read_json(file)
-    if not (isinstance(saved, dict) and isinstance(saved.get("config"), dict) and
-            isinstance(saved.get("plan"), dict)):
-      raise ValueError("it is not a config and a plan")
-  except (ValueError, UnicodeDecodeError) as e:  # json.JSONDecodeError is a ValueError
-    raise UserError(f"{file} is damaged ({quote(e)}): pass --force to resume "
-                    "with this command's config (the checkpoints are still checked "
-                    "against the model), or use a new --workdir.") from None
-  return saved
+  from bit_train import reading  # pylint: disable=g-import-not-at-top
+  return reading.read_json(
+      path(workdir, PLAN), "run record", reading.Record(required={"config": dict,
+                                                               "plan": dict}),
+      "pass --force to resume with this command's config (the checkpoints are still "
+      "checked against the model), or use a new --workdir")
 
 
 def holds_run(workdir):
@@ -137,25 +167,47 @@ def holds_run(workdir):
   return bool(checkpoints.candidates(path(workdir, CHECKPOINTS)))
 
 
-def check_same_run(workdir, record):
-  """Raises UserError when W holds checkpoints of a run with another config or plan.
+def check_same_run(workdir, record, force=False):
+  """Raises UserError when W holds checkpoints of a run with another config, plan or
+  data; with `force`, only when the class names differ (a label would silently
+  change meaning).
 
   `record` is this run's {"config": the config as plain data, "plan": the plan's
-  dict} (specs.Specs.identity). Only reads: plan.json is written by save_run once
-  the checkpoint has restored.
+  dict, "data": the data's identity when known} (specs.Specs.identity). Only reads:
+  plan.json is written by save_run once the checkpoint has restored.
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   if not (holds_run(workdir) and tf.io.gfile.exists(path(workdir, PLAN))):
     return
   saved = _saved_run(workdir)
+  old_data, new_data = saved.get("data"), record.get("data")
+  if isinstance(old_data, dict) and new_data is not None:
+    old_names, new_names = old_data.get("class_names"), new_data.get("class_names")
+    if old_names != new_names:
+      raise UserError(
+          f"workdir {workdir} holds a run whose classes were {_names(old_names)}; this "
+          f"run's data has {_names(new_names)}: the model's outputs would silently "
+          "change meaning, so even --force does not resume it: use a new --workdir.")
+  if force:
+    return
   run_only = {k for k in record["config"] if bit_config.kind(k) == bit_config.RUN_ONLY}
+  changes = []
+  if isinstance(old_data, dict) and new_data is not None:  # the cause, named first
+    changes += [f"data {c}" for c in _differences(old_data, new_data)]
   changes = list(dict.fromkeys(  # a field of both the plan and the config once
-      _differences(saved["plan"], record["plan"]) +
+      changes + _differences(saved["plan"], record["plan"]) +
       _differences(saved["config"], record["config"], run_only)))
   if changes:
-    raise UserError(f"workdir {workdir} holds a run with a different config or plan "
-                    f"({'; '.join(changes[:3])}): use a new --workdir, or pass "
+    raise UserError(f"workdir {workdir} holds a run with a different config, plan or "
+                    f"data ({'; '.join(changes[:3])}): use a new --workdir, or pass "
                     "--force to resume it with the new settings.")
+
+
+def _names(names):
+  if not isinstance(names, list):
+    return "unknown"
+  shown = ", ".join(map(str, names[:5])) + (", ..." if len(names) > 5 else "")
+  return f"{len(names)} ({shown})"
 
 
 def save_run(workdir, record):

@@ -25,13 +25,13 @@ import argparse
 import collections
 import csv
 import dataclasses
-import json
 import os
 import statistics
 import sys
 
 from bit_train import cli
 from bit_train import hyperrule
+from bit_train import reading
 from bit_train.errors import UserError
 from experiments import figures
 from experiments import runs as runs_lib
@@ -45,8 +45,7 @@ EVAL_COLUMNS = {"imagenet2012_real": "ReaL", "imagenet_v2": "ImageNet-V2"}
 
 def load_references(path=REFERENCES):
   """(sources, {(model, dataset, shots): {source: number}})."""
-  with open(path) as f:
-    data = json.load(f)
+  data = reading.read_json(path, "references file", dict)
   by_row = collections.defaultdict(dict)
   for number in data["numbers"]:
     by_row[(number["model"], number["dataset"], number["shots"])][number["source"]] = number
@@ -428,6 +427,10 @@ def collect(root, out=None, readme=None):
   `<!-- /experiments.collect SUITE -->` blocks get the suite's table.
   """
   out = out or root
+  if not os.path.isdir(root):
+    raise UserError(f"the root {root} is not a folder: give the --root the runner used.")
+  if readme:
+    reading.read_text(readme, "Markdown file", "give --readme an existing Markdown file")
   suites, planned = runs_lib.load_planned(root)
   if not planned:
     raise UserError(f"no runs planned under {root}: run `python -m experiments.run "
@@ -438,7 +441,7 @@ def collect(root, out=None, readme=None):
     by_suite.setdefault(run.suite, []).append(run)
   text, csv_rows, cited = ["# Results", ""], [], False
   sections = {}
-  os.makedirs(out, exist_ok=True)
+  runs_lib.make_dirs(out, "output folder")
   for suite, runs in by_suite.items():
     text += [f"## {suite}: {suites[suite]['about']}", ""]
     first = len(text)
@@ -456,7 +459,9 @@ def collect(root, out=None, readme=None):
       text.append(f"The {len(times)} runs took {sum(times) / 60:.0f} min, one after "
                   "another (the runner's wall time per run over its attempts, summed).")
     text += settings_line(rows)
-    for path in figures.draw(suite, rows, out):
+    with runs_lib.writing(out, "figures of the output folder"):
+      drawn = figures.draw(suite, rows, out)
+    for path in drawn:
       text += ["", f"![{suite}]({os.path.basename(path)})"]
     sections[suite] = text[first:]
     text.append("")
@@ -465,11 +470,13 @@ def collect(root, out=None, readme=None):
     text += ["## Sources", ""] + [f"- **{name}**: {s['cite']}; setting: " + ", ".join(
         f"{k} {v}" for k, v in s["setting"].items()) for name, s in sources.items()]
   markdown = "\n".join(text) + "\n"
-  with open(os.path.join(out, "results.md"), "w") as f:
+  results = os.path.join(out, "results.md")
+  with runs_lib.writing(results), open(results, "w") as f:
     f.write(markdown)
   if readme:
     update_readme(readme, sections)
-  with open(os.path.join(out, "results.csv"), "w", newline="") as f:
+  results = os.path.join(out, "results.csv")
+  with runs_lib.writing(results), open(results, "w", newline="") as f:
     writer = csv.DictWriter(f, CSV_FIELDS)
     writer.writeheader()
     writer.writerows(csv_rows)
@@ -478,15 +485,14 @@ def collect(root, out=None, readme=None):
 
 def update_readme(path, sections):
   """Replaces each `<!-- experiments.collect SUITE -->` block with the suite's table."""
-  with open(path) as f:
-    text = f.read()
+  text = reading.read_text(path, "Markdown file", "give --readme an existing Markdown file")
   for suite, lines in sections.items():
     begin, end = f"<!-- experiments.collect {suite} -->", f"<!-- /experiments.collect {suite} -->"
     if begin in text and end in text:
       head, rest = text.split(begin, 1)
       _, tail = rest.split(end, 1)
       text = head + begin + "\n" + "\n".join(lines) + "\n" + end + tail
-  with open(path, "w") as f:
+  with runs_lib.writing(path), open(path, "w") as f:
     f.write(text)
 
 
@@ -509,3 +515,6 @@ if __name__ == "__main__":
     main()
   except UserError as e:
     cli.fail(e)
+  except KeyboardInterrupt:
+    cli.fail("interrupted: run the same command again (collect only reads the runs).",
+             cli.EXIT_INTERRUPTED)

@@ -27,6 +27,7 @@ import argparse
 import dataclasses
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -45,6 +46,7 @@ from experiments import runs as runs_lib  # pylint: disable=wrong-import-positio
 from experiments import suites  # pylint: disable=wrong-import-position
 
 SCALING = ("batch_size", "batch_split", "base_lr", "lr_scaling")
+STOP_GRACE = 120  # seconds a stopped run gets to save its checkpoint and end
 FILTERS = {"models": "model", "datasets": "dataset", "shots": "shots",
            "variants": "variant"}  # flag -> Run field
 
@@ -189,30 +191,72 @@ def run_here(root, runs):
     resuming = os.path.isdir(wd.path(run.workdir(root), wd.CHECKPOINTS))
     print(f"{where}: {'resuming' if resuming else 'starting'}", flush=True)
     log = runs_lib.log_path(root, run)
-    os.makedirs(os.path.dirname(log), exist_ok=True)
+    runs_lib.make_dirs(os.path.dirname(log), "log folder")
     start = time.time()
-    with open(log, "a") as out:
+    with runs_lib.writing(log, "run log"), open(log, "a") as out:
       out.write(f"$ {run.command(root, sys.executable)}\n")
       out.flush()
-      result = subprocess.run([sys.executable, "-m", run.program, *run.arguments(root)],
-                              cwd=runs_lib.REPO, stdout=out, stderr=subprocess.STDOUT)
+      returncode = run_child([sys.executable, "-m", run.program, *run.arguments(root)],
+                             out)
     failed_path = runs_lib.log_path(root, run, ".failed.json")
     seconds = time.time() - start
     runs_lib.add_seconds(root, run, seconds)
-    if result.returncode == 0 and runs_lib.metrics(root, run) is not None:
+    if returncode == 0 and runs_lib.metrics(root, run) is not None:
       if os.path.exists(failed_path):
         os.remove(failed_path)
       top1 = runs_lib.metrics(root, run)["top1"]
       print(f"{where}: top-1 {100 * top1:.1f}% in {seconds:.0f} s", flush=True)
       continue
-    if result.returncode == cli.EXIT_INTERRUPTED:
+    if returncode == cli.EXIT_INTERRUPTED:
       raise KeyboardInterrupt
     why = last_error(log)
-    runs_lib.write_json(failed_path, {"returncode": result.returncode, "why": why,
+    runs_lib.write_json(failed_path, {"returncode": returncode, "why": why,
                                       "log": log})
     print(f"{where}: FAILED ({why}); log {log}", flush=True)
     failed.append(run)
   return failed, list(different)
+
+
+class Terminated(Exception):
+  """SIGTERM reached the runner (a scheduler ending the job)."""
+
+
+def _raise_terminated(signum, frame):
+  del signum, frame
+  raise Terminated
+
+
+def run_child(argv, out):
+  """Runs a run's program to its end; its return code. If the runner is stopped
+  (Ctrl-C, SIGTERM) meanwhile, the child is stopped the same way and waited for
+  (it saves a checkpoint on the way out), so nothing is left running."""
+  child = subprocess.Popen(argv, cwd=runs_lib.REPO, stdout=out,
+                           stderr=subprocess.STDOUT)
+  try:
+    return child.wait()
+  except BaseException as e:
+    stop_child(child, signal.SIGINT if isinstance(e, KeyboardInterrupt)
+               else signal.SIGTERM)
+    raise
+
+
+def stop_child(child, how, grace=STOP_GRACE):
+  """Stops a child still running and waits for it: SIGTERM is forwarded; Ctrl-C in
+  a terminal reached the child already, so it is left to end on its own. After
+  `grace` seconds to save and end, the child is killed."""
+  while True:  # a second signal to the runner must not leave the child behind
+    try:
+      if child.poll() is None:
+        if how != signal.SIGINT:
+          child.send_signal(how)
+        try:
+          child.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+          child.kill()
+          child.wait()
+      return
+    except (KeyboardInterrupt, Terminated):
+      continue
 
 
 def last_error(log):
@@ -230,6 +274,8 @@ def main(argv=None):
   flags = config_flags(args)
   if args.throttle is not None and (not args.emit or args.throttle < 1):
     raise UserError("--throttle N: give N >= 1, with --emit.")
+  if os.path.exists(root) and not os.path.isdir(root):
+    raise UserError(f"--root {args.root} is a file, not a folder: choose another --root.")
   if args.dry_run:
     with tempfile.TemporaryDirectory() as scratch:  # a dry run writes nothing under R
       if suite.prepare:
@@ -239,6 +285,7 @@ def main(argv=None):
         plans.check_loads(run)
       dry_run(runs)
     return
+  runs_lib.make_dirs(root, "root")
   runs = [r.with_flags(flags) for r in select(suite.name, suite.build(root), args)]
   if suite.prepare:
     suite.prepare(root)
@@ -263,10 +310,16 @@ def main(argv=None):
                     "(finished runs are skipped).")
 
 
+EXIT_TERMINATED = 128 + signal.SIGTERM  # as shells report a process ended by SIGTERM
+
 if __name__ == "__main__":
+  signal.signal(signal.SIGTERM, _raise_terminated)
   try:
     main()
   except UserError as e:
     cli.fail(e)
   except KeyboardInterrupt:
     cli.fail("interrupted: run the same command again to resume.", cli.EXIT_INTERRUPTED)
+  except Terminated:
+    cli.fail("terminated (SIGTERM): the run in progress was stopped and waited for; "
+             "run the same command again to resume.", EXIT_TERMINATED)

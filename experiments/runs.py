@@ -7,12 +7,16 @@ finished when its metrics.json exists; a failed run leaves R/logs/<name>.failed.
 saying why.
 """
 
+import contextlib
 import dataclasses
+import errno
 import json
 import os
 import shlex
 
+from bit_train import reading
 from bit_train import workdir as wd
+from bit_train.errors import UserError
 
 TRAINER = "bit_train.train"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -64,52 +68,94 @@ def log_path(root, run, suffix=".log"):
   return os.path.join(root, LOGS, run.suite, run.name + suffix)
 
 
-def write_json(path, record):
-  """Writes a small JSON file whole or not at all (no TensorFlow: the runner stays
-  light; the runs import it themselves)."""
-  with open(path + ".tmp", "w") as f:
-    json.dump(record, f, indent=1)
-  os.replace(path + ".tmp", path)
-
-
-def _read_json(path):
+@contextlib.contextmanager
+def writing(path, what="file"):
+  """Inside: the OS refusing to write `path` (read-only, full, a file where a folder
+  should be) is one UserError line (bit_train.files.writing without TensorFlow: the
+  runner stays light; the runs import it themselves)."""
   try:
-    with open(path) as f:
-      return json.load(f)
-  except FileNotFoundError:
-    return None
+    yield
+  except OSError as e:
+    where = f" ({e.filename})" if e.filename and str(e.filename) != str(path) else ""
+    raise UserError(f"cannot write the {what} {path}: {e.strerror or e}{where}: make "
+                    "it writable or choose another path.") from None
+
+
+def make_dirs(path, what="folder"):
+  with writing(path, what):
+    if os.path.exists(path) and not os.path.isdir(path):
+      raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
+    os.makedirs(path, exist_ok=True)
+    if not os.access(path, os.W_OK):  # root included: access() sees read-only mounts
+      code = errno.EROFS if os.statvfs(path).f_flag & os.ST_RDONLY else errno.EACCES
+      raise OSError(code, os.strerror(code), path)
+
+
+def write_json(path, record):
+  """Writes a small JSON file whole or not at all."""
+  with writing(path):
+    with open(path + ".tmp", "w") as f:
+      json.dump(record, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+# The shapes of the files collect and the runner read; anything else is one line.
+METRICS_SHAPE = reading.Record(required={"top1": float}, optional={
+    "top5": float, "evals": reading.MapOf(reading.Record(required={"top1": float})),
+    "provenance": reading.Record(optional={"packages": dict})})
+PLAN_SHAPE = reading.Record(required={"plan": reading.Record(
+    required={"batch_size": int, "base_lr": float})}, optional={"config": dict})
+FAILED_SHAPE = reading.Record(required={"why": str}, optional={"returncode": int,
+                                                               "log": str})
+PLANNED_SHAPE = reading.Record(
+    required={"suites": reading.MapOf(reading.Record(required={"about": str,
+                                                                "table": str})),
+              "runs": reading.ListOf(reading.Record(
+        required={"suite": str, "dataset": str, "model": str, "shots": str, "seed": int,
+                  "config": str},
+        optional={"variant": str, "program": str, "blocked": str,
+                  "flags": reading.ListOf(str), "note": str}))})
 
 
 def metrics(root, run):
   """The run's metrics.json as a dict, or None when it has not finished."""
-  return _read_json(wd.path(run.workdir(root), wd.METRICS))
+  return reading.read_json_if_exists(
+      wd.path(run.workdir(root), wd.METRICS), "metrics file", METRICS_SHAPE,
+      "delete it and run the suite again to redo the run")
 
 
 def plan_record(root, run):
   """The trainer's plan.json of the run (config and HyperRule plan), or None."""
-  return _read_json(wd.path(run.workdir(root), wd.PLAN))
+  return reading.read_json_if_exists(
+      wd.path(run.workdir(root), wd.PLAN), "run record", PLAN_SHAPE,
+      "delete the run's workdir and run the suite again to redo it")
 
 
 def failure(root, run):
   """Why the run's last attempt failed, or None."""
-  return _read_json(log_path(root, run, ".failed.json"))
+  return reading.read_json_if_exists(
+      log_path(root, run, ".failed.json"), "failure record", FAILED_SHAPE,
+      "delete it (the runner writes it again if the run fails again)")
 
 
 def add_seconds(root, run, seconds):
   """Adds one attempt's wall time to R/logs/<suite>/<name>.time (a resumed run has
   several attempts)."""
   path = log_path(root, run, ".time")
-  with open(path, "a") as f:
+  with writing(path), open(path, "a") as f:
     f.write(f"{seconds:.1f}\n")
 
 
 def seconds(root, run):
   """The run's wall time summed over the attempts the runner made, or None."""
-  try:
-    with open(log_path(root, run, ".time")) as f:
-      return sum(float(line) for line in f if line.strip())
-  except FileNotFoundError:
+  path = log_path(root, run, ".time")
+  if not os.path.exists(path):
     return None
+  try:
+    return sum(float(line) for line in reading.read_lines(path, "run time log") if line)
+  except ValueError:
+    raise UserError(f"cannot read the run time log {path}: a line is not seconds: "
+                    "delete it (collect then leaves the time out).") from None
 
 
 def config_arg(**fields):
@@ -129,15 +175,26 @@ def record_planned(root, suite, runs):
   suites[suite.name] = {"about": suite.about, "table": suite.table}
   for run in runs:
     planned[f"{run.suite}/{run.name}"] = run
-  os.makedirs(root, exist_ok=True)
+  make_dirs(root, "root")
   write_json(os.path.join(root, PLANNED),
              {"suites": suites, "runs": [r.settings() for r in planned.values()]})
 
 
 def load_planned(root):
   """({suite: {about, table}}, {"suite/name": Run}) planned under R so far."""
-  record = _read_json(os.path.join(root, PLANNED))
+  path = os.path.join(root, PLANNED)
+  fix = "delete it and run the suites again (finished runs are skipped)"
+  record = reading.read_json_if_exists(path, "list of planned runs", PLANNED_SHAPE, fix)
   if record is None:
     return {}, {}
-  runs = [Run(**dict(r, flags=tuple(r["flags"]))) for r in record["runs"]]
+  lost = sorted({r["suite"] for r in record["runs"]} - set(record["suites"]))
+  if lost:
+    raise UserError(f"cannot read the list of planned runs {path}: runs of suite "
+                    f"{lost[0]} but no such suite: {fix}.")
+  fields = {f.name for f in dataclasses.fields(Run)}
+  unknown = sorted({k for r in record["runs"] for k in r} - fields)
+  if unknown:
+    raise UserError(f"cannot read the list of planned runs {path}: its runs have "
+                    f"fields a run does not ({', '.join(unknown[:3])}): {fix}.")
+  runs = [Run(**dict(r, flags=tuple(r.get("flags") or ()))) for r in record["runs"]]
   return record["suites"], {f"{r.suite}/{r.name}": r for r in runs}

@@ -230,3 +230,40 @@ def test_few_shot_larger_than_a_class_names_it_and_the_largest_k(tmp_path):
   with pytest.raises(UserError, match=r"pear \(3\); the largest examples_per_class "
                                       r"every class allows is 3\."):
     sources.for_training(specs.data_spec(folder_config(tmp_path, examples_per_class=5)))
+
+
+def test_the_walk_survives_links_fifos_devices_and_any_names(tmp_path, caplog):
+  """Folder scans (folders._image_files) never hang, count a file once, and name
+  what they leave out: a link loop, a link to a folder outside the root, a dangling
+  link, a FIFO and a device named like images, two names of one file, a name that
+  is not UTF-8."""
+  root = tmp_path / "data"
+  write_folder(root, {"a": 3, "b": 3})
+  outside = write_folder(tmp_path / "outside", {"c": 2})
+  os.symlink(root / "a", root / "a" / "loop")  # a/loop/loop/... forever if followed
+  os.symlink(os.path.join(outside, "c"), root / "b" / "elsewhere")
+  os.symlink(root / "a" / "gone.jpg", root / "a" / "dangling.jpg")
+  os.mkfifo(root / "b" / "fifo.jpg")  # reading it would block for ever
+  os.symlink("/dev/zero", root / "b" / "zero.jpg")  # reading it would never end
+  first = sorted(os.listdir(root / "a"))[0]
+  os.link(root / "a" / first, root / "a" / "hardlink.jpg")  # one file, two names
+  latin1 = os.fsencode(root / "b") + b"/caf\xe9.jpg"  # not UTF-8
+  with open(os.path.join(os.fsencode(root / "b"), sorted(os.listdir(root / "b"))[0].encode()),
+            "rb") as f:
+    image = f.read()
+  with open(latin1, "wb") as f:
+    f.write(image)
+  with caplog.at_level(logging.WARNING):
+    scanned = folders.scan(str(root), holdout_fraction=0)
+  assert scanned.class_names == ("a", "b")
+  counts = np.bincount(scanned.train.labels)
+  assert list(counts) == [3, 4]  # a: 3 (the second name left out); b: 3 + café
+  assert len(set(map(os.path.realpath, scanned.train.paths))) == 7
+  said = "\n".join(r.getMessage() for r in caplog.records)
+  for name, why in [("a/loop", "a link to a folder, not followed"),
+                    ("b/elsewhere", "a link to a folder, not followed"),
+                    ("a/dangling.jpg", "a dangling link"),
+                    ("b/fifo.jpg", "not a regular file"),
+                    ("b/zero.jpg", "not a regular file")]:
+    assert f"{str(root / name)!r}: {why}" in said, said
+  assert "another name of a file already counted" in said

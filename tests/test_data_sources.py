@@ -68,3 +68,45 @@ def test_training_and_bit_eval_read_a_csv_source(tmp_path, capsys):
   assert result.returncode == 0, result.stderr[-3000:]
   record = json.load(open(tmp_path / "e" / "eval" / "metrics.json"))
   assert record["results"][f"{root}@test"]["top1"] == pytest.approx(metrics["top1"])
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
+def test_a_csv_with_a_bom_quoted_fields_and_any_line_ends_reads_the_same(tmp_path,
+                                                                          encoding):
+  """Spreadsheet programs write a byte order mark, quote fields and end lines in
+  CRLF: the header is still the header and a quoted comma stays in its path."""
+  root, num_train, _ = write_csv_dataset(tmp_path)
+  for split in ("train", "test"):
+    path = os.path.join(root, f"{split}.csv")
+    with open(path) as f:
+      lines = f.read().splitlines()
+    quoted = [lines[0]] + [f'"{p}","{label}"' for p, label in
+                           (line.split(",") for line in lines[1:])]
+    with open(path, "wb") as f:
+      f.write("\r\n".join(quoted).encode(encoding))
+  os.rename(os.path.join(root, "images", CLASSES[0]),
+            os.path.join(root, "images", "a, b"))
+  for split in ("train", "test"):
+    path = os.path.join(root, f"{split}.csv")
+    with open(path, "rb") as f:
+      text = f.read().decode(encoding)
+    with open(path, "wb") as f:
+      f.write(text.replace(f"images/{CLASSES[0]}/", "images/a, b/").encode(encoding))
+  config = bit_config.base_config()
+  config.update(dataset="csv", data_dir=root)
+  source = sources.for_training(specs.data_spec(config))
+  assert source.class_names == tuple(sorted(CLASSES))
+  assert source.facts.num_examples == num_train
+
+
+def test_a_csv_in_latin_1_is_one_line_naming_it(tmp_path):
+  root, _, _ = write_csv_dataset(tmp_path)
+  with open(os.path.join(root, "train.csv"), "ab") as f:
+    f.write("images/caf\u00e9.png,checker\n".encode("latin-1"))
+  config = bit_config.base_config()
+  config.update(dataset="csv", data_dir=root)
+  with pytest.raises(UserError) as error:
+    sources.for_training(specs.data_spec(config))
+  assert str(error.value).startswith(
+      f"cannot read the train split's CSV file {root}/train.csv: it is not UTF-8 text")
+  assert "\n" not in str(error.value)

@@ -12,6 +12,7 @@ import tensorflow as tf
 from bit_train import specs
 from bit_train.data import preprocess
 from bit_train.data import sources
+from bit_train.errors import UserError
 from bit_train.data.patterns import CLASSES, write_pattern_folder
 from bit_train.evaluators import fewshot
 
@@ -250,3 +251,23 @@ def test_repeated_evaluations_trace_the_pre_logits_once(folder):
   assert step.experimental_get_tracing_count() == 1  # drawn shots and held-out split
   evaluator.run(tiny_resnet(num_classes=len(CLASSES), seed=1), context)
   assert evaluator.pre_logits._step[2] is not step  # another model, its own step
+
+
+@pytest.mark.parametrize("option,value,kind", [
+    ("shots", ("1", "5"), "a list of whole numbers >= 1"),
+    ("shots", (1.0, 5.0), "a list of whole numbers >= 1"),
+    ("shots", 5, "a list of whole numbers >= 1"),
+    ("shots", (0, 5), "a list of whole numbers >= 1"),
+    ("seeds", (0, "1"), "a list of whole numbers >= 0"),
+    ("l2_reg", "1024", "a number > 0"),
+    ("train_split", 3, "a split string or None"),
+])
+def test_options_of_the_wrong_type_are_one_line_when_the_specs_are_built(folder, option,
+                                                                         value, kind):
+  """Checked with the config, before any data is read or a step is run."""
+  config = folder_config(folder)
+  config.evals.fewshot = dict(type="fewshot", **{option: value})
+  with pytest.raises(UserError) as error:
+    specs.from_config(config, evals=True)
+  assert str(error.value) == (f"evals entry 'fewshot' (fewshot): {option}={value!r} "
+                              f"must be {kind}.")

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -325,3 +326,115 @@ def test_the_paper_protocol_three_seeds_bit_s_on_ilsvrc_and_one_run_for_one_draw
   flowers10 = [r for r in fewshot if r.dataset == "oxford_flowers102" and r.shots == "10"]
   assert len(flowers10) == 1 and "every seed draws the same examples" in flowers10[0].note
   assert len([r for r in fewshot if r.dataset == "cifar10" and r.shots == "10"]) == 5
+
+
+def _children(pid):
+  """The pids of the processes whose parent is `pid`."""
+  found = []
+  for entry in os.listdir("/proc"):
+    if entry.isdigit():
+      try:
+        with open(f"/proc/{entry}/stat") as f:
+          fields = f.read().rsplit(")", 1)[1].split()
+      except OSError:
+        continue
+      if int(fields[1]) == pid:
+        found.append(int(entry))
+  return found
+
+
+def _running(pid):
+  try:
+    with open(f"/proc/{pid}/stat") as f:
+      return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+  except OSError:
+    return False
+
+
+def test_sigterm_stops_the_runner_and_its_training_child_is_not_left(tiny_suite):
+  """A scheduler ending the job: the runner forwards SIGTERM to the run it started,
+  waits for it, and ends with 143 and one line; no process is left."""
+  suite, root = tiny_suite
+  long_run = _run(root, "npz")
+  proc = subprocess.Popen(
+      [sys.executable, "-m", "experiments.run", suite, "--root", root, "--variants", "npz"],
+      cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+      start_new_session=True)
+  try:
+    checkpoints = os.path.join(long_run.workdir(root), "checkpoints")
+    deadline = time.time() + 300
+    while not (os.path.isdir(checkpoints) and any(
+        f.endswith(".index") for f in os.listdir(checkpoints))):
+      assert proc.poll() is None and time.time() < deadline, "no checkpoint was written"
+      time.sleep(0.1)
+    (child,) = _children(proc.pid)
+    proc.send_signal(signal.SIGTERM)  # the runner alone, as a scheduler might
+    _, stderr = proc.communicate(timeout=200)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    assert error_lines(stderr) == [
+        "error: terminated (SIGTERM): the run in progress was stopped and waited for; "
+        "run the same command again to resume."]
+    assert not _running(child)
+    assert not os.path.exists(runs_lib.log_path(root, long_run, ".failed.json"))
+  finally:
+    if proc.poll() is None:
+      os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def test_a_root_that_is_a_file_is_one_line_for_every_mode(tiny_suite, tmp_path):
+  suite, _ = tiny_suite
+  root = tmp_path / "afile"
+  root.write_text("not a folder")
+  for mode in ([], ["--dry_run"], ["--emit"]):
+    with pytest.raises(UserError) as error:
+      experiments_run.main([suite, "--root", str(root), *mode])
+    assert str(error.value) == (f"--root {root} is a file, not a folder: choose another "
+                                "--root.")
+
+
+def _private_mounts_work():
+  """A read-only file system for one test: a tmpfs in a private mount namespace
+  (`unshare -m`, root only), seen by nothing else."""
+  if os.geteuid() != 0 or not shutil.which("unshare"):
+    return False
+  return subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs none /mnt"],
+                        capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _private_mounts_work(), reason="needs root and `unshare -m`")
+def test_a_read_only_root_is_one_line(tiny_suite, tmp_path):
+  suite, _ = tiny_suite
+  ro = tmp_path / "ro"
+  ro.mkdir()
+  root = ro / "root"
+  runner_command = f"{sys.executable} -m experiments.run {suite} --root {root} --emit"
+  result = subprocess.run(
+      ["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=1m none {ro} && mkdir {root}"
+       f" && mount -o remount,ro {ro} && {runner_command}; echo exit $?"],
+      cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert "exit 2" in result.stdout, result.stderr[-3000:]
+  assert error_lines(result.stderr) == [
+      f"error: cannot write the root {root}: Read-only file system: make it writable or "
+      "choose another path."]
+
+
+def test_a_damaged_runs_json_or_metrics_json_is_one_line_and_exit_2(tiny_suite):
+  suite, root = tiny_suite
+  os.makedirs(root)
+  with open(os.path.join(root, "runs.json"), "w") as f:
+    f.write('{"suites": {"tiny": {"about": "x", "table": "variants"}}, "runs": [')
+  result = runner(suite, "--root", root, "--emit")
+  assert result.returncode == 2, result.stderr[-3000:]
+  assert error_lines(result.stderr) == [
+      f"error: cannot read the list of planned runs {root}/runs.json: it is not JSON "
+      "(Expecting value: line 1 column 68 (char 67)): delete it and run the suites "
+      "again (finished runs are skipped)."]
+  os.remove(os.path.join(root, "runs.json"))
+  metrics = os.path.join(_run(root, "npz").workdir(root), "metrics.json")
+  os.makedirs(os.path.dirname(metrics))
+  with open(metrics, "w") as f:
+    f.write('{"top1": null}')
+  with pytest.raises(UserError, match=f"cannot read the metrics file {metrics}: its "
+                     "field 'top1' is null, not a number"):
+    experiments_run.main([suite, "--root", root, "--variants", "npz"])

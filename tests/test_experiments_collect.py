@@ -4,12 +4,19 @@ expected number below is computed by hand from the values written."""
 import csv
 import json
 import os
+import shutil
 
+import pytest
+
+from bit_train.errors import UserError
 from experiments import collect
 from experiments import figures
 from experiments import runs as runs_lib
 from experiments.suites import paper
 from experiments.suites import vtab
+
+from helpers import error_lines
+from helpers import run_module
 
 
 def _suite(name):
@@ -187,3 +194,95 @@ def test_references_say_where_they_come_from_and_keep_vtab_apart():
   r152x2 = by_row[("BiT-M-R152x2", "cifar10", "1")]
   assert [(r152x2[n]["min"], r152x2[n]["max"]) for n in ("readme_jax", "readme_pytorch")] == [
       (44.0, 65.0), (50.9, 59.5)]
+
+
+# A user's or the disk's mistakes under R: each one line naming the file, exit 2.
+def _one_done_run(root):
+  runs = [r for r in paper.fewshot_runs()
+          if r.model == "BiT-M-R50x1" and r.dataset == "cifar10" and r.shots == "5"][:2]
+  runs_lib.record_planned(root, _suite("fewshot"), runs)
+  _finish(root, runs[0], 0.81, _plan())
+  return runs
+
+
+def _write(path, text):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "w") as f:
+    f.write(text)
+
+
+def _metrics(root, runs):
+  return os.path.join(runs[0].workdir(root), "metrics.json")
+
+
+MISTAKES = {
+    "a root that is a file": (
+        lambda root, runs: (shutil.rmtree(root), _write(root, "x")), [],
+        lambda root: f"the root {root} is not a folder"),
+    "a truncated metrics.json": (
+        lambda root, runs: _write(_metrics(root, runs), '{"top1": 0.8'), [],
+        lambda root: f"cannot read the metrics file {root}/fewshot/"),
+    "a metrics.json with a top1 that is text": (
+        lambda root, runs: _write(_metrics(root, runs), '{"top1": "81%"}'), [],
+        lambda root: f"cannot read the metrics file {root}/fewshot/"),
+    "a metrics.json whose evals are a list": (
+        lambda root, runs: _write(_metrics(root, runs), '{"top1": 0.8, "evals": [1]}'),
+        [], lambda root: "its field 'evals' is a list, not an object whose values are each an object"),
+    "a garbage failed.json": (
+        lambda root, runs: _write(runs_lib.log_path(root, runs[1], ".failed.json"),
+                                  "\x00\x01garbage"), [],
+        lambda root: f"cannot read the failure record {root}/logs/fewshot/"),
+    "a failed.json without why": (
+        lambda root, runs: _write(runs_lib.log_path(root, runs[1], ".failed.json"),
+                                  '{"returncode": 2}'), [],
+        lambda root: "lacks the field 'why'"),
+    "a truncated runs.json": (
+        lambda root, runs: _write(os.path.join(root, "runs.json"), '{"suites": {'), [],
+        lambda root: f"cannot read the list of planned runs {root}/runs.json: it is not "
+        "JSON"),
+    "a runs.json whose runs lack fields": (
+        lambda root, runs: _write(os.path.join(root, "runs.json"),
+                                  '{"suites": {}, "runs": [{"suite": "x"}]}'), [],
+        lambda root: "lacks the field"),
+    "a runs.json naming no suite of its runs": (
+        lambda root, runs: _rewrite_json(os.path.join(root, "runs.json"),
+                                         lambda r: r.update(suites={})), [],
+        lambda root: "runs of suite fewshot but no such suite"),
+    "an --out under a file": (
+        lambda root, runs: _write(os.path.join(root, "afile"), "x"),
+        ["--out", "{root}/afile/results"],
+        lambda root: f"cannot write the output folder {root}/afile/results"),
+    "a missing --readme": (
+        lambda root, runs: None, ["--readme", "{root}/nothere.md"],
+        lambda root: f"cannot read the Markdown file {root}/nothere.md: No such file"),
+}
+
+
+def _rewrite_json(path, change):
+  with open(path) as f:
+    record = json.load(f)
+  change(record)
+  _write(path, json.dumps(record))
+
+
+@pytest.mark.parametrize("mistake", MISTAKES)
+def test_a_mistake_under_the_root_is_one_line_naming_the_file(tmp_path, mistake):
+  root = str(tmp_path / "root")
+  runs = _one_done_run(root)
+  make, args, says = MISTAKES[mistake]
+  make(root, runs)
+  with pytest.raises(UserError) as error:
+    collect.main([root, *(a.format(root=root) for a in args)])
+  message = str(error.value)
+  assert "\n" not in message and says(root) in message, message
+
+
+def test_collect_turns_a_mistake_into_one_line_and_exit_2(tmp_path):
+  root = str(tmp_path / "root")
+  runs = _one_done_run(root)
+  _write(_metrics(root, runs), "[]")
+  result = run_module("experiments.collect", root)
+  assert result.returncode == 2, result.stderr[-3000:]
+  assert error_lines(result.stderr) == [
+      f"error: cannot read the metrics file {_metrics(root, runs)}: it is a list, not an "
+      "object: delete it and run the suite again to redo the run."]

@@ -193,3 +193,48 @@ def test_an_npz_without_a_head_is_one_line_true_for_each_tool(run, predict, tmp_
   lines = error_lines(result.stderr)
   assert len(lines) == 1 and "has no head" in lines[0], result.stderr[-3000:]
   assert "head=new" not in lines[0] and f"{tool} " in lines[0]
+
+
+HAND_EDITED = {
+    "not JSON": ('{"model": "x", "crop": 32', "it is not JSON"),
+    "a list": ("[1, 2, 3]\n", "it is a list, not an object"),
+    "a crop that is text": ('{"crop": "thirty-two"}', "its field 'crop' is the string"),
+    "a crop of zero": ('{"crop": 0}', "its crop is 0"),
+    "class names that are numbers": ('{"class_names": [1, 2, 3]}', "'class_names'"),
+}
+
+
+def hand_edit(workdir, tmp_path, text):
+  """A copy of the run's export whose export.json holds `text`."""
+  copy = str(tmp_path / "export")
+  tf.io.gfile.makedirs(copy)
+  for name in tf.io.gfile.listdir(os.path.join(workdir, "export")):
+    name = name.rstrip("/")
+    if name == "serving":
+      os.symlink(os.path.join(workdir, "export", name), os.path.join(copy, name))
+  with open(os.path.join(copy, "export.json"), "w") as f:
+    f.write(text)
+  return copy
+
+
+@pytest.mark.parametrize("case", HAND_EDITED)
+def test_a_hand_edited_export_json_is_one_line_naming_it_in_bit_predict(run, predict,
+                                                                        tmp_path, case):
+  folder, workdir, _ = run
+  text, says = HAND_EDITED[case]
+  copy = hand_edit(workdir, tmp_path, text)
+  result = predict("--model", copy, folder)
+  assert result.returncode == 2, result.stderr[-3000:]
+  (line,) = error_lines(result.stderr)
+  assert line.startswith(f"error: cannot read the export facts {copy}/export.json: ")
+  assert says in line
+
+
+def test_a_hand_edited_export_json_is_one_line_naming_it_in_bit_eval(run, tmp_path):
+  folder, workdir, _ = run
+  copy = hand_edit(workdir, tmp_path, HAND_EDITED["a list"][0])
+  result = eval_export(folder, copy, str(tmp_path / "eval"))
+  assert result.returncode == 2, result.stderr[-3000:]
+  assert error_lines(result.stderr) == [
+      f"error: cannot read the export facts {copy}/export.json: it is a list, not an "
+      "object: export the run again, or restore the file the trainer wrote."]

@@ -75,8 +75,8 @@ def rewrite(path, change):
 
 @pytest.mark.parametrize("make_bad,fields,message", [
     (lambda p: None, {}, "does not exist"),
-    (lambda p: p.write_text("not weights"), {}, "is not a BiT .npz"),
-    (lambda p: np.save(open(p, "wb"), np.zeros(3)), {}, "is not a BiT .npz"),
+    (lambda p: p.write_text("not weights"), {}, "is not a valid .npz file"),
+    (lambda p: np.save(open(p, "wb"), np.zeros(3)), {}, "an .npy file holding a single array"),
     (lambda p: rewrite(p, lambda a: a.pop("resnet/block2/unit01/b/group_norm/beta")), {},
      "has no key resnet/block2/unit01/b/group_norm/beta"),
     (lambda p: rewrite(p, lambda a: a.update(

@@ -30,6 +30,7 @@ import pytest
 import tensorflow as tf
 
 from bit_train import checkpoints
+from bit_train import workdir as wd
 from bit_train.data.patterns import write_pattern_folder
 
 from helpers import (ROOT, all_finite, error_lines, history, newest_whole_step,
@@ -261,7 +262,7 @@ def test_damaged_plan_json_is_one_line_naming_it_and_the_fix(copy, folder, damag
     plan.write_text("[1, 2, 3]\n")
   before = snapshot(copy)
   error = train_here(copy, folder)
-  assert error.startswith(f"{plan} is damaged") and "--force" in error
+  assert error.startswith(f"cannot read the run record {plan}: ") and "--force" in error
   assert snapshot(copy) == before
 
 
@@ -271,13 +272,41 @@ def test_resume_refuses_what_changes_the_run_and_takes_what_does_not(copy, folde
   data are and how the run reports and evaluates are not."""
   before = snapshot(copy)
   error = train_here(copy, folder, "seed=1")
-  assert "different config or plan (seed: 0 -> 1)" in error and "--force" in error
+  assert "different config, plan or data (seed: 0 -> 1)" in error and "--force" in error
   assert snapshot(copy) == before
   moved = shutil.copytree(folder, tmp_path / "moved")
   assert train_here(copy, moved, "log_every=3,eval_batch_size=4,keep_checkpoints=5,"
                     "checkpoint_every=4") is None
   saved = json.loads((copy / "plan.json").read_text())["config"]
   assert saved["data_dir"] == str(moved) and saved["eval_batch_size"] == 4
+
+
+@pytest.mark.parametrize("change", ["a file added", "a file resized", "classes renamed"])
+def test_a_resume_on_other_data_is_one_line_naming_the_difference(copy, folder, tmp_path,
+                                                                  change):
+  """The run's identity covers its data: the files per class and their sizes, and
+  the class names in order, which even --force does not change."""
+  before = snapshot(copy)
+  other = shutil.copytree(folder, tmp_path / "other")
+  if change == "a file added":
+    shutil.copy(other / "checker" / "000.png", other / "checker" / "copy.png")
+  elif change == "a file resized":
+    with open(other / "vertical" / "000.png", "ab") as f:
+      f.write(b"\0")
+  else:
+    os.rename(other / "checker", other / "zigzag")
+  error = train_here(copy, other)
+  if change == "classes renamed":
+    assert error.startswith(f"workdir {copy} holds a run whose classes were 3 (checker, "
+                            "horizontal, vertical); this run's data has 3 (horizontal, "
+                            "vertical, zigzag)")
+    assert train_here(copy, other, "", "--force") == error
+  else:
+    assert error.startswith(f"workdir {copy} holds a run with a different config, plan "
+                            "or data (data ")
+    assert ("files_per_class: [11, 11, 11] -> [12, 11, 11]" in error
+            if change == "a file added" else "files_digest" in error), error
+  assert snapshot(copy) == before
 
 
 # --- --force across models -----------------------------------------------------------
@@ -292,8 +321,15 @@ def test_force_to_another_model_is_one_line_and_writes_nothing(copy, folder, cha
     two = write_pattern_folder(tmp_path / "two", per_class=12,
                                classes=("checker", "vertical"))
     forced = train_here(copy, two, "", "--force")
-  assert forced.startswith(f"the checkpoints in {copy / 'checkpoints'} hold another "
-                           "model") and "use a new --workdir" in forced
+  if change == "architecture":
+    assert forced.startswith(f"the checkpoints in {copy / 'checkpoints'} hold another "
+                             "model") and "use a new --workdir" in forced
+  else:  # refused on the data, before the model is built
+    assert forced == (
+        f"workdir {copy} holds a run whose classes were 3 (checker, horizontal, "
+        "vertical); this run's data has 2 (checker, vertical): the model's outputs "
+        "would silently change meaning, so even --force does not resume it: use a new "
+        "--workdir.")
   # Nothing written: plan.json is the original run's, so its command still resumes.
   assert snapshot(copy) == before
 
@@ -310,6 +346,33 @@ def test_workdir_that_is_or_sits_under_a_file_is_one_line(tmp_path, folder, kind
   assert error is not None and str(workdir) in error
   assert ("is a file, not a directory" if kind == "a file" else "Not a directory") in error
   assert (tmp_path / "f").read_text() == "not a directory\n"
+
+
+def test_a_workdir_too_long_for_the_checkpoint_names_fails_before_the_first_step(
+    tmp_path, folder):
+  """The workdir itself can be made; the names under it would pass the OS's limit."""
+  limit = os.pathconf(tmp_path, "PC_PATH_MAX")
+  room = max(len(name) for name in wd.longest_names(6))  # the tiny run has 6 steps
+  workdir = str(tmp_path)
+  while len(os.fsencode(workdir)) < limit - room + 20:
+    workdir = os.path.join(workdir, "d" * min(200, limit - room + 20 - len(workdir)))
+  assert len(os.fsencode(workdir)) < limit - 16  # short enough to be created
+  error = train_here(workdir, folder)
+  assert error is not None and error.startswith(
+      f"the workdir {workdir} is too long a path for the files a run writes: "
+      f"{workdir}/checkpoints/ckpt-6_temp/"), error
+  assert not os.path.exists(os.path.join(workdir, "checkpoints"))
+  assert not os.path.exists(os.path.join(workdir, "history.jsonl"))  # no step was run
+
+
+def test_an_export_location_that_is_a_file_fails_before_the_first_step(tmp_path, folder):
+  workdir = tmp_path / "w"
+  workdir.mkdir()
+  (workdir / "export").write_text("a file where the export goes\n")
+  error = train_here(workdir, folder)
+  assert error == (f"{workdir}/export is a file, but the run writes its export there: "
+                   "move it away or use another --workdir.")
+  assert not (workdir / "checkpoints").exists()
 
 
 def _namespace_mount_works():
@@ -474,15 +537,16 @@ def test_divergence_never_saves_non_finite_weights_and_names_the_last_good_check
 def test_metrics_json_is_written_after_the_exports_so_it_marks_a_finished_run(
     tmp_path, folder):
   workdir = tmp_path / "w"
-  workdir.mkdir()
-  (workdir / "export").write_text("a file where the exports go")
+  # A folder where the export's last file goes: found only when it is written (a
+  # file where the export folder goes is refused before the first step).
+  (workdir / "export" / "export.json").mkdir(parents=True)
   error = train_here(workdir, folder)
-  assert error and "export" in error
+  assert error and "export.json" in error
   # The steps are done and saved, but the run is not finished: no metrics.json,
   # which is what the experiments runner and a user take as "done".
   assert not (workdir / "metrics.json").exists()
   assert any(name.startswith("ckpt-") for name in os.listdir(workdir / "checkpoints"))
-  (workdir / "export").unlink()
+  (workdir / "export" / "export.json").rmdir()
   assert train_here(workdir, folder) is None
   record = json.loads((workdir / "metrics.json").read_text())
   assert (workdir / "export" / "serving" / "saved_model.pb").exists()

@@ -53,21 +53,50 @@ class Result:
   metrics: object = None  # metrics.Metrics of a classification
 
 
+def _whole(value):
+  return isinstance(value, int) and not isinstance(value, bool)
+
+
+# What an option's value may be, by the words OPTION_KINDS use for it.
+KINDS = {
+    "a list of whole numbers >= 1": lambda v: isinstance(v, (list, tuple)) and bool(v)
+                                    and all(_whole(x) and x >= 1 for x in v),
+    "a list of whole numbers >= 0": lambda v: isinstance(v, (list, tuple)) and bool(v)
+                                    and all(_whole(x) and x >= 0 for x in v),
+    "a number > 0": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+                    and v > 0,
+    "a split string or None": lambda v: v is None or isinstance(v, str),
+}
+
+
 class Evaluator:
   """Base of every evaluator type.
 
-  Subclasses set OPTIONS (option -> default) and NEEDS_HEAD (whether the model's
-  logits are measured, rather than its pre-logits), and implement `run`.
+  Subclasses set OPTIONS (option -> default), OPTION_KINDS (option -> one of
+  KINDS) and NEEDS_HEAD (whether the model's logits are measured, rather than its
+  pre-logits), and implement `run`.
   """
   OPTIONS = {}
+  OPTION_KINDS = {}
   NEEDS_HEAD = True
 
-  def __init__(self, entry, source):
-    unknown = sorted(set(entry.options) - set(self.OPTIONS))
+  @classmethod
+  def check_options(cls, entry):
+    """UserError when an EvalSpec's options are unknown or of the wrong kind (run
+    when the EvalSpec is built, before any data is read)."""
+    unknown = sorted(set(entry.options) - set(cls.OPTIONS))
     if unknown:
       raise UserError(f"evals entry {entry.name!r} ({entry.type}): unknown option "
                       f"{', '.join(unknown)}; its options are "
-                      f"{', '.join(sorted(self.OPTIONS)) or 'none'}.")
+                      f"{', '.join(sorted(cls.OPTIONS)) or 'none'}.")
+    for option, value in entry.options.items():
+      kind = cls.OPTION_KINDS.get(option)
+      if kind is not None and not KINDS[kind](value):
+        raise UserError(f"evals entry {entry.name!r} ({entry.type}): {option}="
+                        f"{value!r} must be {kind}.")
+
+  def __init__(self, entry, source):
+    self.check_options(entry)
     self.entry, self.source = entry, source
     self.options = {**self.OPTIONS, **entry.options}
 

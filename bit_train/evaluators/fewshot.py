@@ -85,18 +85,14 @@ class FewShot(base.Evaluator):
   # l2_reg 2**10.
   OPTIONS = {"shots": (1, 5, 10, 25), "seeds": (0, 1, 2), "l2_reg": 2.0**10,
              "train_split": None}
+  OPTION_KINDS = {"shots": "a list of whole numbers >= 1",
+                  "seeds": "a list of whole numbers >= 0", "l2_reg": "a number > 0",
+                  "train_split": "a split string or None"}
   NEEDS_HEAD = False
 
   def __init__(self, entry, source):
     super().__init__(entry, source)
     shots, seeds = tuple(self.options["shots"]), tuple(self.options["seeds"])
-    if not shots or min(shots) < 1 or not seeds or min(seeds) < 0:
-      raise UserError(f"evals entry {entry.name!r} (fewshot): shots must be positive "
-                      f"and seeds at least one number >= 0; got shots={shots}, "
-                      f"seeds={seeds}.")
-    if self.options["l2_reg"] <= 0:
-      raise UserError(f"evals entry {entry.name!r} (fewshot): l2_reg="
-                      f"{self.options['l2_reg']} must be positive.")
     self.shots, self.seeds = sorted(set(shots)), list(seeds)
     self.pre_logits = base.PreLogits()
     train_split = self.options["train_split"] or source.facts.train_split

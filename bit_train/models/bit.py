@@ -27,15 +27,13 @@ network runs the whole flow; its TF Hub modules are made from its .npz on first 
 
 import functools
 import os
-import pickle
 import re
-import zipfile
 
 import numpy as np
 import tensorflow as tf
 
+from bit_train import reading
 from bit_train.errors import UserError
-from bit_train.errors import quote
 from bit_train.models import registry
 from bit_train.models import weights as weight_files
 
@@ -328,17 +326,8 @@ def read_npz(location, cache=None):
   path = weight_files.fetch(location, CHECKSUMS, cache)
   if not os.path.isfile(path):
     raise UserError(f"model file {path} does not exist: check model_path.")
-  try:
-    data = np.load(path, allow_pickle=False)
-  except (OSError, ValueError, EOFError, zipfile.BadZipFile,
-          pickle.UnpicklingError) as e:
-    raise UserError(f"model file {path} is not a BiT .npz weight file "
-                    f"({quote(e)}).") from None
-  if not isinstance(data, np.lib.npyio.NpzFile):  # a .npy: one array
-    raise UserError(f"model file {path} is not a BiT .npz weight file (it holds a "
-                    "single array).")
-  with data:
-    return {_SUFFIX.sub("standardized_conv2d", key): data[key] for key in data.files}
+  return {_SUFFIX.sub("standardized_conv2d", key): array
+          for key, array in reading.read_npz(path, "model file").items()}
 
 
 def arch_of(weights, path):
@@ -367,14 +356,15 @@ def file_arch(path):
   if "://" in path or not os.path.isfile(path):
     return None
   try:
-    with np.load(path, allow_pickle=False) as data:
-      keys = {_SUFFIX.sub("standardized_conv2d", key): key for key in data.files}
-      stored = dict.fromkeys(keys)
-      if ROOT in keys:
-        stored[ROOT] = data[keys[ROOT]]
-  except (OSError, ValueError, EOFError, TypeError, zipfile.BadZipFile):
+    stored = {_SUFFIX.sub("standardized_conv2d", key): array for key, array in
+              reading.read_npz(path, "model file", select=_is_root).items()}
+  except UserError:
     return None  # not an .npz: loading it says so
   return arch_of(stored, path)
+
+
+def _is_root(key):
+  return _SUFFIX.sub("standardized_conv2d", key) == ROOT
 
 
 def head_classes(weights, path):

@@ -23,6 +23,8 @@ what it finds by `resolve`, for every kind alike.
 import abc
 import dataclasses
 import functools
+import hashlib
+import os
 import statistics
 
 import numpy as np
@@ -248,6 +250,28 @@ class DataSource(abc.ABC):
         examples = examples.few_shot(spec.examples_per_class, spec.few_shot_seed)
       self._train = examples
     return self._train
+
+  def identity(self):
+    """What the training data is, for a resumed run to compare (workdir.check_same_run):
+    the class names in order and a fingerprint of the data (`_fingerprint`)."""
+    return {"class_names": list(self.class_names or ()), **self._fingerprint()}
+
+  def _fingerprint(self):
+    """Files: their number per class and a digest of every (path, size, label) of the
+    training split. Other kinds override it with what names their data."""
+    examples = self.train_examples()
+    if examples.files is None:
+      return {"name": self.facts.name, "train_split": self.facts.train_split}
+    paths, labels = examples.files
+    root = os.path.commonpath(paths) if paths else ""
+    digest = hashlib.sha256()
+    for path, label in sorted(zip(paths, labels)):
+      size = os.path.getsize(path) if os.path.exists(path) else -1
+      digest.update(f"{os.path.relpath(path, root)}\0{size}\0{label}\n".encode(
+          "utf-8", "surrogateescape"))
+    counts = np.bincount(np.asarray(labels, int), minlength=len(self.class_names or ()))
+    return {"files_per_class": [int(c) for c in counts],
+            "files_digest": digest.hexdigest()[:16]}
 
   def eval_split(self):
     """The split evaluated when none is named: spec.eval_split, else the kind's

@@ -12,10 +12,10 @@ This kind exists as much to show the seam as to be used: it is one module and a
 line in sources/__init__.py's KINDS.
 """
 
-import csv
 import functools
 import os
 
+from bit_train import reading
 from bit_train.data.sources import base
 from bit_train.data.sources import folder
 from bit_train.errors import UserError
@@ -42,8 +42,8 @@ class CsvSource(base.DataSource):
     path = os.path.join(self.root, f"{split}.csv")
     if not os.path.isfile(path):
       raise UserError(f"split {split!r}: there is no {path} (rows: path,label).")
-    with open(path, newline="") as f:
-      rows = [row for row in csv.reader(f) if row]
+    rows = reading.read_csv(path, f"{split} split's CSV file",
+                            "save it as CSV rows of path,label (UTF-8)")
     if rows and rows[0] == ["path", "label"]:
       rows = rows[1:]
     if not rows or any(len(row) != 2 for row in rows):

@@ -18,6 +18,7 @@ import dataclasses
 import functools
 import os
 import re
+import stat
 
 from absl import logging
 import numpy as np
@@ -74,12 +75,45 @@ def _subdirs(path):
 
 
 def _image_files(path):
-  """Files with an image extension under `path`, at any depth, sorted."""
-  found = []
-  for dirpath, dirnames, filenames in os.walk(path):
-    dirnames[:] = _visible(dirnames)
-    found += [os.path.join(dirpath, f) for f in _visible(filenames)
-              if f.lower().endswith(IMAGE_EXTENSIONS)]
+  """Files with an image extension under `path`, at any depth, sorted.
+
+  The walk is safe: links to folders are not followed (no loop, no folder read
+  twice); a link to a file counts once, as its target (two names of one file are
+  one image); dangling links, FIFOs, devices and sockets are never opened;
+  unreadable folders are left out. Whatever is left out is named in one warning.
+  """
+  found, seen, skipped = [], set(), []
+
+  def unreadable(error):
+    skipped.append((error.filename, f"folder not readable ({error.strerror})"))
+
+  for dirpath, dirnames, filenames in os.walk(path, onerror=unreadable):
+    for d in _visible(dirnames):
+      if os.path.islink(os.path.join(dirpath, d)):
+        skipped.append((os.path.join(dirpath, d), "a link to a folder, not followed"))
+    dirnames[:] = [d for d in _visible(dirnames)
+                   if not os.path.islink(os.path.join(dirpath, d))]
+    for name in _visible(filenames):
+      if not name.lower().endswith(IMAGE_EXTENSIONS):
+        continue
+      file = os.path.join(dirpath, name)
+      try:
+        info = os.stat(file)
+      except OSError as e:
+        skipped.append((file, "a dangling link" if os.path.islink(file)
+                        else f"cannot be read ({e.strerror})"))
+        continue
+      if not stat.S_ISREG(info.st_mode):
+        skipped.append((file, "not a regular file (a FIFO, device or socket)"))
+      elif (info.st_dev, info.st_ino) in seen:
+        skipped.append((file, "another name of a file already counted"))
+      else:
+        seen.add((info.st_dev, info.st_ino))
+        found.append(file)
+  if skipped:
+    logging.warning("left out %d entr%s under %s:\n%s", len(skipped),
+                    "ies" if len(skipped) > 1 else "y", path, "\n".join(
+                        f"  {os.fsdecode(p)!r}: {why}" for p, why in skipped))
   return sorted(found)
 
 

@@ -82,6 +82,11 @@ class TfdsSource(base.DataSource):
       self._prepared = True
     return self._builder
 
+  def _fingerprint(self):
+    """The dataset's name, config and version, and the split strings."""
+    return {"tfds": self.builder().info.full_name, "train_split": self.facts.train_split,
+            "eval_split": self.eval_split()}
+
   def default_eval_split(self):
     if self.known:
       return self.known.eval_split

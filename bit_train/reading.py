@@ -1,0 +1,284 @@
+"""The one reading layer: every file bit-train reads goes through here.
+
+A file is treated as hostile: missing, unreadable, truncated, not UTF-8, not JSON,
+JSON of the wrong types or shape, a byte order mark, a corrupt member inside an
+.npz: each becomes one UserError line naming the file and what is wrong with it.
+What the caller gets back has the types it asked for, so no reader downstream meets
+a surprise. TensorFlow is imported only for paths with a scheme (gs://...), so the
+experiments runner and collect stay light.
+"""
+
+import codecs
+import contextlib
+import csv
+import io
+import json
+import os
+import pickle
+import zipfile
+import zlib
+
+import numpy as np
+
+from bit_train.errors import UserError, quote
+
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+         (codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
+         (codecs.BOM_UTF16_BE, "utf-16"))
+# What numpy and zipfile raise on a damaged .npz or .npy.
+_NPZ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error,
+               pickle.UnpicklingError, KeyError, NotImplementedError, OverflowError,
+               MemoryError, TypeError, SyntaxError)
+
+
+class Damaged(ValueError):
+  """What is wrong with a file's content, raised inside this module's readers."""
+
+
+def _fail(path, what, reason, fix):
+  return UserError(f"cannot read the {what} {path}: {reason}: {fix}.")
+
+
+def exists(path):
+  if "://" in str(path):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    return tf.io.gfile.exists(path)
+  return os.path.exists(path)
+
+
+@contextlib.contextmanager
+def opened(path, what="file", fix="check the path"):
+  """The file open for reading bytes; a missing or unreadable file, or a failed
+  read inside, is one UserError line."""
+  path = os.fspath(path)
+  if "://" in path:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    try:
+      with tf.io.gfile.GFile(path, "rb") as f:
+        yield f
+    except tf.errors.OpError as e:
+      raise _fail(path, what, quote(e), fix) from None
+    return
+  if os.path.isdir(path):
+    raise _fail(path, what, "it is a directory, not a file", fix)
+  try:
+    f = open(path, "rb")
+  except OSError as e:
+    raise _fail(path, what, e.strerror or quote(e), fix) from None
+  with f:
+    try:
+      yield f
+    except OSError as e:
+      raise _fail(path, what, e.strerror or quote(e), fix) from None
+
+
+def read_bytes(path, what="file", fix="check the path"):
+  """The file's bytes; a missing or unreadable file is one UserError line."""
+  with opened(path, what, fix) as f:
+    return f.read()
+
+
+def decode(data, path, what="file", fix="save it as UTF-8 text"):
+  """Text of `data`: UTF-8, or UTF-8/16/32 with a byte order mark (the mark dropped)."""
+  encoding = next((name for bom, name in _BOMS if data.startswith(bom)), "utf-8")
+  try:
+    text = data.decode(encoding)
+  except UnicodeDecodeError as e:
+    raise _fail(path, what, f"it is not {encoding.upper().replace('-SIG', '')} text "
+                f"(byte {e.object[e.start:e.start + 1]!r} at offset {e.start})",
+                fix) from None
+  if "\x00" in text:
+    raise _fail(path, what, "it holds NUL characters, so it is not a text file", fix)
+  return text
+
+
+def read_text(path, what="file", fix="save it as UTF-8 text"):
+  return decode(read_bytes(path, what), path, what, fix)
+
+
+def read_lines(path, what="file", fix="save it as UTF-8 text, one entry per line"):
+  """The file's lines, stripped, trailing blank lines dropped."""
+  lines = [line.strip() for line in read_text(path, what, fix).splitlines()]
+  while lines and not lines[-1]:
+    lines.pop()
+  return lines
+
+
+# JSON shapes: a type (dict, list, str, int, float, bool), a tuple of them, `ListOf`,
+# `Record` (a dict with typed fields), or None for anything.
+
+
+class ListOf:
+
+  def __init__(self, item):
+    self.item = item
+
+  def name(self):
+    return f"a list of {_name(self.item)}"
+
+
+class MapOf:
+  """A JSON object whose every value has the shape `value`."""
+
+  def __init__(self, value):
+    self.value = value
+
+  def name(self):
+    return f"an object whose values are each {_name(self.value)}"
+
+
+class Record:
+  """A JSON object whose `required` and `optional` fields have the given shapes
+  (an optional field may be missing; null only where its shape says NULL); other
+  fields are kept unchecked."""
+
+  def __init__(self, required=None, optional=None):
+    self.required, self.optional = required or {}, optional or {}
+
+  def name(self):
+    return "an object"
+
+
+NULL = type(None)
+_TYPE_NAMES = {dict: "an object", list: "a list", str: "a string", int: "an integer",
+               float: "a number", bool: "true or false", NULL: "null"}
+
+
+def _name(shape):
+  if isinstance(shape, tuple):
+    return " or ".join(_name(s) for s in shape)
+  if isinstance(shape, (ListOf, MapOf, Record)):
+    return shape.name()
+  return _TYPE_NAMES.get(shape, getattr(shape, "__name__", str(shape)))
+
+
+def _is(value, shape):
+  if shape is None:
+    return True
+  if isinstance(shape, tuple):
+    return any(_is(value, s) for s in shape)
+  if isinstance(shape, ListOf):
+    return isinstance(value, list) and all(_is(v, shape.item) for v in value)
+  if isinstance(shape, MapOf):
+    return isinstance(value, dict) and all(_is(v, shape.value) for v in value.values())
+  if isinstance(shape, Record):
+    return isinstance(value, dict)
+  if shape in (int, float) and isinstance(value, bool):
+    return False
+  if shape is float:
+    return isinstance(value, (int, float))
+  return isinstance(value, shape)
+
+
+def check_shape(value, shape, where="it"):
+  """Raises Damaged naming the first part of `value` that does not have `shape`."""
+  if not _is(value, shape):
+    raise Damaged(f"{where} is {_describe(value)}, not {_name(shape)}")
+  if isinstance(shape, ListOf):
+    for i, item in enumerate(value):
+      check_shape(item, shape.item, f"{where}[{i}]")
+  if isinstance(shape, MapOf):
+    for key, item in value.items():
+      check_shape(item, shape.value, _field(where, key))
+  if isinstance(shape, Record):
+    for key, field_shape in shape.required.items():
+      if key not in value:
+        raise Damaged(f"{where} lacks the field {key!r}")
+      check_shape(value[key], field_shape, f"{_field(where, key)}")
+    for key, field_shape in shape.optional.items():
+      if key in value:
+        check_shape(value[key], field_shape, f"{_field(where, key)}")
+
+
+def _field(where, key):
+  return f"its field {key!r}" if where == "it" else f"{where}[{key!r}]"
+
+
+def _describe(value):
+  if isinstance(value, dict):
+    return "an object"
+  if isinstance(value, list):
+    return "a list"
+  text = json.dumps(value)[:40]
+  if isinstance(value, str):
+    return f"the string {text}"
+  if value is None or isinstance(value, bool):
+    return text
+  return f"the number {text}"
+
+
+def parse_json(text, path, what="file", shape=None, fix="write it again or delete it"):
+  try:
+    value = json.loads(text)
+  except ValueError as e:  # json.JSONDecodeError; RecursionError below
+    raise _fail(path, what, f"it is not JSON ({quote(e)})", fix) from None
+  except RecursionError:
+    raise _fail(path, what, "it is not JSON (nested too deeply)", fix) from None
+  try:
+    check_shape(value, shape)
+  except Damaged as e:
+    raise _fail(path, what, str(e), fix) from None
+  return value
+
+
+def read_json(path, what="file", shape=None, fix="write it again or delete it"):
+  """The JSON value in `path`, checked against `shape` (see Record, ListOf)."""
+  return parse_json(read_text(path, what, fix), path, what, shape, fix)
+
+
+def read_json_if_exists(path, what="file", shape=None, fix="write it again or delete it"):
+  """read_json, or None when there is no such file."""
+  if not exists(path):
+    return None
+  return read_json(path, what, shape, fix)
+
+
+def read_csv(path, what="CSV file", fix="save it as UTF-8 CSV"):
+  """The non-empty rows of a CSV file (quoted fields, a BOM, UTF-16 with a BOM)."""
+  text = read_text(path, what, fix)
+  try:
+    rows = [row for row in csv.reader(io.StringIO(text, newline=""))
+            if any(cell.strip() for cell in row)]
+  except csv.Error as e:
+    raise _fail(path, what, f"it is not CSV ({quote(e)})", fix) from None
+  return [[cell.strip() for cell in row] for row in rows]
+
+
+def read_npz(path, what="weight file", select=None, fix="download it again"):
+  """{key: array} of an .npz file (keys without `.npy`); `select(key)` False skips a
+  member's data. Every member read is checked against its CRC, so a corrupt member
+  is an error, never a silently wrong array."""
+  with opened(path, what) as f:
+    if f.read(6) == b"\x93NUMPY":
+      raise _fail(path, what, "it is an .npy file holding a single array, not an .npz",
+                  fix)
+    f.seek(0)
+    return _read_npz(f, path, what, select, fix)
+
+
+def _read_npz(f, path, what, select, fix):
+  try:
+    with zipfile.ZipFile(f) as archive:
+      arrays = {}
+      names = archive.namelist()
+      if len(set(names)) != len(names):
+        raise Damaged("it names a member twice")
+      for name in names:
+        key = name[:-4] if name.endswith(".npy") else name
+        if select is not None and not select(key):
+          arrays[key] = None
+          continue
+        with archive.open(name) as member:
+          try:
+            array = np.lib.format.read_array(member, allow_pickle=False)
+          except ValueError as e:
+            raise Damaged(f"its member {name} is not an array ({quote(e)})") from None
+          if member.read(1):  # reading to the end checks the member's CRC
+            raise Damaged(f"its member {name} has bytes after its array")
+        arrays[key] = array
+  except Damaged as e:
+    raise _fail(path, what, str(e), fix) from None
+  except _NPZ_ERRORS as e:
+    raise _fail(path, what, f"it is not a valid .npz file ({type(e).__name__}: "
+                f"{quote(e)})", fix) from None
+  return arrays

@@ -1,0 +1,330 @@
+"""bit_train/reading.py, the one reading layer, and the readers that go through it:
+every damaged file is one UserError line naming it, or the right result; never
+another exception. The fuzz tests (Hypothesis) mutate each kind of file the project
+reads (truncation, byte flips, inserted bytes, deleted zip members, JSON values of
+the wrong type) and call the readers in this process."""
+
+import io
+import json
+import os
+import zipfile
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+import numpy as np
+import pytest
+
+from bit_train import export
+from bit_train import labels
+from bit_train import reading
+from bit_train import report
+from bit_train import workdir as wd
+from bit_train.errors import UserError
+from bit_train.models import bit
+from experiments import runs as runs_lib
+
+FUZZ = settings(max_examples=150, deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                       HealthCheck.too_slow])
+
+
+def one_line_naming(error, path):
+  message = str(error.value)
+  assert "\n" not in message and str(path) in message, message
+  return message
+
+
+# --- the cases a user meets, one by one --------------------------------------------
+
+
+@pytest.mark.parametrize("data,says", [
+    (None, "No such file or directory"),
+    (b"", "it is not JSON"),
+    (b'{"a": 1', "it is not JSON"),
+    (b"\xff\xfe{\x00", "it is not JSON"),  # UTF-16 with a BOM, cut inside a character
+    (b'{"a": "\xe9t\xe9"}', "it is not UTF-8 text (byte b'\\xe9' at offset 7)"),
+    (b'{"a": 1}\x00', "it holds NUL characters"),
+    (b"[" * 100000, "it is not JSON"),
+])
+def test_a_damaged_json_file_is_one_line_naming_it_and_what_is_wrong(tmp_path, data,
+                                                                     says):
+  path = tmp_path / "f.json"
+  if data is not None:
+    path.write_bytes(data)
+  with pytest.raises(UserError) as error:
+    reading.read_json(path, "record", dict)
+  assert says in one_line_naming(error, path)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "utf-32"])
+def test_json_and_csv_with_a_byte_order_mark_read_the_same(tmp_path, encoding):
+  path = tmp_path / "f"
+  path.write_bytes('{"crop": 32, "model": "Été"}'.encode(encoding))
+  assert reading.read_json(path, shape=export.FACTS_SHAPE) == {"crop": 32, "model": "Été"}
+  path.write_bytes('path,label\r\n"a, b.jpg",chat\r\nc.jpg,"Été ""x"""\n'.encode(encoding))
+  assert reading.read_csv(path) == [["path", "label"], ["a, b.jpg", "chat"],
+                                    ["c.jpg", 'Été "x"']]
+
+
+def test_a_csv_in_another_encoding_or_with_nul_bytes_is_one_line(tmp_path):
+  path = tmp_path / "train.csv"
+  path.write_bytes("Été.jpg,chat\n".encode("latin-1"))
+  with pytest.raises(UserError) as error:
+    reading.read_csv(path, "train split's CSV file", "save it as UTF-8")
+  assert one_line_naming(error, path) == (
+      f"cannot read the train split's CSV file {path}: it is not UTF-8 text (byte "
+      "b'\\xc9' at offset 0): save it as UTF-8.")
+  path.write_bytes(b"a.jpg,cat\x00\n")
+  with pytest.raises(UserError, match="NUL"):
+    reading.read_csv(path)
+
+
+def test_a_label_file_in_utf16_with_a_bom_is_read_and_latin1_is_one_line(tmp_path):
+  path = tmp_path / "class_names.txt"
+  path.write_bytes("chat\nÉté\n\n".encode("utf-16"))
+  assert labels.read_names(str(path)) == ["chat", "Été"]
+  path.write_bytes("chat\nÉté\n".encode("latin-1"))
+  with pytest.raises(UserError) as error:
+    labels.read_names(str(path))
+  assert one_line_naming(error, path).startswith(f"cannot read the label file {path}")
+
+
+def _npz(path, compressed=False, **arrays):
+  arrays = arrays or {"resnet/root_block/standardized_conv2d/kernel":
+                      np.arange(7 * 7 * 3 * 4, dtype=np.float32).reshape(7, 7, 3, 4),
+                      "resnet/head/conv2d/bias": np.linspace(0, 1, 10).astype(np.float32)}
+  (np.savez_compressed if compressed else np.savez)(path, **arrays)
+  return arrays
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_a_corrupt_member_inside_an_npz_is_one_line_naming_the_file(tmp_path, compressed):
+  """A flipped byte inside a member's data: the member's CRC says so (np.load would
+  hand back a wrong array, or a zlib traceback)."""
+  path = tmp_path / "w.npz"
+  _npz(path, compressed)
+  data = bytearray(path.read_bytes())
+  with zipfile.ZipFile(path) as archive:
+    info = archive.infolist()[0]
+  data[info.header_offset + 30 + len(info.filename) + info.compress_size // 2] ^= 0x10
+  path.write_bytes(bytes(data))
+  with pytest.raises(UserError) as error:
+    bit.read_npz(str(path))
+  message = one_line_naming(error, path)
+  assert message.startswith(f"cannot read the model file {path}: ")
+
+
+# --- fuzz: each kind of file, mutated ----------------------------------------------
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner,
+                                                                max_size=3),
+    max_leaves=6)
+
+
+def byte_mutations(original):
+  """Strategies of bytes made from `original`: cut, a byte flipped, bytes inserted."""
+  n = len(original)
+  cut = st.integers(0, n - 1).map(lambda i: original[:i])
+  flip = st.tuples(st.integers(0, n - 1), st.integers(1, 255)).map(
+      lambda f: original[:f[0]] + bytes([original[f[0]] ^ f[1]]) + original[f[0] + 1:])
+  insert = st.tuples(st.integers(0, n), st.binary(min_size=1, max_size=4)).map(
+      lambda f: original[:f[0]] + f[1] + original[f[0]:])
+  return st.one_of(cut, flip, insert)
+
+
+def json_mutations(record):
+  """Bytes of `record` with one field given a value of any JSON type, or the whole
+  file replaced by one, or the bytes mutated."""
+  keys = sorted(record)
+  replaced = st.tuples(st.sampled_from(keys), JSON_VALUES).map(
+      lambda f: json.dumps(dict(record, **{f[0]: f[1]})).encode())
+  whole = JSON_VALUES.map(lambda v: json.dumps(v).encode())
+  return st.one_of(replaced, whole, byte_mutations(json.dumps(record).encode()))
+
+
+def parsed(data):
+  """What the bytes hold as JSON by json's own reading (UTF-8/16/32), else None."""
+  try:
+    return json.loads(data)
+  except (ValueError, RecursionError):
+    return None
+
+
+EXPORT_FACTS = {"model": "ResNet-v2 R14x0.5", "crop": 32, "class_names": ["a", "b"]}
+
+
+@FUZZ
+@given(data=json_mutations(EXPORT_FACTS))
+def test_fuzzed_export_json_is_one_line_or_the_facts_it_holds(tmp_path, data):
+  folder = tmp_path / "export"
+  folder.mkdir(exist_ok=True)
+  (folder / "export.json").write_bytes(data)
+  try:
+    facts = export.find(str(folder))
+  except UserError as error:
+    assert "\n" not in str(error) and str(folder / "export.json") in str(error)
+    return
+  held = parsed(data)
+  assert isinstance(held, dict), data
+  assert (facts.crop, facts.class_names) == (held.get("crop"), held.get("class_names"))
+  assert facts.crop is None or (isinstance(facts.crop, int) and facts.crop >= 1)
+  assert facts.class_names is None or all(isinstance(n, str) for n in facts.class_names)
+
+
+PLAN = {"config": {"seed": 0, "dataset": "folder"}, "plan": {"batch_size": 512,
+                                                            "base_lr": 0.003}}
+
+
+@FUZZ
+@given(data=json_mutations(PLAN))
+def test_fuzzed_plan_json_is_one_line_or_the_run_it_records(tmp_path, data):
+  (tmp_path / wd.PLAN).write_bytes(data)
+  try:
+    saved = wd._saved_run(str(tmp_path))  # pylint: disable=protected-access
+  except UserError as error:
+    assert "\n" not in str(error) and str(tmp_path / wd.PLAN) in str(error)
+    assert "--force" in str(error)
+    return
+  assert saved == parsed(data)
+  assert isinstance(saved["config"], dict) and isinstance(saved["plan"], dict)
+
+
+METRICS = {"top1": 0.81, "top5": 0.97, "evals": {"real@test": {"top1": 0.8}},
+           "provenance": {"packages": {"tensorflow": "2.21"}}}
+FAILED = {"returncode": 2, "why": "error: out of memory", "log": "R/logs/x.log"}
+RUN = runs_lib.Run(suite="s", dataset="d", model="m", shots="5", seed=0, config="c")
+
+
+@FUZZ
+@given(kind=st.sampled_from(["metrics", "failure"]), data=st.data())
+def test_fuzzed_metrics_and_failure_records_are_one_line_or_their_values(tmp_path, kind,
+                                                                          data):
+  record, path, read = {
+      "metrics": (METRICS, wd.path(RUN.workdir(str(tmp_path)), wd.METRICS),
+                  runs_lib.metrics),
+      "failure": (FAILED, runs_lib.log_path(str(tmp_path), RUN, ".failed.json"),
+                  runs_lib.failure)}[kind]
+  content = data.draw(json_mutations(record))
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "wb") as f:
+    f.write(content)
+  try:
+    value = read(str(tmp_path), RUN)
+  except UserError as error:
+    assert "\n" not in str(error) and path in str(error)
+    return
+  assert value == parsed(content)
+  if kind == "metrics":
+    assert isinstance(value["top1"], (int, float)) and not isinstance(value["top1"], bool)
+    assert all(isinstance(e["top1"], (int, float)) for e in value.get("evals", {}).values())
+  else:
+    assert isinstance(value["why"], str)
+
+
+PLANNED = {"suites": {"s": {"about": "a suite", "table": "variants"}},
+           "runs": [RUN.settings() | {"flags": []}]}
+
+
+@FUZZ
+@given(data=json_mutations(PLANNED))
+def test_fuzzed_runs_json_is_one_line_or_the_runs_it_lists(tmp_path, data):
+  (tmp_path / runs_lib.PLANNED).write_bytes(data)
+  try:
+    suites, planned = runs_lib.load_planned(str(tmp_path))
+  except UserError as error:
+    assert "\n" not in str(error) and str(tmp_path / runs_lib.PLANNED) in str(error)
+    return
+  assert suites == parsed(data)["suites"]
+  for run in planned.values():
+    assert all(isinstance(getattr(run, f), str) for f in ("suite", "dataset", "model",
+                                                          "shots", "config", "variant"))
+    assert isinstance(run.seed, int) and all(isinstance(f, str) for f in run.flags)
+    assert run.suite in suites
+
+
+@FUZZ
+@given(data=byte_mutations("tench\ngoldfish\nÉté\n".encode()))
+def test_fuzzed_label_file_is_one_line_or_its_lines(tmp_path, data):
+  path = tmp_path / "class_names.txt"
+  path.write_bytes(data)
+  try:
+    names = labels.read_names(str(path))
+  except UserError as error:
+    assert "\n" not in str(error) and str(path) in str(error)
+    return
+  assert names and all(isinstance(n, str) and "\n" not in n for n in names)
+  assert names == [line.strip() for line in data.decode("utf-8").splitlines()][
+      :len(names)]
+
+
+@FUZZ
+@given(data=byte_mutations(b'{"step": 1, "loss": 2.5}\n{"step": 2, "top1": 0.5}\n'))
+def test_fuzzed_history_is_one_line_or_its_records(tmp_path, data):
+  path = tmp_path / wd.HISTORY
+  path.write_bytes(data)
+  try:
+    records = report.read_history(str(path))
+  except UserError as error:
+    assert "\n" not in str(error) and str(path) in str(error)
+    return
+  assert all(isinstance(r, dict) and isinstance(r["step"], int) for r in records)
+
+
+@FUZZ
+@given(data=byte_mutations('path,label\n"a, b.jpg",chat\nc.jpg,Été\n'.encode()))
+def test_fuzzed_csv_is_one_line_or_rows_of_text(tmp_path, data):
+  path = tmp_path / "train.csv"
+  path.write_bytes(data)
+  try:
+    rows = reading.read_csv(str(path))
+  except UserError as error:
+    assert "\n" not in str(error) and str(path) in str(error)
+    return
+  assert all(isinstance(cell, str) for row in rows for cell in row)
+
+
+def npz_mutations():
+  """(compressed, mutate) where mutate takes the file's bytes: byte changes, or a
+  member deleted from the archive."""
+  def delete_member(index):
+    def mutate(data):
+      out = io.BytesIO()
+      with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(out, "w") as dst:
+        for n, info in enumerate(src.infolist()):
+          if n != index % len(src.infolist()):
+            dst.writestr(info, src.read(info))
+      return out.getvalue()
+    return mutate
+  bytes_changed = st.tuples(st.floats(0, 0.999), st.integers(0, 2), st.integers(1, 255)
+                            ).map(lambda f: lambda data: _change(data, *f))
+  return st.tuples(st.booleans(), st.one_of(bytes_changed,
+                                            st.integers(0, 1).map(delete_member)))
+
+
+def _change(data, where, how, value):
+  i = int(where * len(data))
+  if how == 0:
+    return data[:i]
+  if how == 1:
+    return data[:i] + bytes([data[i] ^ value]) + data[i + 1:]
+  return data[:i] + bytes([value]) + data[i:]
+
+
+@FUZZ
+@given(case=npz_mutations())
+def test_fuzzed_npz_is_one_line_or_exactly_its_arrays(tmp_path, case):
+  compressed, mutate = case
+  path = tmp_path / "w.npz"
+  arrays = _npz(path, compressed)
+  path.write_bytes(mutate(path.read_bytes()))
+  try:
+    found = bit.read_npz(str(path))
+  except UserError as error:
+    assert "\n" not in str(error) and str(path) in str(error)
+    return
+  assert set(found) <= set(arrays)
+  for key, array in found.items():
+    np.testing.assert_array_equal(array, arrays[key])
+    assert array.dtype == arrays[key].dtype

@@ -111,3 +111,15 @@ def configure_python_logs(verbose=False):
   handler.addFilter(_OursAndWarnings())
   handler.setFormatter(_Plain())
   logging.getLogger("tensorflow").setLevel(logging.WARNING)
+
+
+def outputs_and_next(headline, outputs, commands):
+  """The text that ends a run: its result, where each output is, what to run next.
+
+  outputs: [(what, where)]; commands: [command line].
+  """
+  width = max(len(what) for what, _ in outputs)
+  lines = [headline] + [f"  {what:<{width}}  {where}" for what, where in outputs]
+  if commands:
+    lines += ["Next:"] + [f"  {command}" for command in commands]
+  return "\n".join(lines)

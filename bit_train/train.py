@@ -21,6 +21,7 @@ from bit_train import cli  # pylint: disable=wrong-import-position
 from bit_train import distribute  # pylint: disable=wrong-import-position
 from bit_train import files  # pylint: disable=wrong-import-position
 from bit_train import models  # pylint: disable=wrong-import-position
+from bit_train import report  # pylint: disable=wrong-import-position
 from bit_train import specs  # pylint: disable=wrong-import-position
 from bit_train import trainer  # pylint: disable=wrong-import-position
 from bit_train import workdir as wd  # pylint: disable=wrong-import-position
@@ -80,6 +81,8 @@ def main(argv):
         files.write_text_atomic(wd.path(_WORKDIR.value, wd.PLAN_TEXT), text + "\n")
     print(text)
     print(files.json_text(record["plan"]))
+    for warning in plan.warnings():
+      print(f"warning: {warning}")
     if kept:
       print(f"{_WORKDIR.value} holds a run's checkpoints: its {wd.PLAN} is kept, "
             "not rewritten.")
@@ -95,9 +98,33 @@ def main(argv):
     model = describe_model(run_specs.model, facts.num_classes)
     logging.info("%s\nModel %s from %s: %s\n%s", facts.describe(), model["name"],
                  model["source"], model["location"], plan.describe())
+    for warning in plan.warnings():
+      logging.warning("%s", warning)
     record = trainer.train(run_specs, plan, source, _WORKDIR.value, strategy,
                            _FORCE.value)
-  print(files.json_text(record))
+  if distribute.is_chief(strategy):
+    print(finished_text(_WORKDIR.value, record, run_specs.config))
+
+
+def finished_text(workdir, record, config):
+  """What ends a bit-train run: its result, its outputs, the commands to go on."""
+  w = workdir
+  export = wd.path(w, wd.EXPORT)
+  data = (f"dataset=image_folder,data_dir={config['data_dir']}"
+          if config.get("dataset") == "image_folder" else f"dataset={record['dataset']}")
+  images = config.get("data_dir") or "IMAGES"
+  return console.outputs_and_next(
+      f"Done: top-1 {record['top1']:.4f} on {record['count']} images of "
+      f"{record['dataset']} ({record['eval_split']}) at step {record['step']}.",
+      [("Workdir", f"{w}   (the same command resumes or extends the run)"),
+       ("Metrics", wd.path(w, wd.METRICS)),
+       ("Report", wd.path(w, report.REPORT)),
+       ("Curves", f"{wd.path(w, wd.CURVES)}   (tensorboard --logdir "
+                  f"{wd.path(w, wd.TENSORBOARD)})"),
+       ("Export", f"{export}   (serving/: uint8 images in; hub_module/: TF Hub)")],
+      [f"bit-predict --model {export} --top 3 {images}",
+       f"bit-eval --config imagenet_eval:{data},model_path={export} --workdir "
+       f"{w}_eval"])
 
 
 def run():

@@ -510,3 +510,21 @@ def test_ctrl_c_inside_a_save_names_the_checkpoint_only_when_its_files_are_whole
   with pytest.raises(KeyboardInterrupt):
     saver.save(6)
   assert saver.latest == os.path.join(str(tmp_path), "ckpt-4")
+
+
+def test_dry_run_prints_the_plan_s_warnings_after_it(tmp_path, folder, capsys):
+  """A batch above the recipe's that shrinks the lr and exceeds the dataset: one
+  `warning:` line each, after the plan."""
+  from bit_train import train as bit_train  # pylint: disable=import-outside-toplevel
+  from helpers import run_here  # pylint: disable=import-outside-toplevel
+  result = run_here(bit_train.run, "--config",
+                    tiny_run_config(folder, "lr_scaling=linear,batch_size=64,batch_split=8"),
+                    "--workdir", tmp_path, "--dry_run", capsys=capsys)
+  assert result.returncode == 0, result.stderr
+  lines = result.stdout.splitlines()
+  warnings = [n for n, line in enumerate(lines) if line.startswith("warning: ")]
+  assert len(warnings) == 2, result.stdout
+  assert warnings[0] > next(n for n, line in enumerate(lines) if "BiT-HyperRule plan" in line)
+  assert "batch_size=64 scales the learning rate down" in lines[warnings[0]]
+  assert "set batch_size=512,batch_split=64" in lines[warnings[0]]
+  assert "batch_size=64 is" in lines[warnings[1]] and "training examples" in lines[warnings[1]]

@@ -26,6 +26,7 @@ from bit_train import models
 from bit_train import provenance
 from bit_train import report
 from bit_train import runlog
+from bit_train import trained_on
 from bit_train import workdir as wd
 from bit_train.data import pipeline
 from bit_train.errors import Interrupted, UserError
@@ -339,8 +340,9 @@ def _finish(trainer, results, log, workdir, chief):
                 provenance=provenance.record(trainer.strategy, source))
   if others:
     record["evals"] = {result.name: result.record for result in others}
+  seen, trained_files = trained_on.describe(source)
   export.export_all(trainer.model, trainer.plan, source.class_names, workdir, chief,
-                    about=record)
+                    about=dict(record, trained_on=seen), trained_files=trained_files)
   # Written last: a workdir with metrics.json holds a finished run, exports included
   # (the experiments runner skips it); a run killed before resumes at its last step.
   if chief:

@@ -72,7 +72,13 @@ def trained_run(tmp_path_factory, folder):
   result = subprocess.run(command(workdir, folder), cwd=ROOT, capture_output=True,
                           text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
+  (workdir.parent / "stdout.txt").write_text(result.stdout)
   return workdir, result.stderr
+
+
+def subprocess_stdout(workdir):
+  """What the trained_run fixture's bit-train printed on stdout."""
+  return (workdir.parent / "stdout.txt").read_text()
 
 
 @pytest.fixture(scope="module")
@@ -528,3 +534,55 @@ def test_dry_run_prints_the_plan_s_warnings_after_it(tmp_path, folder, capsys):
   assert "batch_size=64 scales the learning rate down" in lines[warnings[0]]
   assert "set batch_size=512,batch_split=64" in lines[warnings[0]]
   assert "batch_size=64 is" in lines[warnings[1]] and "training examples" in lines[warnings[1]]
+
+
+def test_purge_events_drops_the_steps_after_the_resumed_one(tmp_path):
+  from bit_train import runlog  # pylint: disable=import-outside-toplevel
+
+  def write(steps):
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    with writer.as_default():
+      for step in steps:
+        tf.summary.scalar("loss", float(step), step=step)
+    writer.close()
+
+  def steps():
+    return [event.step for name in sorted(os.listdir(tmp_path))
+            for event in tf.compat.v1.train.summary_iterator(str(tmp_path / name))
+            for value in event.summary.value if value.tag == "loss"]
+
+  write(range(1, 11))
+  runlog.purge_events(str(tmp_path), 4)
+  assert steps() == [1, 2, 3, 4]
+  write(range(5, 8))  # the resumed run
+  assert steps() == list(range(1, 8))
+
+
+def test_export_records_the_training_files_and_bit_eval_measures_only_the_unseen(
+    trained_run, folder, tmp_path):
+  """bit-eval on the whole folder the run trained on scores only its holdout."""
+  workdir, stderr = trained_run
+  plan = json.load(open(workdir / "plan.json"))["plan"]
+  about = json.load(open(workdir / "export" / "export.json"))["run"]["trained_on"]
+  assert about["dataset"] == "image_folder" and about["data_dir"] == str(folder)
+  assert about["files"] == plan["num_examples"] and len(about["fingerprint"]) == 16
+  listed = (workdir / "export" / "trained_files.txt").read_text().splitlines()
+  assert len(listed) == plan["num_examples"]
+  for line in listed:
+    path, size = line.split("\t")
+    assert os.path.getsize(os.path.join(folder, path)) == int(size)
+  # The run's own ending names its outputs and the commands to go on.
+  assert f"Export   {workdir / 'export'}" in subprocess_stdout(workdir)
+  metrics = json.load(open(workdir / "metrics.json"))
+  result = subprocess.run(
+      [sys.executable, "-m", "bit_train.eval", "--config",
+       f"imagenet_eval:dataset=image_folder,data_dir={folder},model_path="
+       f"{workdir / 'export'}", "--workdir", str(tmp_path)],
+      cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  (scored,) = json.load(open(tmp_path / "eval" / "metrics.json"))["results"].values()
+  assert scored["count"] == metrics["count"] == 36 - plan["num_examples"]
+  assert scored["top1"] == metrics["top1"]
+  assert (f"{plan['num_examples']} others were among its training images"
+          in result.stderr), result.stderr[-3000:]
+  assert f"Metrics    {tmp_path / 'eval' / 'metrics.json'}" in result.stdout

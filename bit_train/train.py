@@ -26,6 +26,7 @@ from bit_train import specs  # pylint: disable=wrong-import-position
 from bit_train import trainer  # pylint: disable=wrong-import-position
 from bit_train import workdir as wd  # pylint: disable=wrong-import-position
 from bit_train.data import sources  # pylint: disable=wrong-import-position
+from bit_train.data.sources import scan_cache  # pylint: disable=wrong-import-position
 from bit_train.errors import UserError  # pylint: disable=wrong-import-position
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -66,7 +67,8 @@ def main(argv):
   # Made once, here: an unknown model name fails before anything is read.
   run_specs = specs.from_config(config, evals=not _DRY_RUN.value)
   if _DRY_RUN.value:
-    facts = sources.describe(run_specs.data)
+    with scan_cache.kept_in(_WORKDIR.value):
+      facts = sources.describe(run_specs.data)
     model = describe_model(run_specs.model, facts.num_classes)
     plan = run_specs.recipe.plan(facts.num_examples, facts.image_size, facts.name)
     with wd.claim(_WORKDIR.value):
@@ -92,7 +94,8 @@ def main(argv):
   strategy = distribute.create_strategy(run_specs.run)
   # Held to the end: a second bit-train on this workdir is refused at once.
   with wd.claim(_WORKDIR.value, strategy):
-    source = sources.for_training(run_specs.data)
+    with scan_cache.kept_in(_WORKDIR.value):
+      source = sources.for_training(run_specs.data)
     facts = source.facts
     plan = run_specs.recipe.plan(facts.num_examples, facts.image_size, facts.name)
     model = describe_model(run_specs.model, facts.num_classes)

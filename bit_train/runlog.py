@@ -14,6 +14,7 @@ import time
 from absl import logging
 import tensorflow as tf
 
+from bit_train import console
 from bit_train import files
 from bit_train import hyperrule
 from bit_train import report
@@ -42,7 +43,7 @@ class RunLog:
         directory = wd.path(workdir, wd.TENSORBOARD, name)
         purge_events(directory, start)
         self._writers[name] = tf.summary.create_file_writer(directory)
-    self.live = (chief and sys.stderr.isatty()) if live is None else live
+    self.live = (chief and console.stderr_is_terminal()) if live is None else live
     self._start = start
     self._last = time.perf_counter()
     self._losses = []  # since the last line

@@ -67,7 +67,9 @@ def main(argv):
   # Made once, here: an unknown model name fails before anything is read.
   run_specs = specs.from_config(config, evals=not _DRY_RUN.value)
   if _DRY_RUN.value:
-    with scan_cache.kept_in(_WORKDIR.value):
+    # The cache is not written into a workdir that holds a run: a dry run on it
+    # changes nothing there.
+    with scan_cache.kept_in(_WORKDIR.value, save=not wd.holds_run(_WORKDIR.value)):
       facts = sources.describe(run_specs.data)
     model = describe_model(run_specs.model, facts.num_classes)
     plan = run_specs.recipe.plan(facts.num_examples, facts.image_size, facts.name)
@@ -92,10 +94,10 @@ def main(argv):
   # The strategy comes first: multi-worker set-up and CPU device splitting must
   # happen before TensorFlow runs anything.
   strategy = distribute.create_strategy(run_specs.run)
-  # Held to the end: a second bit-train on this workdir is refused at once.
-  with wd.claim(_WORKDIR.value, strategy):
-    with scan_cache.kept_in(_WORKDIR.value):
-      source = sources.for_training(run_specs.data)
+  # Held to the end: a second bit-train on this workdir is refused at once. What the
+  # folder scan learned is kept unless the run is refused.
+  with wd.claim(_WORKDIR.value, strategy), scan_cache.kept_in(_WORKDIR.value):
+    source = sources.for_training(run_specs.data)
     facts = source.facts
     plan = run_specs.recipe.plan(facts.num_examples, facts.image_size, facts.name)
     model = describe_model(run_specs.model, facts.num_classes)

@@ -108,6 +108,8 @@ def test_native_run_writes_metrics_checkpoints_curves_and_exports(trained_run):
   assert metrics["count"] == 36 - plan["num_examples"] > 0
   assert metrics["step"] == 6 and 0 <= metrics["top1"] <= 1
   assert (workdir / "curves.png").stat().st_size > 1000
+  cached = json.load(open(workdir / "scan_cache.json"))  # every file the scan decoded
+  assert len(cached) == 36 and all(entry[2] for entry in cached.values())
   assert tf.train.latest_checkpoint(str(workdir / "checkpoints")).endswith("ckpt-6")
   assert os.listdir(workdir / "tensorboard" / "train")
   steps = [r["step"] for r in history(workdir) if "loss" in r and "top1" not in r]

@@ -12,6 +12,7 @@ import json
 import os
 
 from bit_train import files
+from bit_train.errors import UserError
 
 FILE = "scan_cache.json"
 
@@ -71,12 +72,19 @@ def active():
 
 
 @contextlib.contextmanager
-def kept_in(directory):
-  """Inside: folder scans read and extend directory/scan_cache.json."""
+def kept_in(directory, save=True):
+  """Inside: folder scans read and extend directory/scan_cache.json, which is written
+  at the end (when `save`) unless a UserError ends the block: a refused run leaves
+  the workdir as it was, a finished or interrupted one keeps what its scan learned."""
   global _active
   previous, _active = _active, Cache(os.path.join(directory, FILE))
+  cache = _active
   try:
-    yield _active
+    yield cache
+  except UserError:
+    save = False
+    raise
   finally:
-    _active.save()
     _active = previous
+    if save:
+      cache.save()

@@ -59,6 +59,12 @@ class RunLog:
         for name, value in scalars.items():
           tf.summary.scalar(name, value)
 
+  def close(self):
+    """Writes out the TensorBoard events still queued (a process may exit before
+    the writers' own periodic flush)."""
+    for writer in self._writers.values():
+      writer.flush()
+
   def _timed(self, done):
     """Counts the time since the previous step as steady unless `done` is the first
     step of this process."""

@@ -219,6 +219,8 @@ def train(specs, plan, source, workdir, strategy, force=False):
   except KeyboardInterrupt:
     log.end_live_line()
     raise Interrupted(_stopped(trainer, saver), 130) from None
+  finally:
+    log.close()
   if chief:
     warning = chance_warning(plan, results[0].metrics, trainer.num_classes)
     if warning:

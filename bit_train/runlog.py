@@ -146,11 +146,11 @@ class RunLog:
     self.end_live_line()
     main, *others = results
     metrics = main.metrics
-    logging.info("eval at step %d/%d: top-1 %.4f  top-5 %.4f  loss %.4f  (%d images)",
+    logging.info("Eval at step %d/%d: top-1 %.4f  top-5 %.4f  loss %.4f  (%d images)",
                  step, self.plan.total_steps, metrics.top1, metrics.top5, metrics.loss,
                  metrics.count)
     for result in others:
-      logging.info("eval at step %d/%d: %s", step, self.plan.total_steps, result.line)
+      logging.info("Eval at step %d/%d: %s", step, self.plan.total_steps, result.line)
     self._summary("eval", step,
                   **{k: v for result in others for k, v in result.scalars.items()},
                   **main.scalars)

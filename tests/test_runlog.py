@@ -56,8 +56,8 @@ def test_steady_steps_only_running_mean_and_the_estimate_of_a_long_plan(
   assert "ETA 0:16:30" in steps[0]  # 495 steps x 2 s
   assert steps[1].startswith("step 10/500  loss 8.0000") and " 256.0 img/s" in steps[1]
   assert "ETA 0:16:20" in steps[1]
-  evals = [line for line in got if line.startswith("eval at step")]
-  assert evals == ["eval at step 5/500: top-1 0.5000  top-5 1.0000  loss 0.5000  (6 images)"]
+  evals = [line for line in got if line.startswith("Eval at step")]
+  assert evals == ["Eval at step 5/500: top-1 0.5000  top-5 1.0000  loss 0.5000  (6 images)"]
   estimates = [line for line in got if line.startswith("the plan's 500 steps take")]
   assert len(estimates) == 1 and "~0:16:40 at 256.0 img/s" in estimates[0]
   records = [r for r in runlog.History(str(tmp_path), 10).read() if "top1" not in r]

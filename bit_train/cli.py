@@ -33,6 +33,7 @@ from bit_train.errors import Interrupted, UserError, quote
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM: bit-train saved a checkpoint and stopped
 
 _VERBOSE = flags.DEFINE_bool(console.VERBOSE_FLAG, False,
                              "Also show TensorFlow's own log lines (hidden by default).")
@@ -209,7 +210,7 @@ def run(main):
         raise
       fail(f"{e.filename}: {e.strerror}: check the path.")
     except Interrupted as e:
-      fail(e, EXIT_INTERRUPTED)
+      fail(e, e.exit_code)
     except KeyboardInterrupt:
       fail("interrupted: run the same command again.", EXIT_INTERRUPTED)
   app.run(guarded_main, argv=argv, flags_parser=_parse_flags)

@@ -61,6 +61,16 @@ def _pump(source, target):
     os.write(target, pending)
 
 
+_stderr_was_terminal = None  # before quiet_native_logs put its filter on stderr
+
+
+def stderr_is_terminal():
+  """Whether the user's stderr is a terminal (the filter's pipe does not count)."""
+  if _stderr_was_terminal is not None:
+    return _stderr_was_terminal
+  return sys.stderr.isatty()
+
+
 def quiet_native_logs(script=False):
   """Called by an entry module before it imports TensorFlow. In a run of an entry
   point (a console script, or a `script` run as __main__), TensorFlow's C++ INFO
@@ -69,6 +79,8 @@ def quiet_native_logs(script=False):
   is drained. Imported anywhere else, it does nothing."""
   if not (script or _running_an_entry_point(sys.argv)) or verbose_requested():
     return
+  global _stderr_was_terminal
+  _stderr_was_terminal = os.isatty(2)
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
   original = os.dup(2)
   read_end, write_end = os.pipe()
@@ -111,3 +123,15 @@ def configure_python_logs(verbose=False):
   handler.addFilter(_OursAndWarnings())
   handler.setFormatter(_Plain())
   logging.getLogger("tensorflow").setLevel(logging.WARNING)
+
+
+def outputs_and_next(headline, outputs, commands):
+  """The text that ends a run: its result, where each output is, what to run next.
+
+  outputs: [(what, where)]; commands: [command line].
+  """
+  width = max(len(what) for what, _ in outputs)
+  lines = [headline] + [f"  {what:<{width}}  {where}" for what, where in outputs]
+  if commands:
+    lines += ["Next:"] + [f"  {command}" for command in commands]
+  return "\n".join(lines)

@@ -11,7 +11,15 @@ class UserError(Exception):
 
 
 class Interrupted(Exception):
-  """Ctrl-C: the message says where the run stopped and how to go on (exit 130)."""
+  """Ctrl-C or SIGTERM: the message says where the run stopped and how to go on.
+
+  The exit code is the shells' 128 + the signal's number: 130 for Ctrl-C (SIGINT),
+  143 for SIGTERM (what Slurm, Kubernetes and preemptible VMs send first).
+  """
+
+  def __init__(self, message, exit_code=130):
+    super().__init__(message)
+    self.exit_code = exit_code
 
 
 def quote(error, part="first"):

@@ -32,6 +32,7 @@ from bit_train import labels  # pylint: disable=wrong-import-position
 from bit_train import models  # pylint: disable=wrong-import-position
 from bit_train import report  # pylint: disable=wrong-import-position
 from bit_train import specs  # pylint: disable=wrong-import-position
+from bit_train import trained_on  # pylint: disable=wrong-import-position
 from bit_train import workdir as wd  # pylint: disable=wrong-import-position
 from bit_train.errors import UserError  # pylint: disable=wrong-import-position
 from bit_train.models import registry  # pylint: disable=wrong-import-position
@@ -124,6 +125,9 @@ def main(argv):
   facts = export.find(model_spec.path)
   if facts is not None:
     model_spec = export_model(model_spec, facts)
+  if facts is not None and own_head:  # only the images the model never trained on
+    evals[0].examples = trained_on.unseen(evals[0].examples, facts.root,
+                                          run_specs.data.data_dir)
   crop, crop_from = eval_crop(run_specs.recipe, evals[0].examples.image_size, facts)
   batch = evaluators.eval_batch_size(run_specs.run.eval_batch_size,
                                      run_specs.recipe.micro_batch_size, strategy)
@@ -161,9 +165,18 @@ def main(argv):
   record["config"] = dict(run_specs.config, model_path=model_spec.path)
   if chief:
     files.write_json_atomic(os.path.join(out, wd.METRICS), record)
-  report.write_report(out, model, evals[0].examples, crop, model_class_names=model_names,
-                      enabled=chief and own_head)
-  print(files.json_text(record["results"]))
+  written = report.write_report(out, model, evals[0].examples, crop,
+                                model_class_names=model_names, enabled=chief and own_head)
+  if chief:
+    outputs = [("Metrics", os.path.join(out, wd.METRICS))]
+    if written:
+      outputs.append(("Report", written))
+    outputs.append(("Per class", f"{out}/*.per_class.tsv"))
+    commands = []
+    if facts is not None:
+      commands.append(f"bit-predict --model {facts.root} --top 3 IMAGES")
+    print(console.outputs_and_next(f"Evaluated {name}: {len(evals)} result(s), one line "
+                                   "each above.", outputs, commands))
 
 
 def run():

@@ -30,6 +30,7 @@ from bit_train import files
 from bit_train import reading
 from bit_train import labels
 from bit_train import models
+from bit_train import trained_on
 from bit_train import workdir as wd
 from bit_train.data import preprocess
 from bit_train.errors import UserError
@@ -110,12 +111,13 @@ def export_serving(model, crop, class_names, path, chief=True):
     shutil.rmtree(target, ignore_errors=True)
 
 
-def export_all(model, plan, class_names, workdir, chief=True, about=None):
+def export_all(model, plan, class_names, workdir, chief=True, about=None,
+               trained_files=None):
   """Both exports, the class names and export.json, written by the chief (every
   worker saves, since saving is collective; only the chief's copy is kept).
 
-  about: the run's final record (model name, dataset, step, metrics), kept in
-  export.json.
+  about: the run's final record (model name, dataset, step, metrics, trained_on),
+  kept in export.json. trained_files: the lines of trained_on.FILES, or None.
   """
   root = wd.path(workdir, wd.EXPORT)
   files.make_dirs(root, "export directory")
@@ -128,6 +130,9 @@ def export_all(model, plan, class_names, workdir, chief=True, about=None):
     return
   files.write_text_atomic(os.path.join(root, wd.CLASS_NAMES),
                           "\n".join(class_names) + "\n")
+  if trained_files is not None:
+    files.write_text_atomic(os.path.join(root, trained_on.FILES),
+                            "".join(line + "\n" for line in trained_files))
   about = dict(about or {})
   files.write_json_atomic(os.path.join(root, wd.EXPORT_FACTS), {
       "model": about.pop("model", None), "crop": plan.crop,

@@ -150,9 +150,10 @@ def _pyplot():
   return plt
 
 
-def curves_png(history):
+def curves_png(history, num_classes=0):
   """Train loss (raw and smoothed), learning rate and eval top-1 against steps, as
-  PNG bytes; None without train records."""
+  PNG bytes; None without train records. Top-5 is drawn beside top-1 when there are
+  more than 5 classes (with 5 or fewer it is always 1)."""
   train = sorted((r for r in history if "loss" in r and "top1" not in r),
                  key=lambda r: r["step"])
   evals = sorted((r for r in history if "top1" in r), key=lambda r: r["step"])
@@ -169,11 +170,17 @@ def curves_png(history):
   ax_lr.plot([r["step"] for r in train if "lr" in r],
              [r["lr"] for r in train if "lr" in r], color="C2")
   ax_lr.set(xlabel="step", ylabel="learning rate", title="Learning rate")
-  ax_acc.plot([r["step"] for r in evals], [r["top1"] for r in evals], "o-", color="C1")
+  ax_acc.plot([r["step"] for r in evals], [r["top1"] for r in evals], "o-", color="C1",
+              label="top-1")
+  if num_classes > 5 and any("top5" in r for r in evals):
+    ax_acc.plot([r["step"] for r in evals if "top5" in r],
+                [r["top5"] for r in evals if "top5" in r], "s--", color="C3",
+                label="top-5")
+    ax_acc.legend()
   if evals:
     ax_acc.annotate(f"{evals[-1]['top1']:.4f}", (evals[-1]["step"], evals[-1]["top1"]),
                     textcoords="offset points", xytext=(-8, -14), ha="right")
-  ax_acc.set(xlabel="step", ylabel="top-1", title="Evaluation top-1", ylim=(0, 1),
+  ax_acc.set(xlabel="step", ylabel="accuracy", title="Evaluation", ylim=(0, 1),
              xlim=(0, max([steps[-1]] + [r["step"] for r in evals]) * 1.02))
   fig.tight_layout()
   return _figure_png(fig)
@@ -397,7 +404,7 @@ def render(title, *, metrics=None, plan=None, history=(), examples_name="",
                 f"{summary['correct']} correctly (top-1 {summary['top1']:.4f}).</p>")
   sections = [("Results", results),
               ("Plan" if plan is not None else "Evaluation", _facts_section(metrics, plan))]
-  curves = curves_png(history) if history else None
+  curves = curves_png(history, len(class_names)) if history else None
   if curves:
     sections.append(("Curves", _img(curves, "image/png", "training curves")))
   if summary is not None:

@@ -21,10 +21,12 @@ from bit_train import cli  # pylint: disable=wrong-import-position
 from bit_train import distribute  # pylint: disable=wrong-import-position
 from bit_train import files  # pylint: disable=wrong-import-position
 from bit_train import models  # pylint: disable=wrong-import-position
+from bit_train import report  # pylint: disable=wrong-import-position
 from bit_train import specs  # pylint: disable=wrong-import-position
 from bit_train import trainer  # pylint: disable=wrong-import-position
 from bit_train import workdir as wd  # pylint: disable=wrong-import-position
 from bit_train.data import sources  # pylint: disable=wrong-import-position
+from bit_train.data.sources import scan_cache  # pylint: disable=wrong-import-position
 from bit_train.errors import UserError  # pylint: disable=wrong-import-position
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -65,7 +67,10 @@ def main(argv):
   # Made once, here: an unknown model name fails before anything is read.
   run_specs = specs.from_config(config, evals=not _DRY_RUN.value)
   if _DRY_RUN.value:
-    facts = sources.describe(run_specs.data)
+    # The cache is not written into a workdir that holds a run: a dry run on it
+    # changes nothing there.
+    with scan_cache.kept_in(_WORKDIR.value, save=not wd.holds_run(_WORKDIR.value)):
+      facts = sources.describe(run_specs.data)
     model = describe_model(run_specs.model, facts.num_classes)
     plan = run_specs.recipe.plan(facts.num_examples, facts.image_size, facts.name)
     with wd.claim(_WORKDIR.value):
@@ -80,6 +85,8 @@ def main(argv):
         files.write_text_atomic(wd.path(_WORKDIR.value, wd.PLAN_TEXT), text + "\n")
     print(text)
     print(files.json_text(record["plan"]))
+    for warning in plan.warnings():
+      print(f"warning: {warning}")
     if kept:
       print(f"{_WORKDIR.value} holds a run's checkpoints: its {wd.PLAN} is kept, "
             "not rewritten.")
@@ -87,8 +94,9 @@ def main(argv):
   # The strategy comes first: multi-worker set-up and CPU device splitting must
   # happen before TensorFlow runs anything.
   strategy = distribute.create_strategy(run_specs.run)
-  # Held to the end: a second bit-train on this workdir is refused at once.
-  with wd.claim(_WORKDIR.value, strategy):
+  # Held to the end: a second bit-train on this workdir is refused at once. What the
+  # folder scan learned is kept unless the run is refused.
+  with wd.claim(_WORKDIR.value, strategy), scan_cache.kept_in(_WORKDIR.value):
     source = sources.for_training(run_specs.data)
     facts = source.facts
     plan = run_specs.recipe.plan(facts.num_examples, facts.image_size, facts.name)
@@ -96,9 +104,33 @@ def main(argv):
     model = describe_model(run_specs.model, facts.num_classes)
     logging.info("%s\nModel %s from %s: %s\n%s", facts.describe(), model["name"],
                  model["source"], model["location"], plan.describe())
+    for warning in plan.warnings():
+      logging.warning("%s", warning)
     record = trainer.train(run_specs, plan, source, _WORKDIR.value, strategy,
                            _FORCE.value)
-  print(files.json_text(record))
+  if distribute.is_chief(strategy):
+    print(finished_text(_WORKDIR.value, record, run_specs.config))
+
+
+def finished_text(workdir, record, config):
+  """What ends a bit-train run: its result, its outputs, the commands to go on."""
+  w = workdir
+  export = wd.path(w, wd.EXPORT)
+  data = (f"dataset=image_folder,data_dir={config['data_dir']}"
+          if config.get("dataset") == "image_folder" else f"dataset={record['dataset']}")
+  images = config.get("data_dir") or "IMAGES"
+  return console.outputs_and_next(
+      f"Done: top-1 {record['top1']:.4f} on {record['count']} images of "
+      f"{record['dataset']} ({record['eval_split']}) at step {record['step']}.",
+      [("Workdir", f"{w}   (the same command resumes or extends the run)"),
+       ("Metrics", wd.path(w, wd.METRICS)),
+       ("Report", wd.path(w, report.REPORT)),
+       ("Curves", f"{wd.path(w, wd.CURVES)}   (tensorboard --logdir "
+                  f"{wd.path(w, wd.TENSORBOARD)})"),
+       ("Export", f"{export}   (serving/: uint8 images in; hub_module/: TF Hub)")],
+      [f"bit-predict --model {export} --top 3 {images}",
+       f"bit-eval --config imagenet_eval:{data},model_path={export} --workdir "
+       f"{w}_eval"])
 
 
 def run():

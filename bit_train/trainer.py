@@ -8,6 +8,10 @@ divergence checks, checkpoints, periodic evaluations), the final evaluation and
 the model, the optimizer state and the compiled step; `Trainer.fit_step` is one step.
 """
 
+import math
+import signal
+import threading
+
 from absl import logging
 import numpy as np
 import tensorflow as tf
@@ -22,6 +26,7 @@ from bit_train import models
 from bit_train import provenance
 from bit_train import report
 from bit_train import runlog
+from bit_train import trained_on
 from bit_train import workdir as wd
 from bit_train.data import pipeline
 from bit_train.errors import Interrupted, UserError
@@ -195,6 +200,9 @@ def train(specs, plan, source, workdir, strategy, force=False):
   specs: the run's specs.Specs; plan: its hyperrule.Plan; source: the open DataSource
   of specs.data. The workdir must be held (workdir.claim). Nothing in it is written
   before the checkpoint to resume from has restored into this run's model.
+
+  Ctrl-C stops at once (exit 130); SIGTERM stops at the next step boundary after
+  saving a checkpoint there (exit 143). Both print one line saying how to resume.
   """
   chief = distribute.is_chief(strategy)
   if chief:
@@ -204,15 +212,69 @@ def train(specs, plan, source, workdir, strategy, force=False):
   saver = _resume(trainer, workdir, chief)
   log = runlog.RunLog(workdir, plan, specs.run.log_every, trainer.done_steps(), chief)
   try:
-    _fit(trainer, saver, log)
+    with _TermSignal() as term:
+      _fit(trainer, saver, log, term)
     results = log.evaluation(trainer.done_steps(), trainer.evaluate())
-    return _finish(trainer, results, log, workdir, chief)
+    record = _finish(trainer, results, log, workdir, chief)
   except KeyboardInterrupt:
-    latest = saver.latest
-    raise Interrupted(
-        f"interrupted at step {trainer.done_steps()} (last checkpoint: "
-        f"{f'step {checkpoints.step_of(latest)}' if latest else 'none'}): run the same "
-        "command to resume.") from None
+    log.end_live_line()
+    raise Interrupted(_stopped(trainer, saver), 130) from None
+  finally:
+    log.close()
+  if chief:
+    warning = chance_warning(plan, results[0].metrics, trainer.num_classes)
+    if warning:
+      logging.warning("%s", warning)
+  return record
+
+
+class _TermSignal:
+  """Inside: SIGTERM sets `requested` instead of ending the process, so the loop
+  can save a checkpoint at the next step boundary. (Only the main thread can take
+  signals; elsewhere SIGTERM keeps its own handling.)"""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.requested = True
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    return self
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+def _stopped(trainer, saver):
+  """The one line of a run stopped by Ctrl-C or SIGTERM."""
+  latest = saver.latest
+  return (f"interrupted at step {trainer.done_steps()} (last checkpoint: "
+          f"{f'step {checkpoints.step_of(latest)}' if latest else 'none'}): run the same "
+          "command to resume.")
+
+
+def chance_warning(plan, metrics, num_classes):
+  """The warning for a final top-1 that is not clearly above chance, or None.
+
+  Chance is 1/classes; clearly above it is at least two binomial standard
+  deviations above it for the number of images evaluated.
+  """
+  chance = 1 / num_classes
+  clearly = chance + 2 * math.sqrt(chance * (1 - chance) / max(metrics.count, 1))
+  if metrics.top1 >= clearly:
+    return None
+  return (f"the final top-1 {metrics.top1:.4f} on {metrics.count} images is not clearly "
+          f"above chance ({chance:.4f} for {num_classes} classes; clearly above is "
+          f">= {clearly:.4f}): the model has barely learned. Likely causes: a learning "
+          f"rate too small for the batch (this plan's lr is {plan.base_lr:.2g} at batch "
+          f"{plan.batch_size}: see the warnings after the plan), too few steps "
+          f"({plan.total_steps}), or labels that do not match the images.")
 
 
 def _resume(trainer, workdir, chief):
@@ -230,9 +292,10 @@ def _resume(trainer, workdir, chief):
       max_to_keep=trainer.run_spec.keep_checkpoints), resumed)
 
 
-def _fit(trainer, saver, log):
+def _fit(trainer, saver, log, term):
   """The steps from the restored one to the end of the plan: each update, its
-  divergence check, progress, and the periodic checkpoints and evaluations."""
+  divergence check, progress, the periodic checkpoints and evaluations, and a
+  checkpoint and stop after the step during which SIGTERM came (`term`)."""
   run, plan = trainer.run_spec, trainer.plan
   trainer.start_data()
   for step in range(trainer.done_steps(), plan.total_steps):
@@ -246,6 +309,13 @@ def _fit(trainer, saver, log):
       if trainer.non_finite_state():
         raise _diverged("weights", done, saver.latest)
       saver.save(done)
+    if term.requested:
+      log.end_live_line()
+      if saver.latest is None or checkpoints.step_of(saver.latest) != done:
+        if trainer.non_finite_state():
+          raise _diverged("weights", done, saver.latest)
+        saver.save(done)
+      raise Interrupted(_stopped(trainer, saver), 143)
     if run.eval_every and done % run.eval_every == 0 and done < plan.total_steps:
       log.evaluation(done, trainer.evaluate())
 
@@ -272,12 +342,13 @@ def _finish(trainer, results, log, workdir, chief):
                 provenance=provenance.record(trainer.strategy, source))
   if others:
     record["evals"] = {result.name: result.record for result in others}
+  seen, trained_files = trained_on.describe(source)
   export.export_all(trainer.model, trainer.plan, source.class_names, workdir, chief,
-                    about=record)
+                    about=dict(record, trained_on=seen), trained_files=trained_files)
   # Written last: a workdir with metrics.json holds a finished run, exports included
   # (the experiments runner skips it); a run killed before resumes at its last step.
   if chief:
-    runlog.plot_curves(log.history, wd.path(workdir, wd.CURVES))
+    runlog.plot_curves(log.history, wd.path(workdir, wd.CURVES), trainer.num_classes)
     files.write_json_atomic(wd.path(workdir, wd.METRICS), record)
   report.write_report(workdir, trainer.model, trainer.evaluators[0].examples,
                       trainer.plan.crop, enabled=chief)

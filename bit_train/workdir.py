@@ -14,13 +14,17 @@ same run. Every module finds a workdir's files through the names below.
   W/tensorboard/{train,eval}/  TENSORBOARD: summaries
   W/metrics.json           METRICS: the final evaluation, the model and the step;
                            written last, so it marks a finished run, exports included
-  W/curves.png             CURVES: training loss and evaluation accuracy
-                           (runlog.plot_curves)
+  W/curves.png             CURVES: training loss, learning rate and evaluation
+                           accuracy (runlog.plot_curves)
+  W/scan_cache.json        what an image folder's scan learned of each file
+                           (data/sources/scan_cache.py)
   W/export/                EXPORT (see export.py):
     serving/                 SERVING: SavedModel for serving (class names in assets/)
     hub_module/              HUB_MODULE: reusable TF Hub module
     class_names.txt          CLASS_NAMES: line i names output i
-    export.json              EXPORT_FACTS: model name, classes, crop, the run
+    export.json              EXPORT_FACTS: model name, classes, crop, the run and
+                             what it trained on
+    trained_files.txt        an image folder's training files (trained_on.py)
   W/workers/<i>/           WORKERS: a multi-worker run's non-chief copies (own_dir)
 `bit-eval --workdir W` writes:
   W/eval/metrics.json      EVAL, METRICS: every evaluated set's results

@@ -267,3 +267,38 @@ def test_the_walk_survives_links_fifos_devices_and_any_names(tmp_path, caplog):
                     ("b/zero.jpg", "not a regular file")]:
     assert f"{str(root / name)!r}: {why}" in said, said
   assert "another name of a file already counted" in said
+
+
+def test_scan_cache_decodes_only_new_or_changed_files(tmp_path, monkeypatch):
+  from bit_train.data.sources import scan_cache  # pylint: disable=import-outside-toplevel
+  root = write_folder(tmp_path / "photos", {"a": 3, "b": 3})
+  decoded = []
+  real = folders._decode_shapes  # pylint: disable=protected-access
+
+  def recording(paths):
+    decoded.append(sorted(os.path.relpath(p, root) for p in paths))
+    return real(paths)
+  monkeypatch.setattr(folders, "_decode_shapes", recording)
+
+  def scan():
+    with scan_cache.kept_in(str(tmp_path)):
+      return folders.scan(root, holdout_fraction=0)
+
+  first = scan()
+  assert len(decoded[-1]) == 6 and os.path.exists(tmp_path / scan_cache.FILE)
+  decoded.clear()
+  assert scan() == first and decoded == []  # nothing decoded again
+  # One file replaced by a larger image, one new file, one file broken.
+  random_image(np.random.default_rng(5), 64, 80).save(os.path.join(root, "a", "0.jpg"))
+  random_image(np.random.default_rng(6)).save(os.path.join(root, "b", "9.jpg"))
+  with open(os.path.join(root, "b", "1.jpg"), "wb") as f:
+    f.write(b"not an image at all")
+  third = scan()
+  assert decoded == [["a/0.jpg", "b/1.jpg", "b/9.jpg"]]
+  assert third.train.sizes[third.train.paths.index(os.path.join(root, "a", "0.jpg"))] == (
+      64, 80)
+  assert [os.path.relpath(p, root) for p, _ in third.skipped] == ["b/1.jpg"]
+  decoded.clear()
+  fourth = scan()  # the broken file's verdict is kept too
+  assert decoded == [] and fourth.skipped == third.skipped
+  assert fourth.train == third.train

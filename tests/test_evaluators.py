@@ -63,3 +63,19 @@ def test_extra_eval_neither_folder_nor_tfds_name_is_one_error(tmp_path, entry):
   config.extra_evals = entry.format(tmp=tmp_path)
   with pytest.raises(UserError, match="neither an existing folder nor a TFDS name"):
     specs.eval_specs(config, specs.data_spec(config))
+
+
+def test_ties_count_against_the_model_like_an_argmax():
+  """Equal logits (an untrained zero head) score top-1 = the share of class 0."""
+  labels = tf.constant([0, 1, 2, 0, 3, 6, 5, 4, 1, 2])
+  logits = tf.zeros([10, 7])
+  sums = evaluators.metrics.batch_sums(logits, labels, tf.ones([10]), 7)
+  assert float(sums["top1"]) == 2  # the two examples of class 0
+  assert float(sums["top5"]) == 8  # classes 0-4 are the first five of a stable order
+  assert list(sums["class_correct"].numpy()) == [2, 0, 0, 0, 0, 0, 0]
+  # A tie between the true class and a later one goes to the true class, as argmax.
+  logits = tf.constant([[1.0, 3.0, 3.0, 0.0]])
+  for label, hit in ((1, 1.0), (2, 0.0)):
+    sums = evaluators.metrics.batch_sums(logits, tf.constant([label]), tf.ones([1]), 4)
+    assert float(sums["top1"]) == hit
+    assert float(sums["top1"]) == float(tf.argmax(logits[0]) == label)

@@ -10,8 +10,10 @@ TINY run that test_workdir.py trains once for all its cases.
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -21,8 +23,8 @@ from bit_train import mixup
 from bit_train.data.patterns import write_pattern_folder
 
 from helpers import (ROOT, TINY, assert_same_weights, final_weights, free_ports, history,
-                     kill_at_first_checkpoint, record_training_calls, step_losses, train,
-                     train_here)
+                     kill_at_first_checkpoint, record_training_calls, step_losses,
+                     tiny_run_config, train, train_here)
 
 
 # The learning run: its data, its config, and what it learned. tests/margins.py
@@ -56,6 +58,21 @@ def test_loss_goes_down_and_accuracy_beats_chance(tmp_path, tmp_path_factory):
   # the right way on these stripes), so the loss check is the learning check.
   assert learned["loss_ratio"] < 0.5
   assert learned["top1"] >= 0.8
+  assert "not clearly above chance" not in result.stderr
+
+
+def test_a_run_that_cannot_learn_ends_with_a_warning_naming_the_causes(tmp_path, folder):
+  """base_lr=1e-9 leaves the zero head as it was: every class ties, so top-1 is the
+  share of class 0, and the run says so, still with exit code 0."""
+  result = train(tmp_path, folder, "base_lr=1e-9")
+  assert result.returncode == 0, result.stderr[-3000:]
+  metrics = json.load(open(os.path.join(tmp_path, "metrics.json")))
+  warning = [line for line in result.stderr.splitlines()
+             if "not clearly above chance" in line]
+  assert len(warning) == 1, result.stderr[-3000:]
+  assert "warning: the final top-1" in warning[0]
+  assert f"{metrics['top1']:.4f} on {metrics['count']} images" in warning[0]
+  assert "this plan's lr is 1e-09" in warning[0] and "too few steps (6)" in warning[0]
 
 
 # (rtol, atol) of the weight comparisons. Measured with tests/margins.py
@@ -182,3 +199,54 @@ def test_kill_9_then_resume_ends_with_the_same_weights(tmp_path, folder):
                              rtol=RESUME_LOSS_RTOL)
   assert_same_weights(final_weights(tmp_path / "straight" / "checkpoints"),
                       final_weights(workdir / "checkpoints"), *RESUME_TOLERANCE)
+  # TensorBoard: each step's train loss once (what the killed process wrote after
+  # its checkpoint is purged), and eval loss under the train loss's tag.
+  assert tensorboard_steps(workdir / "tensorboard" / "train", "loss") == list(range(1, 15))
+  assert tensorboard_steps(workdir / "tensorboard" / "eval", "loss") == [14]
+
+
+def tensorboard_steps(directory, tag):
+  """The steps of `tag`'s scalars in the event files of `directory`, in file order."""
+  steps = []
+  for name in sorted(os.listdir(directory)):
+    for event in tf.compat.v1.train.summary_iterator(os.path.join(directory, name)):
+      steps += [event.step for value in event.summary.value if value.tag == tag]
+  return steps
+
+
+# Long enough that SIGTERM, sent at the first checkpoint, lands during training.
+TERM_RUN = "supports=2/30/40,checkpoint_every=3,log_every=1,deterministic=True"
+
+
+def test_sigterm_saves_at_the_next_step_and_the_resumed_run_ends_with_the_same_weights(
+    tmp_path, folder):
+  straight = train(tmp_path / "straight", folder, TERM_RUN)
+  assert straight.returncode == 0, straight.stderr[-3000:]
+
+  workdir = tmp_path / "terminated"
+  proc = subprocess.Popen([sys.executable, "-m", "bit_train.train", "--config",
+                           tiny_run_config(folder, TERM_RUN), "--workdir", str(workdir)],
+                          cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+  checkpoint_dir = str(workdir / "checkpoints")
+  deadline = time.time() + 300
+  while tf.train.latest_checkpoint(checkpoint_dir) is None:
+    assert proc.poll() is None and time.time() < deadline, "no checkpoint before exit"
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGTERM)
+  _, stderr = proc.communicate(timeout=300)
+  assert proc.returncode == 143, stderr[-3000:]
+  stopped_at = int(tf.train.latest_checkpoint(checkpoint_dir).rsplit("-", 1)[1])
+  assert 3 <= stopped_at < 40
+  # The Ctrl-C line, naming the checkpoint it saved at the step it stopped.
+  assert (f"error: interrupted at step {stopped_at} (last checkpoint: step "
+          f"{stopped_at}): run the same command to resume.") in stderr
+
+  resumed = train(workdir, folder, TERM_RUN)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert f"Resumed from {workdir / 'checkpoints' / f'ckpt-{stopped_at}'}" in resumed.stderr
+  assert_same_weights(final_weights(tmp_path / "straight" / "checkpoints"),
+                      final_weights(workdir / "checkpoints"), *RESUME_TOLERANCE)
+  # TensorBoard: each step's train loss once, and eval loss under the train loss's tag.
+  assert tensorboard_steps(workdir / "tensorboard" / "train", "loss") == list(range(1, 41))
+  assert tensorboard_steps(workdir / "tensorboard" / "eval", "loss") == [40]

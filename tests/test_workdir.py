@@ -73,7 +73,13 @@ def trained_run(tmp_path_factory, folder):
   result = subprocess.run(command(workdir, folder), cwd=ROOT, capture_output=True,
                           text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
+  (workdir.parent / "stdout.txt").write_text(result.stdout)
   return workdir, result.stderr
+
+
+def subprocess_stdout(workdir):
+  """What the trained_run fixture's bit-train printed on stdout."""
+  return (workdir.parent / "stdout.txt").read_text()
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +109,8 @@ def test_native_run_writes_metrics_checkpoints_curves_and_exports(trained_run):
   assert metrics["count"] == 36 - plan["num_examples"] > 0
   assert metrics["step"] == 6 and 0 <= metrics["top1"] <= 1
   assert (workdir / "curves.png").stat().st_size > 1000
+  cached = json.load(open(workdir / "scan_cache.json"))  # every file the scan decoded
+  assert len(cached) == 36 and all(entry[2] for entry in cached.values())
   assert tf.train.latest_checkpoint(str(workdir / "checkpoints")).endswith("ckpt-6")
   assert os.listdir(workdir / "tensorboard" / "train")
   steps = [r["step"] for r in history(workdir) if "loss" in r and "top1" not in r]
@@ -574,3 +582,73 @@ def test_ctrl_c_inside_a_save_names_the_checkpoint_only_when_its_files_are_whole
   with pytest.raises(KeyboardInterrupt):
     saver.save(6)
   assert saver.latest == os.path.join(str(tmp_path), "ckpt-4")
+
+
+def test_dry_run_prints_the_plan_s_warnings_after_it(tmp_path, folder, capsys):
+  """A batch above the recipe's that shrinks the lr and exceeds the dataset: one
+  `warning:` line each, after the plan."""
+  from bit_train import train as bit_train  # pylint: disable=import-outside-toplevel
+  from helpers import run_here  # pylint: disable=import-outside-toplevel
+  result = run_here(bit_train.run, "--config",
+                    tiny_run_config(folder, "lr_scaling=linear,batch_size=64,batch_split=8"),
+                    "--workdir", tmp_path, "--dry_run", capsys=capsys)
+  assert result.returncode == 0, result.stderr
+  lines = result.stdout.splitlines()
+  warnings = [n for n, line in enumerate(lines) if line.startswith("warning: ")]
+  assert len(warnings) == 2, result.stdout
+  assert warnings[0] > next(n for n, line in enumerate(lines) if "BiT-HyperRule plan" in line)
+  assert "batch_size=64 scales the learning rate down" in lines[warnings[0]]
+  assert "set batch_size=512,batch_split=64" in lines[warnings[0]]
+  assert "batch_size=64 is" in lines[warnings[1]] and "training examples" in lines[warnings[1]]
+
+
+def test_purge_events_drops_the_steps_after_the_resumed_one(tmp_path):
+  from bit_train import runlog  # pylint: disable=import-outside-toplevel
+
+  def write(steps):
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    with writer.as_default():
+      for step in steps:
+        tf.summary.scalar("loss", float(step), step=step)
+    writer.close()
+
+  def steps():
+    return [event.step for name in sorted(os.listdir(tmp_path))
+            for event in tf.compat.v1.train.summary_iterator(str(tmp_path / name))
+            for value in event.summary.value if value.tag == "loss"]
+
+  write(range(1, 11))
+  runlog.purge_events(str(tmp_path), 4)
+  assert steps() == [1, 2, 3, 4]
+  write(range(5, 8))  # the resumed run
+  assert steps() == list(range(1, 8))
+
+
+def test_export_records_the_training_files_and_bit_eval_measures_only_the_unseen(
+    trained_run, folder, tmp_path):
+  """bit-eval on the whole folder the run trained on scores only its holdout."""
+  workdir, stderr = trained_run
+  plan = json.load(open(workdir / "plan.json"))["plan"]
+  about = json.load(open(workdir / "export" / "export.json"))["run"]["trained_on"]
+  assert about["dataset"] == "image_folder" and about["data_dir"] == str(folder)
+  assert about["files"] == plan["num_examples"] and len(about["fingerprint"]) == 16
+  listed = (workdir / "export" / "trained_files.txt").read_text().splitlines()
+  assert len(listed) == plan["num_examples"]
+  for line in listed:
+    path, size = line.split("\t")
+    assert os.path.getsize(os.path.join(folder, path)) == int(size)
+  # The run's own ending names its outputs and the commands to go on.
+  assert f"Export   {workdir / 'export'}" in subprocess_stdout(workdir)
+  metrics = json.load(open(workdir / "metrics.json"))
+  result = subprocess.run(
+      [sys.executable, "-m", "bit_train.eval", "--config",
+       f"imagenet_eval:dataset=image_folder,data_dir={folder},model_path="
+       f"{workdir / 'export'}", "--workdir", str(tmp_path)],
+      cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  (scored,) = json.load(open(tmp_path / "eval" / "metrics.json"))["results"].values()
+  assert scored["count"] == metrics["count"] == 36 - plan["num_examples"]
+  assert scored["top1"] == metrics["top1"]
+  assert (f"{plan['num_examples']} others were among its training images"
+          in result.stderr), result.stderr[-3000:]
+  assert f"Metrics    {tmp_path / 'eval' / 'metrics.json'}" in result.stdout

@@ -92,5 +92,5 @@ class Classification(base.Evaluator):
             f" on {metrics.count} images ({metrics.images_per_second:.1f} img/s)")
     scalars = {"top1": metrics.top1, "top5": metrics.top5}
     if metrics.loss is not None:
-      scalars["eval_loss"] = metrics.loss
+      scalars["loss"] = metrics.loss
     return base.Result(self.name, record, line, scalars, files, metrics)

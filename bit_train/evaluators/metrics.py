@@ -47,10 +47,14 @@ def batch_sums(logits, labels, mask, num_classes):
   labels = tf.cast(labels, tf.int32)
   mask = tf.cast(mask, tf.float32)
   loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-  # Rank of the true class = number of classes with a strictly larger logit, so
-  # ties count in the model's favour exactly like tf.math.in_top_k.
-  true_logit = tf.gather(logits, labels, batch_dims=1)
-  rank = tf.reduce_sum(tf.cast(logits > true_logit[:, None], tf.int32), axis=1)
+  # Rank of the true class in a stable descending order: the classes with a
+  # larger logit, plus the tied classes of a smaller index. Ties count against the
+  # model as for an argmax prediction (the first index wins), so equal logits
+  # score class 0 only.
+  true_logit = tf.gather(logits, labels, batch_dims=1)[:, None]
+  earlier = tf.range(tf.shape(logits)[1])[None, :] < labels[:, None]
+  ahead = (logits > true_logit) | ((logits == true_logit) & earlier)
+  rank = tf.reduce_sum(tf.cast(ahead, tf.int32), axis=1)
   top1 = tf.cast(rank < 1, tf.float32) * mask
   top5 = tf.cast(rank < 5, tf.float32) * mask
   return {

@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from bit_train.data import preprocess
 from bit_train.data.sources import base
+from bit_train.data.sources import scan_cache
 from bit_train.errors import UserError, quote
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
@@ -130,6 +131,9 @@ def _decode_shapes(paths):
           for i, (h, w) in zip(indices, shapes)}
 
 
+UNREADABLE_THEN = "unreadable while the folder was read"  # not kept: may pass next time
+
+
 def _why_unreadable(path):
   """Why preprocess.decode rejects a file, in the decoder's words."""
   if os.path.getsize(path) == 0:
@@ -140,14 +144,23 @@ def _why_unreadable(path):
     # Drop TensorFlow's "{{function_node ...}}" and "[Op:DecodeImage]" wrapping.
     message = re.sub(r"\{\{.*?\}\}|\[Op:\w+\]", "", e.message).strip()
     return f"TensorFlow cannot decode it ({quote(message)})"
-  return "unreadable while the folder was read"
+  return UNREADABLE_THEN
 
 
 def inspect_images(paths):
-  """[((height, width), None) for a file the streams can decode, else (None, reason)]."""
-  shapes = _decode_shapes(paths) if paths else {}
-  return [(shapes[i], None) if i in shapes else (None, _why_unreadable(p))
-          for i, p in enumerate(paths)]
+  """[((height, width), None) for a file the streams can decode, else (None, reason)].
+
+  Inside scan_cache.kept_in, a file whose size and modification time the cache
+  holds is not decoded again."""
+  cache = scan_cache.active()
+  found = cache.known(paths) if cache else {}
+  todo = [i for i in range(len(paths)) if i not in found]
+  shapes = _decode_shapes([paths[i] for i in todo]) if todo else {}
+  for n, i in enumerate(todo):
+    found[i] = (shapes[n], None) if n in shapes else (None, _why_unreadable(paths[i]))
+    if cache and found[i][1] != UNREADABLE_THEN:
+      cache.add(paths[i], *found[i])
+  return [found[i] for i in range(len(paths))]
 
 
 def _read_classes(split_dir, class_names, skipped):

@@ -35,6 +35,25 @@ def cpu_bf16_flags():
   return [flag for flag in BF16_FLAGS if flag in flags]
 
 
+def random_batch(image_size, batch):
+  """(images, labels) of one fixed random batch for 10 classes."""
+  rng = np.random.default_rng(0)
+  images = tf.constant(rng.uniform(size=(batch, image_size, image_size, 3)), tf.float32)
+  return images, tf.constant(rng.integers(0, 10, batch))
+
+
+def precision_steps(arch, images, labels):
+  """{"float32" | "bfloat16": (train step, forward)} of the native model of `arch` on
+  one batch (bench_models.make_steps)."""
+  units, width = bit.ARCHS[arch]
+  steps = {}
+  for name, dtype in (("float32", tf.float32), ("bfloat16", tf.bfloat16)):
+    model = bit.ResNetV2(units, width, 10, compute_dtype=dtype)
+    steps[name] = bench_models.make_steps(model, list(model.trainable_variables),
+                                          images, labels, jit=False)
+  return steps
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--arch", default="R50x1", choices=list(bit.ARCHS))
@@ -48,16 +67,9 @@ def main():
   print(f"CPU bfloat16 support: {', '.join(flags) if flags else 'none'} "
         f"({'native' if native else 'unknown' if flags is None else 'emulated'} "
         "bfloat16 arithmetic)", flush=True)
-  units, width = bit.ARCHS[args.arch]
-  rng = np.random.default_rng(0)
-  images = tf.constant(rng.uniform(size=(args.batch, args.image_size, args.image_size,
-                                         3)), tf.float32)
-  labels = tf.constant(rng.integers(0, 10, args.batch))
   fns = {}
-  for name, dtype in (("float32", tf.float32), ("bfloat16", tf.bfloat16)):
-    model = bit.ResNetV2(units, width, 10, compute_dtype=dtype)
-    train_step, forward = bench_models.make_steps(
-        model, list(model.trainable_variables), images, labels, jit=False)
+  batch = random_batch(args.image_size, args.batch)
+  for name, (train_step, forward) in precision_steps(args.arch, *batch).items():
     fns[f"{name}_train"], fns[f"{name}_forward"] = train_step, forward
   # Each run of timed calls alternates over all four; the best of the repeats.
   rates = bench_models.best_rates(fns, {name: args.batch for name in fns}, args.steps,

@@ -29,7 +29,6 @@ import glob
 import json
 import os
 import re
-import sys
 import tempfile
 import time
 
@@ -37,11 +36,10 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bench_bf16  # pylint: disable=g-import-not-at-top,wrong-import-position
-import bench_models  # pylint: disable=g-import-not-at-top,wrong-import-position
+import bench_bf16  # benchmarks/, the script's own folder
+import bench_models
 
-from bit_train.models import bit  # pylint: disable=g-import-not-at-top,wrong-import-position
+from bit_train.models import bit
 
 # Matched inside op type names such as _MklNativeConv2DBackpropInput.
 CONVOLUTIONS = ("Conv2D", "MatMul")
@@ -133,16 +131,10 @@ def main():
   tf.config.threading.set_inter_op_parallelism_threads(1)
   flags = bench_bf16.cpu_bf16_flags()
   print(f"CPU bfloat16 flags: {', '.join(flags) if flags else 'none'}", flush=True)
-  units, width = bit.ARCHS[args.arch]
-  rng = np.random.default_rng(0)
-  images = tf.constant(rng.uniform(size=(args.batch, args.image_size, args.image_size,
-                                         3)), tf.float32)
-  labels = tf.constant(rng.integers(0, 10, args.batch))
-  steps = {}
-  for name, dtype in (("float32", tf.float32), ("bfloat16", tf.bfloat16)):
-    model = bit.ResNetV2(units, width, 10, compute_dtype=dtype)
-    steps[name], _ = bench_models.make_steps(model, list(model.trainable_variables),
-                                             images, labels, jit=False)
+  images, labels = bench_bf16.random_batch(args.image_size, args.batch)
+  steps = {name: train_step for name, (train_step, _) in bench_bf16.precision_steps(
+      args.arch, images, labels).items()}
+  for name in steps:
     steps[name]().numpy()  # trace and warm up
     steps[name]().numpy()
   per_round = {name: [] for name in steps}

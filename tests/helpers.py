@@ -29,6 +29,7 @@ from tensorflow.python.ops import control_flow_util
 from bit_train import checkpoints
 from bit_train import config as bit_config
 from bit_train import configs
+from bit_train.data.patterns import write_pattern_folder
 from bit_train import models
 from bit_train.models import bit
 from bit_train.models import hub
@@ -335,6 +336,17 @@ def train(workdir, folder, arg="", *extra_flags, env=None):
   """The TINY run as a real process (bit-train via python -m)."""
   return run_module("bit_train.train", "--config", tiny_run_config(folder, arg),
                     "--workdir", workdir, *extra_flags, env=env)
+
+
+def finished_folder_run(tmp_path_factory, config_arg):
+  """(image folder, workdir, bit-train's stderr) of a finished bit-train run (a real
+  process) of `folder:data_dir=<8 pattern images per class>,<config_arg>`."""
+  folder = write_pattern_folder(tmp_path_factory.mktemp("patterns"), per_class=8)
+  workdir = str(tmp_path_factory.mktemp("w"))
+  result = run_module("bit_train.train", "--config",
+                      f"folder:data_dir={folder},{config_arg}", "--workdir", workdir)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return folder, workdir, result.stderr
 
 
 def final_weights(checkpoint_dir):

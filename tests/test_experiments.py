@@ -13,7 +13,6 @@ from absl import logging as absl_logging
 import pytest
 
 from bit_train.errors import UserError
-from experiments import collect
 from experiments import plans
 from experiments import run as experiments_run
 from experiments import runs as runs_lib
@@ -47,6 +46,17 @@ def runs(root):
 
 SUITE = Suite("tiny", "two tiny runs over an image folder", runs, table="variants")
 """
+
+
+def wait_for_a_checkpoint(proc, workdir):
+  """Returns once the run in `workdir` has written a checkpoint; fails if `proc`
+  ends or five minutes pass first."""
+  checkpoints = os.path.join(workdir, "checkpoints")
+  deadline = time.time() + 300
+  while not (os.path.isdir(checkpoints) and any(
+      f.endswith(".index") for f in os.listdir(checkpoints))):
+    assert proc.poll() is None and time.time() < deadline, "no checkpoint was written"
+    time.sleep(0.1)
 
 
 def runner(*args):
@@ -91,12 +101,7 @@ def test_runner_plans_runs_resumes_after_a_kill_skips_and_collects(tiny_suite, c
       [sys.executable, "-m", "experiments.run", suite, "--root", root, "--batch_split", "2"],
       cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
       start_new_session=True)
-  checkpoints = os.path.join(long_run.workdir(root), "checkpoints")
-  deadline = time.time() + 300
-  while not (os.path.isdir(checkpoints) and any(
-      f.endswith(".index") for f in os.listdir(checkpoints))):
-    assert proc.poll() is None and time.time() < deadline, "no checkpoint was written"
-    time.sleep(0.1)
+  wait_for_a_checkpoint(proc, long_run.workdir(root))
   os.killpg(proc.pid, signal.SIGKILL)
   proc.wait()
   assert runs_lib.metrics(root, long_run) is None
@@ -361,12 +366,7 @@ def test_sigterm_stops_the_runner_and_its_training_child_is_not_left(tiny_suite)
       cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
       start_new_session=True)
   try:
-    checkpoints = os.path.join(long_run.workdir(root), "checkpoints")
-    deadline = time.time() + 300
-    while not (os.path.isdir(checkpoints) and any(
-        f.endswith(".index") for f in os.listdir(checkpoints))):
-      assert proc.poll() is None and time.time() < deadline, "no checkpoint was written"
-      time.sleep(0.1)
+    wait_for_a_checkpoint(proc, long_run.workdir(root))
     (child,) = _children(proc.pid)
     proc.send_signal(signal.SIGTERM)  # the runner alone, as a scheduler might
     _, stderr = proc.communicate(timeout=200)

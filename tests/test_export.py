@@ -19,12 +19,12 @@ from bit_train import export
 from bit_train import models
 from bit_train import predict as bit_predict
 from bit_train.data.patterns import CLASSES
-from bit_train.data.patterns import write_pattern_folder
 from bit_train.errors import UserError
 from bit_train.models import bit
 from bit_train import specs
 
 from helpers import error_lines
+from helpers import finished_folder_run
 from helpers import run_here
 from helpers import run_module
 from helpers import tiny_config
@@ -39,12 +39,7 @@ CROP = 32
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
   """(image folder, workdir, bit-train's log) of one finished tiny run."""
-  folder = write_pattern_folder(tmp_path_factory.mktemp("patterns"), per_class=8)
-  workdir = str(tmp_path_factory.mktemp("w"))
-  result = run_module("bit_train.train", "--config",
-                      f"folder:data_dir={folder},{TINY}", "--workdir", workdir)
-  assert result.returncode == 0, result.stderr[-3000:]
-  return folder, workdir, result.stderr
+  return finished_folder_run(tmp_path_factory, TINY)
 
 
 @pytest.fixture

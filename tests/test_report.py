@@ -14,6 +14,7 @@ import pytest
 
 from bit_train import report
 from bit_train.data.sources import base
+from helpers import finished_folder_run
 from helpers import run_module
 from bit_train.data.patterns import CLASSES
 from bit_train.data.patterns import write_pattern_folder
@@ -56,11 +57,7 @@ def embedded_images(text):
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
   """(image folder, training workdir, bit-eval workdir), both finished."""
-  folder = write_pattern_folder(tmp_path_factory.mktemp("patterns"), per_class=8)
-  workdir = str(tmp_path_factory.mktemp("w"))
-  result = run_module("bit_train.train", "--config",
-                      f"folder:data_dir={folder},{TINY}", "--workdir", workdir)
-  assert result.returncode == 0, result.stderr[-3000:]
+  folder, workdir, _ = finished_folder_run(tmp_path_factory, TINY)
   evaldir = str(tmp_path_factory.mktemp("e"))
   result = run_module("bit_train.eval", "--config", "imagenet_eval:"
                       f"dataset=image_folder,data_dir={folder},"

@@ -163,6 +163,27 @@ def _print_help_and_exit(command):
   sys.exit(0)
 
 
+# What --workdir holds, for the commands that need one.
+WORKDIR_HOLDS = {"bit-train": "the plan, checkpoints and exports",
+                 "bit-eval": "the metrics"}
+
+
+def require_workdir(command, workdir):
+  """The one line for a missing --workdir of `command`."""
+  if not workdir:
+    raise UserError(f"--workdir is required: the directory for "
+                    f"{WORKDIR_HOLDS[command]}.")
+
+
+def _workdir_given(argv):
+  options = _options(argv)
+  for i, arg in enumerate(options):
+    name, equals, value = arg.partition("=")
+    if name in ("--workdir", "-workdir"):
+      return bool(value) if equals else i + 1 < len(options)
+  return False
+
+
 def console_script(command):
   """Runs console script `command`: --help from the declarations and a mistake in a
   packaged config's argument, before the entry module (and TensorFlow) is imported;
@@ -171,6 +192,11 @@ def console_script(command):
     _print_help_and_exit(command)
   if helptext.fields_of(command):
     check_packaged_config(sys.argv)
+  if command in WORKDIR_HOLDS and not _workdir_given(sys.argv):
+    try:
+      require_workdir(command, None)
+    except UserError as e:
+      fail(e)
   importlib.import_module(helptext.COMMANDS[command]).run()
 
 

@@ -107,8 +107,7 @@ def classifier_model(model, num_classes):
 def main(argv):
   cli.reject_arguments(argv)
   config = cli.load_config(_CONFIG)
-  if not _WORKDIR.value:
-    raise UserError("--workdir is required: the directory for the metrics.")
+  cli.require_workdir("bit-eval", _WORKDIR.value)
   run_specs = specs.from_config(config, evals=True)
   # The strategy comes first: multi-worker set-up and CPU device splitting must
   # happen before TensorFlow runs anything.

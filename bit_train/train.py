@@ -27,7 +27,6 @@ from bit_train import trainer  # pylint: disable=wrong-import-position
 from bit_train import workdir as wd  # pylint: disable=wrong-import-position
 from bit_train.data import sources  # pylint: disable=wrong-import-position
 from bit_train.data.sources import scan_cache  # pylint: disable=wrong-import-position
-from bit_train.errors import UserError  # pylint: disable=wrong-import-position
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config name or file, and fields: e.g. transfer:dataset=cifar10.")
@@ -61,9 +60,7 @@ def dry_run_plan(config_record, facts, model, plan):
 def main(argv):
   cli.reject_arguments(argv)
   config = cli.load_config(_CONFIG)
-  if not _WORKDIR.value:
-    raise UserError("--workdir is required: the directory for the plan, checkpoints "
-                    "and exports.")
+  cli.require_workdir("bit-train", _WORKDIR.value)
   # Made once, here: an unknown model name fails before anything is read.
   run_specs = specs.from_config(config, evals=not _DRY_RUN.value)
   if _DRY_RUN.value:

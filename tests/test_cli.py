@@ -64,6 +64,21 @@ def test_a_config_mistake_is_one_line_before_tensorflow_is_imported(arg, tmp_pat
   assert error_lines(early.stderr) == error_lines(late.stderr) != []
 
 
+def test_a_missing_workdir_is_one_line_before_tensorflow_is_imported(capsys):
+  args = ["--config", "transfer:dataset=cifar10", "--dry_run"]
+  code = ("import sys; sys.argv[0] = 'bit-train'\nfrom bit_train import cli\n"
+          "try:\n  cli.train()\nexcept SystemExit as e:\n"
+          "  print('exit', e.code, 'tensorflow' in sys.modules, file=sys.stderr)\n")
+  early = subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
+                         text=True, timeout=120)
+  assert early.stderr.splitlines()[-1] == "exit 2 False", early.stderr
+  late = run_here(bit_train.run, *args, capsys=capsys)
+  assert late.returncode == 2
+  assert error_lines(early.stderr) == error_lines(late.stderr) == [
+      "error: --workdir is required: the directory for the plan, checkpoints and "
+      "exports."]
+
+
 def readme_commands(program):
   """The README's `program` command lines (from its bash blocks), as argument lists;
   lines that are not one shell command (inside a quoted script) are left out."""

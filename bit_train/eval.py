@@ -109,6 +109,7 @@ def main(argv):
   config = cli.load_config(_CONFIG)
   cli.require_workdir("bit-eval", _WORKDIR.value)
   run_specs = specs.from_config(config, evals=True)
+  evaluators.check_options(run_specs.evals)
   # The strategy comes first: multi-worker set-up and CPU device splitting must
   # happen before TensorFlow runs anything.
   strategy = distribute.create_strategy(run_specs.run)

@@ -80,7 +80,7 @@ class ModelSpec:
   precision: str = "float32"
   # The registry's entry for `name`; None when `path` names weights of a model the
   # registry does not know.
-  named: registry.NamedModel | None = None
+  named: object = None  # a registry.NamedModel (registry imports TensorFlow)
 
   @classmethod
   def of(cls, name, path=None, **fields):
@@ -192,7 +192,6 @@ def eval_specs(config, data):
   (`name[@split]` or a folder) is a TFDS dataset or an image folder, scored like the
   run's own eval split.
   """
-  from bit_train import evaluators  # pylint: disable=g-import-not-at-top
   found = []
   for name, fields in (config.get("evals") or {}).items():
     fields = fields.to_dict() if hasattr(fields, "to_dict") else dict(fields)
@@ -201,8 +200,6 @@ def eval_specs(config, data):
     split = fields.pop("split", None)
     spec = EvalSpec(name=name, type=kind, data=data.other(**where), split=split,
                     label_key=where["label_key"], options=fields)
-    if kind in evaluators.TYPES:  # an unknown type: evaluators.build says so
-      evaluators.TYPES[kind].check_options(spec)
     found.append(spec)
   found += [_shorthand(text, data) for text in parse_extra(config.extra_evals)]
   return tuple(found)

@@ -19,6 +19,7 @@ from ml_collections import config_flags  # pylint: disable=wrong-import-position
 
 from bit_train import cli  # pylint: disable=wrong-import-position
 from bit_train import distribute  # pylint: disable=wrong-import-position
+from bit_train import evaluators  # pylint: disable=wrong-import-position
 from bit_train import files  # pylint: disable=wrong-import-position
 from bit_train import models  # pylint: disable=wrong-import-position
 from bit_train import report  # pylint: disable=wrong-import-position
@@ -63,6 +64,7 @@ def main(argv):
   cli.require_workdir("bit-train", _WORKDIR.value)
   # Made once, here: an unknown model name fails before anything is read.
   run_specs = specs.from_config(config, evals=not _DRY_RUN.value)
+  evaluators.check_options(run_specs.evals)
   if _DRY_RUN.value:
     # The cache is not written into a workdir that holds a run: a dry run on it
     # changes nothing there.

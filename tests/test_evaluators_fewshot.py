@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from bit_train import evaluators
 from bit_train import specs
 from bit_train.data import preprocess
 from bit_train.data import sources
@@ -262,12 +263,13 @@ def test_repeated_evaluations_trace_the_pre_logits_once(folder):
     ("l2_reg", "1024", "a number > 0"),
     ("train_split", 3, "a split string or None"),
 ])
-def test_options_of_the_wrong_type_are_one_line_when_the_specs_are_built(folder, option,
-                                                                         value, kind):
-  """Checked with the config, before any data is read or a step is run."""
+def test_options_of_the_wrong_type_are_one_line_before_data_is_read(folder, option,
+                                                                     value, kind):
+  """Checked once the specs are made (the entry points' evaluators.check_options),
+  before any data is read or a step is run."""
   config = folder_config(folder)
   config.evals.fewshot = dict(type="fewshot", **{option: value})
   with pytest.raises(UserError) as error:
-    specs.from_config(config, evals=True)
+    evaluators.check_options(specs.from_config(config, evals=True).evals)
   assert str(error.value) == (f"evals entry 'fewshot' (fewshot): {option}={value!r} "
                               f"must be {kind}.")

@@ -34,6 +34,15 @@ TYPES = {
 }
 
 
+def check_options(evals):
+  """Each EvalSpec's options against its type's declared kinds, before any data is
+  read (the entry points call it once the specs are made); an unknown type is
+  `build`'s to name."""
+  for spec in evals:
+    if spec.type in TYPES:
+      TYPES[spec.type].check_options(spec)
+
+
 def build(data, evals=(), source=None, main=True):
   """The evaluators of a run on `data` (its DataSpec) and its EvalSpecs `evals`;
   with `main`, the run's own eval split first. `source` is the run's own DataSource

@@ -47,34 +47,33 @@ def test_the_early_check_leaves_configs_to_config_flags_when_a_field_flag_is_giv
   cli.check_packaged_config(["bit-train", "--config", "./own.py:batch_split=3"])
 
 
+def early_and_late_errors(args, capsys):
+  """The error lines of bit-train's console script, which must end with exit 2
+  before TensorFlow is imported, and of the entry module run the whole way (exit 2)."""
+  code = ("import sys; sys.argv[0] = 'bit-train'\nfrom bit_train import cli\n"
+          "try:\n  cli.train()\nexcept SystemExit as e:\n"
+          "  print('exit', e.code, 'tensorflow' in sys.modules, file=sys.stderr)\n")
+  early = subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
+                         text=True, timeout=120)
+  assert early.stderr.splitlines()[-1] == "exit 2 False", early.stderr
+  late = run_here(bit_train.run, *args, capsys=capsys)
+  assert late.returncode == 2
+  return error_lines(early.stderr), error_lines(late.stderr)
+
+
 @pytest.mark.parametrize("arg", ["transfer:batchsize=64", "transfr:dataset=cifar10",
                                  "transfer:batch_size=100,batch_split=3",
                                  "transfer:jit_compile=maybe"])
 def test_a_config_mistake_is_one_line_before_tensorflow_is_imported(arg, tmp_path, capsys):
-  args = ["--config", arg, "--workdir", str(tmp_path / "w"), "--dry_run"]
-  code = ("import sys; sys.argv[0] = 'bit-train'\nfrom bit_train import cli\n"
-          "try:\n  cli.train()\nexcept SystemExit as e:\n"
-          "  print('exit', e.code, 'tensorflow' in sys.modules, file=sys.stderr)\n")
-  early = subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
-                         text=True, timeout=120)
-  assert early.stderr.splitlines()[-1] == "exit 2 False", early.stderr
-  # The same line as the entry module gives when it runs the whole way.
-  late = run_here(bit_train.run, *args, capsys=capsys)
-  assert late.returncode == 2
-  assert error_lines(early.stderr) == error_lines(late.stderr) != []
+  early, late = early_and_late_errors(
+      ["--config", arg, "--workdir", str(tmp_path / "w"), "--dry_run"], capsys)
+  assert early == late != []  # the entry module's own line
 
 
 def test_a_missing_workdir_is_one_line_before_tensorflow_is_imported(capsys):
-  args = ["--config", "transfer:dataset=cifar10", "--dry_run"]
-  code = ("import sys; sys.argv[0] = 'bit-train'\nfrom bit_train import cli\n"
-          "try:\n  cli.train()\nexcept SystemExit as e:\n"
-          "  print('exit', e.code, 'tensorflow' in sys.modules, file=sys.stderr)\n")
-  early = subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
-                         text=True, timeout=120)
-  assert early.stderr.splitlines()[-1] == "exit 2 False", early.stderr
-  late = run_here(bit_train.run, *args, capsys=capsys)
-  assert late.returncode == 2
-  assert error_lines(early.stderr) == error_lines(late.stderr) == [
+  early, late = early_and_late_errors(
+      ["--config", "transfer:dataset=cifar10", "--dry_run"], capsys)
+  assert early == late == [
       "error: --workdir is required: the directory for the plan, checkpoints and "
       "exports."]
 

@@ -34,6 +34,17 @@ def one_line_naming(error, path):
   return message
 
 
+def read_or_one_line(read, path):
+  """(what read() returns, None), or (None, its UserError's message) when that is
+  one line naming `path`: what every fuzzed reader must do."""
+  try:
+    return read(), None
+  except UserError as error:
+    message = str(error)
+    assert "\n" not in message and str(path) in message, message
+    return None, message
+
+
 # --- the cases a user meets, one by one --------------------------------------------
 
 
@@ -161,10 +172,9 @@ def test_fuzzed_export_json_is_one_line_or_the_facts_it_holds(tmp_path, data):
   folder = tmp_path / "export"
   folder.mkdir(exist_ok=True)
   (folder / "export.json").write_bytes(data)
-  try:
-    facts = export.find(str(folder))
-  except UserError as error:
-    assert "\n" not in str(error) and str(folder / "export.json") in str(error)
+  facts, error = read_or_one_line(lambda: export.find(str(folder)),
+                                  folder / "export.json")
+  if error:
     return
   held = parsed(data)
   assert isinstance(held, dict), data
@@ -181,11 +191,11 @@ PLAN = {"config": {"seed": 0, "dataset": "folder"}, "plan": {"batch_size": 512,
 @given(data=json_mutations(PLAN))
 def test_fuzzed_plan_json_is_one_line_or_the_run_it_records(tmp_path, data):
   (tmp_path / wd.PLAN).write_bytes(data)
-  try:
-    saved = wd._saved_run(str(tmp_path))  # pylint: disable=protected-access
-  except UserError as error:
-    assert "\n" not in str(error) and str(tmp_path / wd.PLAN) in str(error)
-    assert "--force" in str(error)
+  saved, error = read_or_one_line(
+      lambda: wd._saved_run(str(tmp_path)),  # pylint: disable=protected-access
+      tmp_path / wd.PLAN)
+  if error:
+    assert "--force" in error
     return
   assert saved == parsed(data)
   assert isinstance(saved["config"], dict) and isinstance(saved["plan"], dict)
@@ -210,10 +220,8 @@ def test_fuzzed_metrics_and_failure_records_are_one_line_or_their_values(tmp_pat
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with open(path, "wb") as f:
     f.write(content)
-  try:
-    value = read(str(tmp_path), RUN)
-  except UserError as error:
-    assert "\n" not in str(error) and path in str(error)
+  value, error = read_or_one_line(lambda: read(str(tmp_path), RUN), path)
+  if error:
     return
   assert value == parsed(content)
   if kind == "metrics":
@@ -231,11 +239,11 @@ PLANNED = {"suites": {"s": {"about": "a suite", "table": "variants"}},
 @given(data=json_mutations(PLANNED))
 def test_fuzzed_runs_json_is_one_line_or_the_runs_it_lists(tmp_path, data):
   (tmp_path / runs_lib.PLANNED).write_bytes(data)
-  try:
-    suites, planned = runs_lib.load_planned(str(tmp_path))
-  except UserError as error:
-    assert "\n" not in str(error) and str(tmp_path / runs_lib.PLANNED) in str(error)
+  loaded, error = read_or_one_line(lambda: runs_lib.load_planned(str(tmp_path)),
+                                   tmp_path / runs_lib.PLANNED)
+  if error:
     return
+  suites, planned = loaded
   assert suites == parsed(data)["suites"]
   for run in planned.values():
     assert all(isinstance(getattr(run, f), str) for f in ("suite", "dataset", "model",
@@ -249,10 +257,8 @@ def test_fuzzed_runs_json_is_one_line_or_the_runs_it_lists(tmp_path, data):
 def test_fuzzed_label_file_is_one_line_or_its_lines(tmp_path, data):
   path = tmp_path / "class_names.txt"
   path.write_bytes(data)
-  try:
-    names = labels.read_names(str(path))
-  except UserError as error:
-    assert "\n" not in str(error) and str(path) in str(error)
+  names, error = read_or_one_line(lambda: labels.read_names(str(path)), path)
+  if error:
     return
   assert names and all(isinstance(n, str) and "\n" not in n for n in names)
   assert names == [line.strip() for line in data.decode("utf-8").splitlines()][
@@ -264,10 +270,8 @@ def test_fuzzed_label_file_is_one_line_or_its_lines(tmp_path, data):
 def test_fuzzed_history_is_one_line_or_its_records(tmp_path, data):
   path = tmp_path / wd.HISTORY
   path.write_bytes(data)
-  try:
-    records = report.read_history(str(path))
-  except UserError as error:
-    assert "\n" not in str(error) and str(path) in str(error)
+  records, error = read_or_one_line(lambda: report.read_history(str(path)), path)
+  if error:
     return
   assert all(isinstance(r, dict) and isinstance(r["step"], int) for r in records)
 
@@ -277,10 +281,8 @@ def test_fuzzed_history_is_one_line_or_its_records(tmp_path, data):
 def test_fuzzed_csv_is_one_line_or_rows_of_text(tmp_path, data):
   path = tmp_path / "train.csv"
   path.write_bytes(data)
-  try:
-    rows = reading.read_csv(str(path))
-  except UserError as error:
-    assert "\n" not in str(error) and str(path) in str(error)
+  rows, error = read_or_one_line(lambda: reading.read_csv(str(path)), path)
+  if error:
     return
   assert all(isinstance(cell, str) for row in rows for cell in row)
 
@@ -319,10 +321,8 @@ def test_fuzzed_npz_is_one_line_or_exactly_its_arrays(tmp_path, case):
   path = tmp_path / "w.npz"
   arrays = _npz(path, compressed)
   path.write_bytes(mutate(path.read_bytes()))
-  try:
-    found = bit.read_npz(str(path))
-  except UserError as error:
-    assert "\n" not in str(error) and str(path) in str(error)
+  found, error = read_or_one_line(lambda: bit.read_npz(str(path)), path)
+  if error:
     return
   assert set(found) <= set(arrays)
   for key, array in found.items():

@@ -323,7 +323,11 @@ _UNIT_CONV = re.compile(r"resnet/block(\d)/unit(\d+)/a/standardized_conv2d/kerne
 
 def read_npz(location, cache=None):
   """{key: array} from an official .npz file, keys without conv suffixes."""
-  path = weight_files.fetch(location, CHECKSUMS, cache)
+  return _read_fetched(weight_files.fetch(location, CHECKSUMS, cache))
+
+
+def _read_fetched(path):
+  """read_npz of a local path that weight_files.fetch has given (and checked)."""
   if not os.path.isfile(path):
     raise UserError(f"model file {path} does not exist: check model_path.")
   return {_SUFFIX.sub("standardized_conv2d", key): array
@@ -386,7 +390,7 @@ def load_npz(location, num_classes, head="new", arch=None, *, cache=None,
     arch: expected (num_units, width); None takes the file's.
   """
   path = weight_files.fetch(location, CHECKSUMS, cache)
-  weights = read_npz(path)
+  weights = _read_fetched(path)
   found = arch_of(weights, path)
   if arch is not None and (tuple(arch[0]), float(arch[1])) != found:
     raise UserError(f"model file {path} holds {describe_arch(*found)}, not the "

@@ -26,9 +26,10 @@ _BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
          (codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
          (codecs.BOM_UTF16_BE, "utf-16"))
 # What numpy and zipfile raise on a damaged .npz or .npy.
+# RuntimeError: zipfile's answer to a member whose flags say it is encrypted.
 _NPZ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error,
                pickle.UnpicklingError, KeyError, NotImplementedError, OverflowError,
-               MemoryError, TypeError, SyntaxError)
+               MemoryError, TypeError, SyntaxError, RuntimeError)
 
 
 class Damaged(ValueError):

@@ -9,7 +9,8 @@ authors' TF2 code is built. Same architecture and variable shapes as
 import tensorflow as tf
 import tf_keras
 
-from bit_train.models import bit
+from bit_train.models.bit import network
+from bit_train.models.bit import npz
 
 layers = tf_keras.layers
 
@@ -18,7 +19,7 @@ class StandardizedConv2D(layers.Conv2D):
   """Conv2D (no bias) whose kernel is weight-standardised in its call."""
 
   def call(self, inputs):
-    return self.convolution_op(inputs, bit.standardize(self.kernel))
+    return self.convolution_op(inputs, network.standardize(self.kernel))
 
 
 def _name(key):
@@ -26,7 +27,7 @@ def _name(key):
 
 
 def _gn_relu(x, channels, prefix):
-  x = layers.GroupNormalization(bit.groups_for(channels), epsilon=bit.GN_EPS,
+  x = layers.GroupNormalization(npz.groups_for(channels), epsilon=network.GN_EPS,
                                 name=_name(f"{prefix}/group_norm"))(x)
   return layers.ReLU()(x)
 

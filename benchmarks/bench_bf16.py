@@ -20,6 +20,7 @@ import tensorflow as tf
 import bench_models  # benchmarks/, the script's own folder
 
 from bit_train.models import bit
+from bit_train.models.bit import network
 
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
@@ -48,7 +49,7 @@ def precision_steps(arch, images, labels):
   units, width = bit.ARCHS[arch]
   steps = {}
   for name, dtype in (("float32", tf.float32), ("bfloat16", tf.bfloat16)):
-    model = bit.ResNetV2(units, width, 10, compute_dtype=dtype)
+    model = network.ResNetV2(units, width, 10, compute_dtype=dtype)
     steps[name] = bench_models.make_steps(model, list(model.trainable_variables),
                                           images, labels, jit=False)
   return steps

@@ -40,6 +40,7 @@ import bench_bf16  # benchmarks/, the script's own folder
 import bench_models
 
 from bit_train.models import bit
+from bit_train.models.bit import network
 
 # Matched inside op type names such as _MklNativeConv2DBackpropInput.
 CONVOLUTIONS = ("Conv2D", "MatMul")
@@ -70,7 +71,7 @@ def op_seconds(fn, logdir):
   return seconds
 
 
-class NoWeightStandardisation(bit.ResNetV2):
+class NoWeightStandardisation(network.ResNetV2):
   """The native network whose convolutions take their kernels as they are."""
 
   def _kernel(self, key):
@@ -82,7 +83,7 @@ class ConvsOnlyNoWeightStandardisation(NoWeightStandardisation,
   pass
 
 
-ABLATIONS = {"full": bit.ResNetV2, "no_group_norm": bench_models.ConvsOnly,
+ABLATIONS = {"full": network.ResNetV2, "no_group_norm": bench_models.ConvsOnly,
              "no_ws": NoWeightStandardisation,
              "neither": ConvsOnlyNoWeightStandardisation}
 

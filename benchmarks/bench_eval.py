@@ -24,7 +24,7 @@ from bit_train.evaluators import metrics as metrics_lib
 from bit_train.data import pipeline
 from bit_train.data import sources
 from bit_train.models import registry
-from bit_train.models import bit
+from bit_train.models.bit import network
 
 NUM_CLASSES = 1000
 
@@ -65,7 +65,7 @@ def main():
   strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
   spec = registry.lookup("BiT-S-R50x1")
   with strategy.scope():
-    model = bit.ResNetV2(*spec.arch, NUM_CLASSES, seed=0)
+    model = network.ResNetV2(*spec.arch, NUM_CLASSES, seed=0)
   encoded = jpegs(args.batch * (args.batches + 1))
   results = {}
   for crop in args.crops:

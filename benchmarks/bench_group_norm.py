@@ -26,7 +26,8 @@ import time
 import tensorflow as tf
 import tf_keras
 
-from bit_train.models import bit
+from bit_train.models.bit import network
+from bit_train.models.bit import npz
 
 
 def relu(x, gamma, beta, groups):
@@ -35,13 +36,13 @@ def relu(x, gamma, beta, groups):
 
 
 def native(x, gamma, beta, groups):
-  return bit.group_norm_relu(x, gamma, beta, groups)
+  return network.group_norm_relu(x, gamma, beta, groups)
 
 
 def autodiff(x, gamma, beta, groups):
   """native's forward, its gradient left to TensorFlow's autodiff (what the model
   used until its gradient was written by hand)."""
-  return bit.group_norm_relu_forward(x, gamma, beta, groups)[0]
+  return network.group_norm_relu_forward(x, gamma, beta, groups)[0]
 
 
 def fused_bn(x, gamma, beta, groups):
@@ -53,7 +54,7 @@ def fused_bn(x, gamma, beta, groups):
   view = tf.reshape(view, [1, height * width, per_group, batch * groups])
   normed, *_ = tf.raw_ops.FusedBatchNormV3(
       x=view, scale=tf.ones([batch * groups]), offset=tf.zeros([batch * groups]),
-      mean=tf.zeros([0]), variance=tf.zeros([0]), epsilon=bit.GN_EPS,
+      mean=tf.zeros([0]), variance=tf.zeros([0]), epsilon=network.GN_EPS,
       data_format="NHWC", is_training=True)
   normed = tf.transpose(tf.reshape(normed, [height * width, per_group, batch, groups]),
                         [2, 0, 3, 1])
@@ -63,8 +64,8 @@ def fused_bn(x, gamma, beta, groups):
 def keras_layer(shape, gamma, beta):
   """tf_keras GroupNormalization + ReLU with the given gamma and beta, and its
   variables."""
-  layer = tf_keras.layers.GroupNormalization(bit.groups_for(shape[-1]),
-                                             epsilon=bit.GN_EPS)
+  layer = tf_keras.layers.GroupNormalization(npz.groups_for(shape[-1]),
+                                             epsilon=network.GN_EPS)
   layer.build(shape)
   layer.gamma.assign(gamma)
   layer.beta.assign(beta)
@@ -78,7 +79,7 @@ def main():
   parser.add_argument("--repeats", type=int, default=5)
   args = parser.parse_args()
   shape = [int(s) for s in args.shape.split(",")]
-  groups = bit.groups_for(shape[-1])
+  groups = npz.groups_for(shape[-1])
   x = tf.Variable(tf.random.normal(shape))
   gamma = tf.Variable(tf.random.uniform(shape[-1:]) + 0.5)
   beta = tf.Variable(tf.random.normal(shape[-1:]))

@@ -27,6 +27,8 @@ import tensorflow as tf
 import baseline_resnetv2  # benchmarks/, the script's own folder
 
 from bit_train.models import bit
+from bit_train.models.bit import network
+from bit_train.models.bit import npz
 
 
 def timed_rate(fn, items, steps):
@@ -67,7 +69,7 @@ def matmul(n=4096):
   return tf.function(lambda: tf.reduce_sum(tf.matmul(a, b))), 2 * n**3
 
 
-class ConvsOnly(bit.ResNetV2):
+class ConvsOnly(network.ResNetV2):
   """The native network with each Group Norm + ReLU replaced by a ReLU."""
 
   def _norm(self, x, prefix):
@@ -115,9 +117,9 @@ def main():
                                          args.image_size, 3)), tf.float32)
   labels = tf.constant(rng.integers(0, 10, args.batch))
 
-  native = bit.ResNetV2(units, width, 10)
-  native.params[bit.HEAD_KERNEL].assign(
-      tf.random.normal(native.params[bit.HEAD_KERNEL].shape, stddev=0.01))
+  native = network.ResNetV2(units, width, 10)
+  native.params[npz.HEAD_KERNEL].assign(
+      tf.random.normal(native.params[npz.HEAD_KERNEL].shape, stddev=0.01))
   baseline = baseline_resnetv2.baseline_resnetv2(units, width, 10, args.image_size)
   baseline_resnetv2.copy_weights(native, baseline)
   gap = float(tf.reduce_max(tf.abs(native(images) - baseline(images))))

@@ -29,7 +29,7 @@ from bit_train import export  # pylint: disable=wrong-import-position
 from bit_train import files  # pylint: disable=wrong-import-position
 from bit_train import hyperrule  # pylint: disable=wrong-import-position
 from bit_train import labels  # pylint: disable=wrong-import-position
-from bit_train import models  # pylint: disable=wrong-import-position
+from bit_train.models import factory  # pylint: disable=wrong-import-position
 from bit_train import report  # pylint: disable=wrong-import-position
 from bit_train import specs  # pylint: disable=wrong-import-position
 from bit_train import trained_on  # pylint: disable=wrong-import-position
@@ -89,7 +89,7 @@ def export_model(model, facts):
 def create_classifier(model):
   """The model with its own head; an .npz without one is bit-eval's one line."""
   try:
-    return models.create_model(model, None)
+    return factory.create_model(model, None)
   except registry.NoHead as e:
     raise UserError(f"{e.problem}: bit-eval measures a classifier with its own "
                     "head; give a file that has one (e.g. BiT-S-R50x1.npz).") from None
@@ -101,7 +101,7 @@ def classifier_model(model, num_classes):
   count can be checked against the dataset's."""
   if model.path or model.source == "native":
     return model
-  return dataclasses.replace(model, path=models.model_location(model, num_classes))
+  return dataclasses.replace(model, path=factory.model_location(model, num_classes))
 
 
 def main(argv):
@@ -139,8 +139,8 @@ def main(argv):
     if own_head:
       model = create_classifier(model_spec)
     else:  # a zero head of any size: only the pre-logits are measured
-      model = models.create_model(model_spec, num_classes)
-  name = facts.model if facts else models.model_name(model_spec, model)
+      model = factory.create_model(model_spec, num_classes)
+  name = facts.model if facts else factory.model_name(model_spec, model)
   logging.info("Evaluating %s (%d classes) at %dx%d (from %s), batch %d: %s.", name,
                model.num_classes, crop, crop, crop_from, batch,
                ", ".join(e.name for e in evals))

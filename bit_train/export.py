@@ -29,7 +29,7 @@ import tensorflow as tf
 from bit_train import files
 from bit_train import reading
 from bit_train import labels
-from bit_train import models
+from bit_train.models import hub
 from bit_train import trained_on
 from bit_train import workdir as wd
 from bit_train.data import preprocess
@@ -123,7 +123,7 @@ def export_all(model, plan, class_names, workdir, chief=True, about=None,
   files.make_dirs(root, "export directory")
   export_serving(model, plan.crop, class_names, os.path.join(root, wd.SERVING), chief)
   hub_target = _target(os.path.join(root, wd.HUB_MODULE), chief)
-  _write_whole(hub_target, lambda folder: models.export_module(
+  _write_whole(hub_target, lambda folder: hub.export_module(
       model, folder, class_names=class_names))
   if not chief:
     shutil.rmtree(hub_target, ignore_errors=True)

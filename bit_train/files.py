@@ -7,10 +7,9 @@ import errno
 import json
 import os
 
-import tensorflow as tf
-
 from bit_train import reading
 from bit_train.errors import UserError
+from bit_train.lazy import tensorflow as tf
 
 # What TensorFlow's file system layer says when the OS refused: it raises OpErrors
 # whose message ends in "<path>; <strerror>", so the reason is found by its text.

@@ -36,7 +36,7 @@ from bit_train.data import preprocess  # pylint: disable=wrong-import-position
 from bit_train.data.sources import folder as image_folder  # pylint: disable=wrong-import-position
 from bit_train.errors import UserError, quote  # pylint: disable=wrong-import-position
 from bit_train.models import hub  # pylint: disable=wrong-import-position
-from bit_train import models  # pylint: disable=wrong-import-position
+from bit_train.models import factory  # pylint: disable=wrong-import-position
 from bit_train import specs  # pylint: disable=wrong-import-position
 from bit_train.models import registry  # pylint: disable=wrong-import-position
 
@@ -159,7 +159,7 @@ def _hub_handle(name):
     raise UserError(f"--model {name!r} is no file or folder, TF Hub handle or BiT name:"
                     " give an export dir, TF Hub module, .npz file or BiT name (such as "
                     f"BiT-M-R50x1).{registry.did_you_mean(name)}") from None
-  return models.model_location(spec)
+  return factory.model_location(spec)
 
 
 def image_paths(args):

@@ -26,6 +26,7 @@ import os
 
 from bit_train import hyperrule
 from bit_train.errors import UserError
+from bit_train.models import registry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,15 +81,12 @@ class ModelSpec:
   precision: str = "float32"
   # The registry's entry for `name`; None when `path` names weights of a model the
   # registry does not know.
-  named: object = None  # a registry.NamedModel (registry imports TensorFlow)
+  named: registry.NamedModel | None = None
 
   @classmethod
   def of(cls, name, path=None, **fields):
     """The spec of `name`, resolved in the registry: an unknown name is a UserError
     unless `path` says where the weights are."""
-    # The registry's families import TensorFlow: the other records stay light, so a
-    # command checks them before that import.
-    from bit_train.models import registry  # pylint: disable=g-import-not-at-top
     try:
       named = registry.lookup(name)
     except UserError:
@@ -99,7 +97,6 @@ class ModelSpec:
 
   @property
   def family(self):
-    from bit_train.models import registry  # pylint: disable=g-import-not-at-top
     return registry.family(self.named)
 
   def overrides(self):

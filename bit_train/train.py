@@ -21,7 +21,7 @@ from bit_train import cli  # pylint: disable=wrong-import-position
 from bit_train import distribute  # pylint: disable=wrong-import-position
 from bit_train import evaluators  # pylint: disable=wrong-import-position
 from bit_train import files  # pylint: disable=wrong-import-position
-from bit_train import models  # pylint: disable=wrong-import-position
+from bit_train.models import factory  # pylint: disable=wrong-import-position
 from bit_train import report  # pylint: disable=wrong-import-position
 from bit_train import specs  # pylint: disable=wrong-import-position
 from bit_train import trainer  # pylint: disable=wrong-import-position
@@ -41,8 +41,8 @@ _FORCE = flags.DEFINE_bool("force", False, "Resume a workdir even though its sav
 
 def describe_model(model, num_classes):
   """The architecture a ModelSpec builds and where its weights come from."""
-  location = models.model_location(model, num_classes) or "random init"
-  return {"name": models.model_name(model), "source": model.source,
+  location = factory.model_location(model, num_classes) or "random init"
+  return {"name": factory.model_name(model), "source": model.source,
           "location": location}
 
 

@@ -22,7 +22,7 @@ from bit_train import evaluators
 from bit_train import export
 from bit_train import files
 from bit_train import mixup
-from bit_train import models
+from bit_train.models import factory
 from bit_train import provenance
 from bit_train import report
 from bit_train import runlog
@@ -51,7 +51,7 @@ class Trainer:
         f"{plan.micro_batch_size} images per micro-batch", "make batch_size / batch_split")
     self.num_classes = source.facts.num_classes
     with strategy.scope():
-      self.model = models.create_model(specs.model, self.num_classes)
+      self.model = factory.create_model(specs.model, self.num_classes)
       self.variables = list(self.model.trainable_variables)
       self.optimizer = Momentum(self.variables)
       # Sums over the micro-batches of a batch split; one micro-batch needs none.
@@ -338,7 +338,7 @@ def _finish(trainer, results, log, workdir, chief):
   main, *others = results
   record = dict(main.metrics.to_dict(), step=trainer.done_steps(),
                 eval_split=source.facts.eval_split, dataset=source.facts.name,
-                model=models.model_name(trainer.specs.model, trainer.model),
+                model=factory.model_name(trainer.specs.model, trainer.model),
                 provenance=provenance.record(trainer.strategy, source))
   if others:
     record["evals"] = {result.name: result.record for result in others}

@@ -30,8 +30,9 @@ from bit_train import checkpoints
 from bit_train import config as bit_config
 from bit_train import configs
 from bit_train.data.patterns import write_pattern_folder
-from bit_train import models
-from bit_train.models import bit
+from bit_train.models import factory
+from bit_train.models.bit import network
+from bit_train.models.bit import npz
 from bit_train.models import hub
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -90,12 +91,12 @@ TINY_WIDTH = 0.25  # 16 root channels, 512 pre-logits
 def tiny_resnet(num_classes=10, seed=0, num_units=TINY_UNITS, width=TINY_WIDTH):
   """A tiny native model whose GN parameters and head are random (not the
   initial identity / zeros), so every parameter shows in its outputs."""
-  model = bit.ResNetV2(num_units, width, num_classes, seed=seed)
+  model = network.ResNetV2(num_units, width, num_classes, seed=seed)
   rng = np.random.default_rng(seed)
   for key, var in model.params.items():
     if key.endswith("/gamma"):
       var.assign(1. + 0.2 * rng.standard_normal(var.shape))
-    elif key.endswith(("/beta", "/bias")) or key == bit.HEAD_KERNEL:
+    elif key.endswith(("/beta", "/bias")) or key == npz.HEAD_KERNEL:
       var.assign(0.2 * rng.standard_normal(var.shape))
   return model
 
@@ -435,7 +436,7 @@ def record_training_calls(monkeypatch):
   the TrainingCalls they fill. Inference calls (evaluation, export) are untouched,
   and so is everything else of the model (its class is a subclass of the real one).
   Images are recorded only outside XLA (a py_function does not compile)."""
-  calls, create = TrainingCalls(), models.create_model
+  calls, create = TrainingCalls(), factory.create_model
 
   def create_recorded(*args, **kwargs):
     model = create(*args, **kwargs)
@@ -463,5 +464,5 @@ def record_training_calls(monkeypatch):
     model.__class__ = type(real.__name__, (real,), {"__call__": call})
     return model
 
-  monkeypatch.setattr(models, "create_model", create_recorded)
+  monkeypatch.setattr(factory, "create_model", create_recorded)
   return calls

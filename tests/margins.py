@@ -173,8 +173,8 @@ def inprocess(record, args):
   import test_optimizer as o
   from bit_train import mixup
   from bit_train import specs
-  from bit_train.models import create_model
-  from bit_train.models import bit
+  from bit_train.models.factory import create_model
+  from bit_train.models.bit import network
   from bit_train.optimizer import Momentum
   # pylint: enable=import-outside-toplevel
   native = "test_models_native::test_logits_match_the_reference_architecture"
@@ -229,7 +229,7 @@ def inprocess(record, args):
     ref = reference(x).numpy()
     record.add("inprocess", "bf16_gap", np.abs(low(x) - ref).max() / np.abs(ref).max(),
                seed=seed)
-    low = bit.ResNetV2(reference.num_units, reference.width, 3,
+    low = network.ResNetV2(reference.num_units, reference.width, 3,
                        compute_dtype=tf.bfloat16)
     for key, var in low.params.items():
       var.assign(reference.params[key])

@@ -16,11 +16,11 @@ import pytest
 import tensorflow as tf
 
 from bit_train import export
-from bit_train import models
+from bit_train.models import factory
 from bit_train import predict as bit_predict
 from bit_train.data.patterns import CLASSES
 from bit_train.errors import UserError
-from bit_train.models import bit
+from bit_train.models.bit import network
 from bit_train import specs
 
 from helpers import error_lines
@@ -64,19 +64,19 @@ def test_a_run_names_the_architecture_it_built(run):
 
 def test_model_name_follows_overrides_and_npz_files(tmp_path):
   native = dict(model_source="native")
-  assert models.model_name(specs.model_spec(tiny_config(**native, num_units=None, width=None))) == (
+  assert factory.model_name(specs.model_spec(tiny_config(**native, num_units=None, width=None))) == (
       "BiT-M-R50x1")
   # Overrides that spell the named architecture keep its name.
-  assert models.model_name(specs.model_spec(tiny_config(**native, num_units=(3, 4, 6, 3), width=1.0))) == (
+  assert factory.model_name(specs.model_spec(tiny_config(**native, num_units=(3, 4, 6, 3), width=1.0))) == (
       "BiT-M-R50x1")
-  assert models.model_name(specs.model_spec(tiny_config(model_source="native", width=0.5))) == BUILT
+  assert factory.model_name(specs.model_spec(tiny_config(model_source="native", width=0.5))) == BUILT
   # With an .npz at model_path and no name the registry knows, the file decides.
   write_tiny_npz(str(tmp_path / "mine.npz"), num_classes=3)
   config = tiny_config(model="mine", model_source="npz", num_units=None, width=None,
                        model_path=str(tmp_path / "mine.npz"))
-  assert models.model_name(specs.model_spec(config)) == "ResNet-v2 R14x0.25 (units 1/1/1/1, width 0.25)"
-  built = bit.ResNetV2((1, 1, 2, 1), 0.25, 3)
-  assert models.model_name(specs.model_spec(config), built) == (
+  assert factory.model_name(specs.model_spec(config)) == "ResNet-v2 R14x0.25 (units 1/1/1/1, width 0.25)"
+  built = network.ResNetV2((1, 1, 2, 1), 0.25, 3)
+  assert factory.model_name(specs.model_spec(config), built) == (
       "ResNet-v2 R17x0.25 (units 1/1/2/1, width 0.25)")
 
 

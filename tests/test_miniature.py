@@ -13,9 +13,9 @@ from bit_train import config as bit_config
 from bit_train import specs
 from bit_train.data import preprocess
 from bit_train.errors import UserError
-from bit_train.models import create_model
+from bit_train.models.factory import create_model
 from bit_train.models import registry
-from bit_train.models import bit
+from bit_train.models.bit import npz
 from bit_train.models import weights
 from experiments.miniature.write_digits import write_digits
 
@@ -42,7 +42,7 @@ def test_the_bundled_npz_loads_through_the_registry_and_its_checksum_holds():
   spec = registry.lookup(NAME.lower())
   npz_file = registry.location(spec, "npz", "new")
   assert spec.bundled and os.path.isfile(npz_file)
-  assert weights.sha256(npz_file) == bit.CHECKSUMS[os.path.basename(npz_file)]
+  assert weights.sha256(npz_file) == npz.CHECKSUMS[os.path.basename(npz_file)]
   model = create_model(specs.model_spec(bundled_config(model_source="npz", head="keep")), None)
   assert model.num_classes == 10 and model.num_units == (1, 1, 1, 1)
   assert model.width == 0.25 and model.feature_dim == 512

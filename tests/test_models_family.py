@@ -20,8 +20,8 @@ from bit_train import specs
 from bit_train import train
 from bit_train.data.patterns import write_pattern_folder
 from bit_train.errors import UserError
-from bit_train.models import create_model
-from bit_train.models import model_name
+from bit_train.models.factory import create_model
+from bit_train.models.factory import model_name
 from bit_train.models import weights
 from bit_train.models import registry
 

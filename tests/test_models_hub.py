@@ -6,8 +6,8 @@ import tensorflow as tf
 
 from bit_train import specs
 from bit_train.errors import UserError
-from bit_train.models import create_model
-from bit_train.models import export_module
+from bit_train.models.factory import create_model
+from bit_train.models.hub import export_module
 from bit_train.models import hub
 from bit_train.models import registry
 

@@ -7,14 +7,16 @@ import tensorflow as tf
 from bit_train import specs
 from bit_train.errors import UserError
 from bit_train.evaluators import metrics as eval_metrics
-from bit_train.models import create_model
+from bit_train.models.factory import create_model
 from bit_train.models import bit
+from bit_train.models.bit import network
+from bit_train.models.bit import npz
 
 from helpers import images, tiny_config, tiny_resnet
 
 
 def reference_logits(params, num_units, x):
-  """BiT ResNet-v2 written plainly from bit.py's docstring: grouped tf.nn.moments,
+  """BiT ResNet-v2 written plainly from bit/network.py's docstring: grouped tf.nn.moments,
   tf.pad + VALID convs; takes images already in [-1, 1]."""
   def std_conv(x, key, stride=1, pad=0):
     k = params[key]
@@ -67,7 +69,7 @@ def test_logits_match_the_reference_architecture(num_units, height, width):
   assert float(tf.math.reduce_std(logits)) > 0.1  # a real test: outputs vary
 
 
-# Group Norm and weight standardisation carry hand-written gradients (bit.py).
+# Group Norm and weight standardisation carry hand-written gradients (bit/network.py).
 # Against autodiff of the plain reference, every gradient differs by at most 2.4e-5
 # of its largest entry (8 seeds x the two architectures below, eager); 5e-4 leaves
 # 20x. Dropping one term of the group-norm gradient moves them by far more.
@@ -116,7 +118,7 @@ def test_pre_logits_are_the_pooled_features_the_head_sees():
 def test_variable_names_are_the_official_npz_keys():
   model = tiny_resnet()
   names = {v.name.rsplit(":", 1)[0] for v in model.variables}
-  assert names == set(bit.param_shapes((1, 1, 1, 1), 0.25, 10))
+  assert names == set(npz.param_shapes((1, 1, 1, 1), 0.25, 10))
   for key in ("resnet/root_block/standardized_conv2d/kernel",
               "resnet/block1/unit01/a/proj/standardized_conv2d/kernel",
               "resnet/block4/unit01/c/group_norm/beta", "resnet/group_norm/gamma",
@@ -128,10 +130,12 @@ def test_variable_names_are_the_official_npz_keys():
                                            ("R101x1", 2048), ("R152x4", 8192)])
 def test_named_architectures_have_the_published_shapes(arch, features):
   from bit_train.models import bit
+  from bit_train.models.bit import network
+  from bit_train.models.bit import npz
   units, width = bit.ARCHS[arch]
-  shapes = bit.param_shapes(units, width, 1000)
-  assert shapes[bit.ROOT] == (7, 7, 3, 64 * width)
-  assert shapes[bit.HEAD_KERNEL] == (1, 1, features, 1000)
+  shapes = npz.param_shapes(units, width, 1000)
+  assert shapes[npz.ROOT] == (7, 7, 3, 64 * width)
+  assert shapes[npz.HEAD_KERNEL] == (1, 1, features, 1000)
   last = f"resnet/block3/unit{units[2]:02d}/b/standardized_conv2d/kernel"
   assert shapes[last] == (3, 3, 256 * width, 256 * width)
   assert f"resnet/block3/unit{units[2] + 1:02d}/a/group_norm/gamma" not in shapes
@@ -156,9 +160,9 @@ def test_a_new_head_starts_at_zero_and_learns():
 def test_tiny_widths_cap_the_groups_and_odd_widths_are_refused():
   assert tiny_resnet(width=0.125)(images(1)).shape == (1, 10)  # 8 root channels
   with pytest.raises(UserError, match="groups"):
-    bit.ResNetV2((1, 1, 1, 1), 0.6, 10)
+    network.ResNetV2((1, 1, 1, 1), 0.6, 10)
   with pytest.raises(UserError, match="num_units"):
-    bit.ResNetV2((1, 1, 1), 1, 10)
+    network.ResNetV2((1, 1, 1), 1, 10)
 
 
 def test_bfloat16_compute_keeps_float32_variables_and_logits():
@@ -183,7 +187,7 @@ def test_bfloat16_compute_keeps_float32_variables_and_logits():
 
 def test_bfloat16_gradients_are_float32_and_follow_float32():
   reference = tiny_resnet(num_classes=3)
-  model = bit.ResNetV2(reference.num_units, reference.width, 3,
+  model = network.ResNetV2(reference.num_units, reference.width, 3,
                             compute_dtype=tf.bfloat16)
   for key, var in model.params.items():
     var.assign(reference.params[key])

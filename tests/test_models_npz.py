@@ -7,8 +7,8 @@ import pytest
 
 from bit_train import specs
 from bit_train.errors import UserError
-from bit_train.models import create_model
-from bit_train.models import bit
+from bit_train.models.factory import create_model
+from bit_train.models.bit import npz
 from bit_train.models import weights
 
 from helpers import images, tiny_config, write_tiny_npz
@@ -52,13 +52,13 @@ def test_a_url_is_downloaded_once_into_the_cache(tmp_path, monkeypatch):
 
 def test_a_download_with_the_wrong_checksum_is_refused(tmp_path, monkeypatch):
   write_tiny_npz(tmp_path / "BiT-T.npz")
-  monkeypatch.setitem(bit.CHECKSUMS, "BiT-T.npz", "0" * 64)
+  monkeypatch.setitem(npz.CHECKSUMS, "BiT-T.npz", "0" * 64)
   with pytest.raises(UserError, match="corrupt"):
-    weights.fetch((tmp_path / "BiT-T.npz").as_uri(), bit.CHECKSUMS,
+    weights.fetch((tmp_path / "BiT-T.npz").as_uri(), npz.CHECKSUMS,
                   str(tmp_path / "cache"))
   assert not os.listdir(tmp_path / "cache")
-  monkeypatch.setitem(bit.CHECKSUMS, "BiT-T.npz", weights.sha256(tmp_path / "BiT-T.npz"))
-  assert os.path.exists(weights.fetch((tmp_path / "BiT-T.npz").as_uri(), bit.CHECKSUMS,
+  monkeypatch.setitem(npz.CHECKSUMS, "BiT-T.npz", weights.sha256(tmp_path / "BiT-T.npz"))
+  assert os.path.exists(weights.fetch((tmp_path / "BiT-T.npz").as_uri(), npz.CHECKSUMS,
                                       str(tmp_path / "cache")))
 
 

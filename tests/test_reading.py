@@ -20,7 +20,7 @@ from bit_train import reading
 from bit_train import report
 from bit_train import workdir as wd
 from bit_train.errors import UserError
-from bit_train.models import bit
+from bit_train.models.bit import npz
 from experiments import runs as runs_lib
 
 FUZZ = settings(max_examples=150, deadline=None,
@@ -120,7 +120,7 @@ def test_a_corrupt_member_inside_an_npz_is_one_line_naming_the_file(tmp_path, co
   data[info.header_offset + 30 + len(info.filename) + info.compress_size // 2] ^= 0x10
   path.write_bytes(bytes(data))
   with pytest.raises(UserError) as error:
-    bit.read_npz(str(path))
+    npz.read(str(path))
   message = one_line_naming(error, path)
   assert message.startswith(f"cannot read the model file {path}: ")
 
@@ -321,7 +321,7 @@ def test_fuzzed_npz_is_one_line_or_exactly_its_arrays(tmp_path, case):
   path = tmp_path / "w.npz"
   arrays = _npz(path, compressed)
   path.write_bytes(mutate(path.read_bytes()))
-  found, error = read_or_one_line(lambda: bit.read_npz(str(path)), path)
+  found, error = read_or_one_line(lambda: npz.read(str(path)), path)
   if error:
     return
   assert set(found) <= set(arrays)

@@ -103,6 +103,7 @@ def timm_steps(precision, images, labels, channels_last):
 def build(variants, precisions, args, images, labels):
   """{(variant, precision, kind): function}."""
   from bit_train.models import bit  # pylint: disable=import-outside-toplevel
+  from bit_train.models.bit import network  # pylint: disable=import-outside-toplevel
   units, width = bit.ARCHS[args.arch]
   fns = {}
   for variant in variants:
@@ -111,7 +112,7 @@ def build(variants, precisions, args, images, labels):
         continue  # stock Keras layers, no mixed-precision policy: float32 only
       if variant == "native":
         steps = tf_steps(
-            lambda dtype: bit.ResNetV2(units, width, 10, compute_dtype=dtype),
+            lambda dtype: network.ResNetV2(units, width, 10, compute_dtype=dtype),
             precision, images, labels)
       elif variant == "baseline":
         import baseline_resnetv2  # pylint: disable=import-outside-toplevel

@@ -6,9 +6,10 @@ where its named models' weights are. A *named model* (`BiT-M-R50x1`) is a
 `NamedModel`: its family, its architecture in that family's terms, and the family's
 record of where its weights live.
 
-A family is one module that registers the family and its models (`register_family`,
-`register`); BiT's is `models/bit.py`. The factory asks only this registry, so a
-new family (a ViT, say) is one new module plus its import in `models/__init__.py`;
+A family is one module or package that registers the family and its models
+(`register_family`, `register`); BiT's is `models/bit/`. The factory asks only this
+registry, so a new family (a ViT, say) is one new module plus its import in
+`models/__init__.py`;
 `tests/test_models_family.py` adds a toy family that way and trains it.
 """
 

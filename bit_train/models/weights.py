@@ -3,7 +3,7 @@
 URLs (http, https, gs, file) are downloaded into a cache directory the user controls
 (`cache_dir`, else $BIT_CACHE_DIR, else ~/.cache/bit_train), written whole before
 they take their name, and checked against the family's known sha256 sums where a
-file's is known. A family reads the file it gets (BiT: `bit.read_npz`).
+file's is known. A family reads the file it gets (BiT: `bit.npz.read`).
 """
 
 import hashlib
@@ -12,10 +12,9 @@ import shutil
 import urllib.error
 import urllib.request
 
-import tensorflow as tf
-
 from bit_train.errors import UserError
 from bit_train.errors import quote
+from bit_train.lazy import tensorflow as tf
 
 
 def cache_dir(path=None):

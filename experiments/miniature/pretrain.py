@@ -32,11 +32,13 @@ from absl import flags
 import numpy as np
 import tensorflow as tf
 
-from bit_train.models import bit
+from bit_train.models import registry
 from bit_train.models import weights
+from bit_train.models.bit import network
+from bit_train.models.bit import npz
 
 NAME = "BiT-MNIST-R14x0.25"
-OUT_DIR = os.path.join(os.path.dirname(bit.__file__), "pretrained")
+OUT_DIR = registry.PRETRAINED_DIR
 
 _OUT = flags.DEFINE_string("out", os.path.join(OUT_DIR, f"{NAME}.npz"), "Weights file.")
 _EPOCHS = flags.DEFINE_integer("epochs", 30, "Passes over the training digits.")
@@ -99,7 +101,7 @@ def main(argv):
   train_y = tf.one_hot(labels[train_idx], CLASSES)
   held_x, held_y = as_rgb(images[held_idx], _CROP.value), labels[held_idx]
 
-  model = bit.ResNetV2(UNITS, WIDTH, CLASSES, seed=_SEED.value)
+  model = network.ResNetV2(UNITS, WIDTH, CLASSES, seed=_SEED.value)
   variables = list(model.params.values())
   kernels = [v for k, v in model.params.items() if k.endswith("/kernel")]
   slots = [tf.Variable(tf.zeros_like(v)) for v in variables]
@@ -151,7 +153,7 @@ def main(argv):
   seconds = time.time() - start
   out = _OUT.value
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-  bit.save_npz(model, out)
+  npz.save(model, out)
   record = {
       "name": NAME, "command": " ".join(
           ["python experiments/miniature/pretrain.py", *sys.argv[1:]]), "architecture": {"num_units": list(UNITS), "width": WIDTH},

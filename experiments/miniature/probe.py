@@ -25,7 +25,7 @@ def linear_probe(run):
   from sklearn.linear_model import LogisticRegression  # pylint: disable=g-import-not-at-top
   from bit_train.data import preprocess  # pylint: disable=g-import-not-at-top
   from bit_train.data import sources  # pylint: disable=g-import-not-at-top
-  from bit_train.models import create_model  # pylint: disable=g-import-not-at-top
+  from bit_train.models.factory import create_model  # pylint: disable=g-import-not-at-top
   source = sources.for_training(run.data)
   model = create_model(run.model, source.num_classes)
   crop = run.recipe.crop

@@ -8,7 +8,9 @@ with the others; prints the median and range of the wall time, and the median as
 share of the bare TensorFlow import's. `bit-train` is the console script
 (bit_train.cli.train); `python -m bit_train.train` imports the entry module first.
 A mistake in a --config.<field> flag is found by config_flags, after the entry
-module's imports. Not a test.
+module's imports. The experiments runner's emission and dry runs plan every run of a
+suite (the miniature suite writes its 1,797 images to a scratch folder first). Not a
+test.
 """
 
 import argparse
@@ -29,8 +31,15 @@ def console_script(name, *args):
           f"from bit_train import cli; cli.{function}()", *args]
 
 
+def experiments(*args):
+  return [sys.executable, "-m", "experiments.run", *args]
+
+
 def cases(workdir):
   mistake = ["--config", "transfer:batchsize=64", "--workdir", workdir, "--dry_run"]
+  unknown_model = ["--config", "transfer:dataset=cifar10,model=BiT-M-R50", "--workdir",
+                   workdir]
+  root = ["--root", os.path.join(workdir, "experiments")]
   flag_mistake = ["--config", "transfer", "--config.batchsize=64", "--workdir", workdir]
   return {
       "python -c 'import tensorflow'": ([sys.executable, "-c", "import tensorflow"], 0),
@@ -44,6 +53,13 @@ def cases(workdir):
       "python -m bit_train.train, the same typo": (
           [sys.executable, "-m", "bit_train.train", *mistake], 2),
       "bit-train --config.batchsize=64": (console_script("bit-train", *flag_mistake), 2),
+      "bit-train --config transfer:model=BiT-M-R50": (
+          console_script("bit-train", *unknown_model), 2),
+      "experiments.run vtab --emit": (experiments("vtab", *root, "--emit"), 0),
+      "experiments.run standard --dry_run": (experiments("standard", *root, "--dry_run"), 0),
+      "experiments.run vtab --dry_run": (experiments("vtab", *root, "--dry_run"), 0),
+      "experiments.run miniature --dry_run": (
+          experiments("miniature", *root, "--dry_run"), 0),
   }
 
 

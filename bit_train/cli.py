@@ -129,9 +129,9 @@ def resolve_configs(argv):
 
 
 def check_packaged_config(argv):
-  """Ends a mistake in a packaged config's argument (an unknown config or field, a
-  bad value, a value validate() refuses) with the line the entry module would print,
-  before it and TensorFlow are imported. Only when no --config.<field> flag is given
+  """Ends a mistake in a packaged config's argument (an unknown config, field or
+  model name, a bad value, a value validate() refuses) with the line the entry
+  module would print, before it and TensorFlow are imported. Only when no --config.<field> flag is given
   (config_flags applies those, and they may change what validate() sees); the user's
   own config file is run by config_flags alone."""
   values = _config_values(argv)
@@ -144,6 +144,7 @@ def check_packaged_config(argv):
       config = bit_config.validate(configs.load(name, arg or None))
       specs.recipe(config)  # the records' own checks (batch split, holdout...) too
       specs.data_spec(config)
+      specs.model_spec(config)  # the model's name, in the registry
       specs.run_spec(config)
   except UserError as e:
     fail(e)

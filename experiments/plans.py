@@ -9,6 +9,8 @@ import os
 
 from bit_train import cli
 from bit_train import configs
+from bit_train import specs
+from bit_train.data import sources
 from bit_train.errors import UserError
 from experiments import runs as runs_lib
 from experiments.runs import REPO, TRAINER
@@ -25,8 +27,7 @@ def load_config(config, flags=()):
 
 
 def run_specs(run):
-  """The specs.Specs of a run's config (the model registry imports TensorFlow)."""
-  from bit_train import specs  # pylint: disable=g-import-not-at-top
+  """The specs.Specs of a run's config."""
   return specs.from_config(load_config(run.config, run.flags))
 
 
@@ -35,8 +36,6 @@ def hyperrule_plan(run):
   if run.program != TRAINER:
     return None, None
   found = run_specs(run)
-  # The data sources import TensorFlow: only what plans a run's steps needs them.
-  from bit_train.data import sources  # pylint: disable=g-import-not-at-top
   facts = sources.describe(found.data)
   return facts, found.recipe.plan(facts.num_examples, facts.image_size, facts.name)
 

@@ -13,8 +13,7 @@ new setting. `--emit` writes a new folder R/SUITE/emitted/<time>/ holding
 commands.txt (one command per line, for any scheduler, calling this interpreter)
 and slurm.sh (a Slurm job array over that file; --throttle N: at most N tasks at
 once). `--dry_run` prints each run's HyperRule plan and the suite's total step
-budget, and writes nothing. Planning and --emit do not import TensorFlow (checking
-the plans of runs already finished does).
+budget, and writes nothing. Planning, --dry_run and --emit import no TensorFlow.
 
 Scaling for a smaller accelerator, recorded in every run's plan.json: --batch_split N
 keeps the recipe (batch 512) in N micro-batches; --batch_size B scales the learning

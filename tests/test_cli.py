@@ -63,7 +63,8 @@ def early_and_late_errors(args, capsys):
 
 @pytest.mark.parametrize("arg", ["transfer:batchsize=64", "transfr:dataset=cifar10",
                                  "transfer:batch_size=100,batch_split=3",
-                                 "transfer:jit_compile=maybe"])
+                                 "transfer:jit_compile=maybe",
+                                 "transfer:dataset=cifar10,model=BiT-M-R50"])
 def test_a_config_mistake_is_one_line_before_tensorflow_is_imported(arg, tmp_path, capsys):
   early, late = early_and_late_errors(
       ["--config", arg, "--workdir", str(tmp_path / "w"), "--dry_run"], capsys)

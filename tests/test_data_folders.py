@@ -209,6 +209,23 @@ def test_a_file_the_streams_cannot_decode_is_skipped_by_the_scan(tmp_path, caplo
   assert len(list(evaluated.eval_examples().read())) == 6
 
 
+def test_a_dry_run_reads_only_headers_and_the_run_decodes_every_image(tmp_path):
+  write_folder(tmp_path, {"a": 3, "b": 3}, size=(20, 30), fmt="PNG", ext="png")
+  (tmp_path / "a" / "bad_crc.png").write_bytes(png_with_bad_crc())
+  (tmp_path / "b" / "text.png").write_text("not an image")
+  dry = folders.scan(str(tmp_path), holdout_fraction=0, decode=False)
+  run = folders.scan(str(tmp_path), holdout_fraction=0)
+  assert {os.path.basename(p): why for p, why in dry.skipped} == {
+      "text.png": "not an image whose header Pillow reads"}
+  # A header cannot show a damaged body: the dry run counts bad_crc.png, the run
+  # decodes it and skips it by name.
+  assert {os.path.basename(p) for p, _ in run.skipped} == {"text.png", "bad_crc.png"}
+  dry_sizes = dict(zip(dry.train.paths, dry.train.sizes))
+  run_sizes = dict(zip(run.train.paths, run.train.sizes))
+  assert set(dry_sizes) - set(run_sizes) == {str(tmp_path / "a" / "bad_crc.png")}
+  assert all(dry_sizes[p] == size for p, size in run_sizes.items())
+
+
 def test_one_class_is_an_error(tmp_path):
   write_folder(tmp_path, {"only": 6})
   with pytest.raises(UserError, match="'only'.*at least two classes"):

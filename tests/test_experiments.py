@@ -301,11 +301,17 @@ def test_a_finished_run_with_another_plan_is_named_different_not_skipped(tmp_pat
 
 def test_emission_writes_only_its_commands_and_a_dry_run_writes_nothing(tmp_path):
   root = str(tmp_path / "root")
-  code = ("from experiments import run\n"
-          f"run.main(['vtab', '--root', {root!r}, '--emit', '--models', 'BiT-M-R50x1'])\n")
+  # Emission and dry runs (a folder's, TFDS datasets') import no TensorFlow.
+  code = ("import sys\nfrom experiments import run\n"
+          f"for args in (['vtab', '--root', {root!r}, '--emit', '--models', 'BiT-M-R50x1'],"
+          f" ['standard', '--root', {root!r}, '--dry_run', '--datasets', 'cifar10'],"
+          f" ['miniature', '--root', {str(tmp_path / 'dry')!r}, '--dry_run', '--shots', '1']):\n"
+          "  run.main(args)\n"
+          "print('tensorflow imported:', 'tensorflow' in sys.modules)\n")
   result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True, env=dict(os.environ, PYTHONPATH=ROOT))
   assert result.returncode == 0, result.stderr
+  assert result.stdout.splitlines()[-1] == "tensorflow imported: False"
   emitted = [os.path.relpath(os.path.join(d, f), root)
              for d, _, names in os.walk(root) for f in names]
   assert sorted(os.path.basename(f) for f in emitted) == ["commands.txt", "runs.json",

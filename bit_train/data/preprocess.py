@@ -6,7 +6,7 @@ Randomness is stateless: the same seed gives the same crop and flip, whatever th
 number of parallel calls, so a seeded stream is reproducible.
 """
 
-import tensorflow as tf
+from bit_train.lazy import tensorflow as tf
 
 
 def decode(encoded):

@@ -28,9 +28,9 @@ import os
 import statistics
 
 import numpy as np
-import tensorflow as tf
 
 from bit_train.errors import UserError
+from bit_train.lazy import tensorflow as tf
 
 
 @dataclasses.dataclass(frozen=True)

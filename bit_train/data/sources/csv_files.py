@@ -63,7 +63,7 @@ class CsvSource(base.DataSource):
       if missing:
         raise UserError(f"{split}.csv lists {len(missing)} file(s) that do not exist, "
                         f"e.g. {missing[0]}.")
-      inspected = folder.inspect_images(list(paths))
+      inspected = folder.inspect_images(list(paths), decode=self.read)
       for path, (_, reason) in zip(paths, inspected):
         if reason:
           raise UserError(f"{path} (in {split}.csv): {reason}.")

@@ -22,12 +22,12 @@ import stat
 
 from absl import logging
 import numpy as np
-import tensorflow as tf
 
 from bit_train.data import preprocess
 from bit_train.data.sources import base
 from bit_train.data.sources import scan_cache
 from bit_train.errors import UserError, quote
+from bit_train.lazy import tensorflow as tf
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 DEFAULT_TRAIN_SPLIT = "train"
@@ -147,15 +147,54 @@ def _why_unreadable(path):
   return UNREADABLE_THEN
 
 
-def inspect_images(paths):
+def _header_shapes(paths):
+  """{index: (height, width)} of the paths whose image header Pillow reads."""
+  shapes = {}
+  for i, path in enumerate(paths):
+    info = os.stat(path)
+    shape = _header_shape(path, info.st_size, info.st_mtime_ns)
+    if shape:
+      shapes[i] = shape
+  return shapes
+
+
+# Keyed by size and modification time as well: a dry run of a suite plans many runs
+# on one folder, and reads each header once.
+@functools.lru_cache(maxsize=1 << 16)
+def _header_shape(path, size, mtime_ns):
+  del size, mtime_ns
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  try:
+    with Image.open(path) as image:
+      return image.height, image.width
+  except (OSError, ValueError, Image.DecompressionBombError):
+    return None
+
+
+def _why_no_header(path):
+  if os.path.getsize(path) == 0:
+    return "empty file (0 bytes)"
+  return "not an image whose header Pillow reads"
+
+
+def inspect_images(paths, decode=True):
   """[((height, width), None) for a file the streams can decode, else (None, reason)].
 
   Inside scan_cache.kept_in, a file whose size and modification time the cache
-  holds is not decoded again."""
+  holds is not decoded again. `decode=False` (a dry run) reads only the headers of
+  the files the cache does not hold, without TensorFlow: a file with a readable
+  header but damaged data is then counted, and the run itself skips it by name.
+  """
   cache = scan_cache.active()
   found = cache.known(paths) if cache else {}
   todo = [i for i in range(len(paths)) if i not in found]
-  shapes = _decode_shapes([paths[i] for i in todo]) if todo else {}
+  todo_paths = [paths[i] for i in todo]
+  if not decode:
+    shapes = _header_shapes(todo_paths) if todo else {}
+    for n, i in enumerate(todo):
+      found[i] = (shapes[n], None) if n in shapes else (None, _why_no_header(paths[i]))
+    return [found[i] for i in range(len(paths))]
+  shapes = _decode_shapes(todo_paths) if todo else {}
   for n, i in enumerate(todo):
     found[i] = (shapes[n], None) if n in shapes else (None, _why_unreadable(paths[i]))
     if cache and found[i][1] != UNREADABLE_THEN:
@@ -163,7 +202,7 @@ def inspect_images(paths):
   return [found[i] for i in range(len(paths))]
 
 
-def _read_classes(split_dir, class_names, skipped):
+def _read_classes(split_dir, class_names, skipped, decode):
   """A Split of the class folders under split_dir, labelled by class_names."""
   labelled = []
   for name in _subdirs(split_dir):
@@ -172,7 +211,7 @@ def _read_classes(split_dir, class_names, skipped):
                       f"counterpart in the train split: classes are {list(class_names)}.")
     labelled += [(p, class_names.index(name)) for p in _image_files(
         os.path.join(split_dir, name))]
-  inspected = inspect_images([p for p, _ in labelled])
+  inspected = inspect_images([p for p, _ in labelled], decode)
   paths, labels, sizes = [], [], []
   for (path, label), (size, reason) in zip(labelled, inspected):
     if reason:
@@ -261,13 +300,14 @@ def _warn_skipped(skipped):
                     "\n".join(f"  {path}: {reason}" for path, reason in skipped))
 
 
-def scan(root, train_split=None, eval_split=None, holdout_fraction=0.1):
+def scan(root, train_split=None, eval_split=None, holdout_fraction=0.1, decode=True):
   """Reads the folder layout and checks every image; returns a Folder.
 
   Without an eval split folder, `holdout_fraction` of every class becomes the eval
   split; with holdout_fraction 0 there is none (Folder.eval is None: a folder
   read only to be evaluated). An empty folder or an empty class folder is a
   UserError; unreadable files are skipped with one warning that names each of them.
+  `decode=False` (a dry run) checks only the images' headers (see inspect_images).
   """
   if not root:
     raise UserError("dataset=image_folder needs data_dir=<folder>: the folder that "
@@ -279,10 +319,10 @@ def scan(root, train_split=None, eval_split=None, holdout_fraction=0.1):
       root, train_split, eval_split)
   class_names = _class_names(train_dir)
   skipped = []
-  train = _read_classes(train_dir, class_names, skipped)
+  train = _read_classes(train_dir, class_names, skipped, decode)
   evaluation = None
   if eval_dir:
-    evaluation = _read_classes(eval_dir, class_names, skipped)
+    evaluation = _read_classes(eval_dir, class_names, skipped, decode)
   elif holdout_fraction > 0:
     kept, held = holdout(train, holdout_fraction, len(class_names))
     train, evaluation = train.take(kept), train.take(held)
@@ -302,7 +342,7 @@ class FolderSource(base.DataSource):
   def __init__(self, spec, read=True):
     super().__init__(spec, read)
     self.folder = scan(spec.data_dir, spec.train_split, spec.eval_split,
-                               spec.holdout_fraction)
+                       spec.holdout_fraction, decode=read)
     self._splits = {self.folder.train_split: self.folder.train}
     if self.folder.eval is not None:
       self._splits[self.folder.eval_split] = self.folder.eval

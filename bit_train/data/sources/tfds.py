@@ -21,16 +21,16 @@ the first time data is read.
 
 import dataclasses
 import difflib
+import functools
 import io
 import types
 import urllib.parse
-
-import tensorflow as tf
 
 from bit_train.data.sources import base
 from bit_train.data.sources import tfds_labels
 from bit_train.errors import UserError
 from bit_train.errors import quote
+from bit_train.lazy import tensorflow as tf
 
 SIZE_SAMPLE = 64  # images read to measure a dataset's typical size
 DOWNLOAD_PROBE_SECONDS = 10  # to connect to a download host before TFDS tries
@@ -229,13 +229,21 @@ def is_tfds_name(name):
     parsed, _ = tfds.core.naming.parse_builder_name_kwargs(name)
   except ValueError:  # e.g. a path
     return False
-  return parsed.namespace is not None or parsed.name in tfds.list_builders()
+  return parsed.namespace is not None or parsed.name in _builder_names()
+
+
+@functools.cache
+def _builder_names():
+  """The datasets the installed TFDS registers. Without the community datasets:
+  listing those reads remote indexes through TensorFlow's file system, and a
+  community name has a namespace anyway."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  return tuple(tfds.list_builders(with_community_datasets=False))
 
 
 def did_you_mean(name):
   """' Did you mean a, b?' naming close TFDS datasets, or ''."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  close = difflib.get_close_matches(name, tfds.list_builders() + ["image_folder"], n=3)
+  close = difflib.get_close_matches(name, [*_builder_names(), "image_folder"], n=3)
   return f" Did you mean {', '.join(close)}?" if close else ""
 
 

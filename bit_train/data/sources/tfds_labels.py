@@ -23,9 +23,9 @@ every other dataset's.
 import dataclasses
 
 import numpy as np
-import tensorflow as tf
 
 from bit_train.errors import UserError
+from bit_train.lazy import tensorflow as tf
 
 
 @dataclasses.dataclass(frozen=True)

@@ -200,11 +200,13 @@ def apply_arg(config, arg):
 
 def _field(config, key):
   """The field's FieldReference when it is a placeholder, else its value."""
-  try:
-    ref = config.get_ref(key)
+  value = config[key]
+  if value is not None:
+    return value
+  try:  # get_ref walks the whole config: only a None value can be a placeholder
+    return config.get_ref(key)
   except (AttributeError, KeyError, TypeError):
-    return config[key]
-  return ref if ref.get() is None else ref.get()
+    return value
 
 
 def _did_you_mean(key, config):

@@ -4,6 +4,7 @@ hyperrule.Recipe.plan): what `bit-train --dry_run` prints, for a whole suite at 
 and without data for the datasets the trainer's table knows (their sizes come from
 it)."""
 
+import functools
 import json
 import os
 
@@ -27,8 +28,13 @@ def load_config(config, flags=()):
 
 
 def run_specs(run):
-  """The specs.Specs of a run's config."""
-  return specs.from_config(load_config(run.config, run.flags))
+  """The specs.Specs of a run's config (a suite's check and its dry run ask twice)."""
+  return _specs(run.config, tuple(run.flags))
+
+
+@functools.lru_cache(maxsize=None)
+def _specs(config, flags):
+  return specs.from_config(load_config(config, flags))
 
 
 def hyperrule_plan(run):

@@ -201,15 +201,20 @@ class TfdsSource(base.DataSource):
 
 def tfds_builder(spec):
   """The TFDS builder for spec.dataset; an unknown name is a UserError."""
+  return _builder(spec.dataset, spec.data_dir)
+
+
+@functools.lru_cache(maxsize=64)  # a suite's dry run asks for each task's ~36 times
+def _builder(dataset, data_dir):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   try:
-    return tfds.builder(spec.dataset, data_dir=spec.data_dir)
+    return tfds.builder(dataset, data_dir=data_dir)
   except (tfds.core.registered.DatasetNotFoundError, ValueError):  # not a name TFDS knows
-    raise UserError(f"unknown dataset {spec.dataset!r}: give a TFDS name or "
+    raise UserError(f"unknown dataset {dataset!r}: give a TFDS name or "
                     "dataset=image_folder with data_dir=<folder>."
-                    f"{did_you_mean(spec.dataset)}") from None
+                    f"{did_you_mean(dataset)}") from None
   except AssertionError as e:  # a version this TFDS does not have
-    raise UserError(f"dataset {spec.dataset!r}: {version_problem(e)}") from None
+    raise UserError(f"dataset {dataset!r}: {version_problem(e)}") from None
 
 
 def version_problem(error):

@@ -15,6 +15,7 @@ import io
 import json
 import os
 import pickle
+import tokenize
 import zipfile
 import zlib
 
@@ -95,6 +96,27 @@ def decode(data, path, what="file", fix="save it as UTF-8 text"):
 
 def read_text(path, what="file", fix="save it as UTF-8 text"):
   return decode(read_bytes(path, what), path, what, fix)
+
+
+def read_source(path, what="config file", fix="save it as UTF-8 Python"):
+  """The text of a Python source file, decoded as Python decodes it (UTF-8, a BOM,
+  or the encoding a `# coding:` line declares): checked before Python runs it, so a
+  missing, unreadable or undecodable file is one line instead of an import error."""
+  data = read_bytes(path, what)
+  try:
+    encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+  except SyntaxError as e:
+    if "missing encoding declaration" not in str(e):  # an unknown or contradicted one
+      raise _fail(path, what, f"its encoding cannot be used ({quote(e)})", fix) from None
+    encoding = "utf-8"  # no declaration, and the first lines are not UTF-8
+  try:
+    text = data.decode(encoding)
+  except UnicodeDecodeError as e:
+    raise _fail(path, what, f"it is not {e.encoding.upper().replace('-SIG', '')} text (byte "
+                f"{e.object[e.start:e.start + 1]!r} at offset {e.start})", fix) from None
+  if "\x00" in text:
+    raise _fail(path, what, "it holds NUL characters, so it is not Python source", fix)
+  return text
 
 
 def read_lines(path, what="file", fix="save it as UTF-8 text, one entry per line"):

@@ -4,6 +4,7 @@ another exception. The fuzz tests (Hypothesis) mutate each kind of file the proj
 reads (truncation, byte flips, inserted bytes, deleted zip members, JSON values of
 the wrong type) and call the readers in this process."""
 
+import importlib.util
 import io
 import json
 import os
@@ -328,3 +329,17 @@ def test_fuzzed_npz_is_one_line_or_exactly_its_arrays(tmp_path, case):
   for key, array in found.items():
     np.testing.assert_array_equal(array, arrays[key])
     assert array.dtype == arrays[key].dtype
+
+
+@FUZZ
+@given(data=byte_mutations("# -*- coding: utf-8 -*-\nfrom bit_train import config\n\n\n"
+                           "def get_config(arg=None):\n  return config.base_config()  # Été\n"
+                           .encode()))
+def test_fuzzed_config_file_is_one_line_or_the_text_python_imports(tmp_path, data):
+  path = tmp_path / "my_config.py"
+  path.write_bytes(data)
+  text, error = read_or_one_line(lambda: reading.read_source(str(path)), path)
+  if error:
+    return
+  lines = text.replace("\r\n", "\n").replace("\r", "\n")
+  assert "\x00" not in text and lines == importlib.util.decode_source(data)

@@ -202,13 +202,16 @@ def resumed_after_damage(trained, folder, tmp_path_factory):
     partial.write_bytes(b"\0" * 100)
   with open(workdir / "history.jsonl", "a") as f:
     f.write('{"step": 7, "lo')
+  before = snapshot(workdir)
+  refused = train_here(workdir, folder)
+  assert snapshot(workdir) == before  # without --force: one line, nothing changed
   handler, logger = _Collect(), logging.getLogger("absl")
   logger.addHandler(handler)
   try:
-    error = train_here(workdir, folder, "", "--verbosity=0")  # INFO: "Resumed from"
+    error = train_here(workdir, folder, "", "--force", "--verbosity=0")  # INFO lines
   finally:
     logger.removeHandler(handler)
-  return workdir, error, handler.messages
+  return workdir, error, handler.messages, refused, before
 
 
 class _Collect(logging.Handler):
@@ -220,30 +223,56 @@ class _Collect(logging.Handler):
     self.messages.append(record.getMessage())
 
 
-def test_damaged_newest_checkpoints_are_skipped_with_the_reason(resumed_after_damage):
-  workdir, error, messages = resumed_after_damage
+def test_damaged_newest_checkpoints_are_one_line_naming_them_and_the_fix(
+    resumed_after_damage):
+  workdir, _, _, refused, _ = resumed_after_damage
+  directory = workdir / "checkpoints"
+  assert refused.startswith(
+      f"the newest checkpoints in {directory} cannot be resumed from: ckpt-6 (its "
+      ".index file is missing); ckpt-5 (it holds non-finite weights or optimizer "
+      "state); ")
+  assert "ckpt-4 (it cannot be read (" in refused
+  assert ("[files: ckpt-6.data-00000-of-00001, ckpt-5.data-00000-of-00001, ckpt-5.index"
+          ", ckpt-4.data-00000-of-00001, ckpt-4.index]; ckpt-2 (step 2) is intact. "
+          "Nothing was changed: restore the files from a copy, or run the same command "
+          f"with --force to move them to {directory / 'damaged'}/ and resume from step "
+          "2.") in refused
+
+
+def test_force_moves_damaged_checkpoints_aside_and_resumes_from_the_intact_one(
+    resumed_after_damage):
+  workdir, error, messages, _, before = resumed_after_damage
   assert error is None
-  skipped = [m for m in messages if m.startswith("Skipped checkpoint")]
-  assert len(skipped) == 3
-  assert "ckpt-6" in skipped[0] and ".index file is missing" in skipped[0]
-  assert "ckpt-5" in skipped[1] and "non-finite" in skipped[1]
-  assert "ckpt-4" in skipped[2] and "cannot be read" in skipped[2]
-  assert any(m.startswith(f"Resumed from {workdir / 'checkpoints' / 'ckpt-2'} at step 2")
+  directory = workdir / "checkpoints"
+  moved = [m for m in messages if m.startswith("Moved the damaged checkpoint file")]
+  assert len(moved) == 5
+  assert "ckpt-6.data" in moved[0] and ".index file is missing" in moved[0]
+  assert "ckpt-5.index" in moved[2] and "non-finite" in moved[2]
+  assert "ckpt-4.index" in moved[4] and "cannot be read" in moved[4]
+  # Never deleted: each damaged file is in damaged/, byte for byte as it was.
+  aside = sorted(os.listdir(directory / "damaged"))
+  assert aside == ["ckpt-4.data-00000-of-00001", "ckpt-4.index",
+                   "ckpt-5.data-00000-of-00001", "ckpt-5.index",
+                   "ckpt-6.data-00000-of-00001"]
+  for name in aside:
+    assert before[os.path.join("checkpoints", name)][0] == os.path.getsize(
+        directory / "damaged" / name)
+  assert any(m.startswith(f"Resumed from {directory / 'ckpt-2'} at step 2")
              for m in messages)
-  latest = tf.train.latest_checkpoint(str(workdir / "checkpoints"))
+  latest = tf.train.latest_checkpoint(str(directory))
   assert latest.endswith("ckpt-6") and all_finite(latest)
   assert json.load(open(workdir / "metrics.json"))["step"] == 6
 
 
 def test_partial_files_of_an_interrupted_save_are_removed(resumed_after_damage):
-  workdir, error, _ = resumed_after_damage
+  workdir, error = resumed_after_damage[:2]
   assert error is None
   assert temporaries(workdir) == []
   assert not (workdir / "checkpoints" / "ckpt-8_temp").exists()
 
 
 def test_cut_off_history_line_is_dropped_with_a_warning(resumed_after_damage):
-  workdir, error, messages = resumed_after_damage
+  workdir, error, messages = resumed_after_damage[:3]
   assert error is None
   assert any("history.jsonl: dropped 1 unreadable line(s) (line 8)" in m
              for m in messages)

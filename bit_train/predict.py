@@ -31,6 +31,7 @@ from bit_train import cli  # pylint: disable=wrong-import-position
 from bit_train import export  # pylint: disable=wrong-import-position
 from bit_train import hyperrule  # pylint: disable=wrong-import-position
 from bit_train import labels  # pylint: disable=wrong-import-position
+from bit_train import reading  # pylint: disable=wrong-import-position
 from bit_train.data.sources import tfds as tfds_source  # pylint: disable=wrong-import-position
 from bit_train.data import preprocess  # pylint: disable=wrong-import-position
 from bit_train.data.sources import folder as image_folder  # pylint: disable=wrong-import-position
@@ -104,11 +105,8 @@ def _logits_fn(model, crop):
 
 
 def _load_saved_model(path):
-  try:
-    return tf.saved_model.load(path)
-  except (OSError, ValueError, tf.errors.OpError) as e:
-    raise UserError(f"cannot load the model {path!r}: "
-                    f"{quote(e)}") from None
+  """The SavedModel `path` through the reading layer: a damaged file is one line."""
+  return reading.read_saved_model(path, tf.saved_model.load, "model")
 
 
 def _export_predictor(facts, crop):

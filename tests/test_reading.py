@@ -8,12 +8,14 @@ import importlib.util
 import io
 import json
 import os
+import shutil
 import zipfile
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from bit_train import export
 from bit_train import labels
@@ -343,3 +345,62 @@ def test_fuzzed_config_file_is_one_line_or_the_text_python_imports(tmp_path, dat
     return
   lines = text.replace("\r\n", "\n").replace("\r", "\n")
   assert "\x00" not in text and lines == importlib.util.decode_source(data)
+
+
+# --- SavedModels: a small one, each of its files damaged -----------------------------
+
+SAVED_MODEL_FILES = ("saved_model.pb", "fingerprint.pb", "variables/variables.index",
+                     "variables/variables.data-00000-of-00001")
+
+
+class Affine(tf.Module):
+  def __init__(self):
+    super().__init__()
+    self.w = tf.Variable(np.arange(12, dtype=np.float32).reshape(3, 4) / 7)
+    self.b = tf.Variable(np.linspace(-1, 1, 4).astype(np.float32))
+
+  @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32)])
+  def __call__(self, x):
+    return tf.matmul(x, self.w) + self.b
+
+
+INPUT = np.array([[1., 2., 3.], [-1., 0.5, 0.]], np.float32)
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+  """(the folder of a small SavedModel, {file: its bytes}, what it computes)."""
+  folder = tmp_path_factory.mktemp("saved") / "model"
+  module = Affine()
+  tf.saved_model.save(module, str(folder))
+  return folder, {name: (folder / name).read_bytes() for name in SAVED_MODEL_FILES}, \
+      module(INPUT).numpy()
+
+
+@FUZZ
+@given(name=st.sampled_from(SAVED_MODEL_FILES), data=st.data())
+def test_fuzzed_saved_model_is_one_line_or_loads_what_was_saved(tmp_path, saved_model,
+                                                               name, data):
+  original, files, expected = saved_model
+  folder = tmp_path / "model"
+  if folder.exists():
+    shutil.rmtree(folder)
+  shutil.copytree(original, folder)
+  (folder / name).write_bytes(data.draw(byte_mutations(files[name])))
+  loaded, error = read_or_one_line(
+      lambda: reading.read_saved_model(str(folder), tf.saved_model.load), folder)
+  if error:
+    assert error.startswith(f"cannot read the SavedModel {folder}"), error
+    return
+  np.testing.assert_array_equal(loaded(INPUT).numpy(), expected)
+
+
+@pytest.mark.parametrize("name", SAVED_MODEL_FILES[2:] + ("saved_model.pb",))
+def test_a_missing_saved_model_file_is_one_line_naming_it(tmp_path, saved_model, name):
+  folder = tmp_path / "model"
+  shutil.copytree(saved_model[0], folder)
+  (folder / name).unlink()
+  with pytest.raises(UserError) as error:
+    reading.read_saved_model(str(folder), tf.saved_model.load)
+  named = folder if name == "saved_model.pb" else folder / name
+  assert str(named) in one_line_naming(error, folder)

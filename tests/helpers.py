@@ -466,3 +466,4 @@ def record_training_calls(monkeypatch):
 
   monkeypatch.setattr(factory, "create_model", create_recorded)
   return calls
+

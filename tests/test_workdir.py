@@ -24,13 +24,16 @@ import signal
 import subprocess
 import sys
 import time
+import types
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from bit_train import checkpoints
+from bit_train import distribute
 from bit_train import workdir as wd
+from bit_train.errors import UserError
 from bit_train.data.patterns import write_pattern_folder
 
 from helpers import (ROOT, all_finite, error_lines, history, newest_whole_step,
@@ -400,6 +403,31 @@ def test_a_workdir_too_long_for_the_checkpoint_names_fails_before_the_first_step
       f"{workdir}/checkpoints/ckpt-6_temp/"), error
   assert not os.path.exists(os.path.join(workdir, "checkpoints"))
   assert not os.path.exists(os.path.join(workdir, "history.jsonl"))  # no step was run
+
+
+def test_the_path_check_covers_each_worker_s_own_checkpoint_folder(tmp_path):
+  """A multi-worker run's workers save under W/workers/<i>/checkpoints: a W short
+  enough for the chief's names but not for the last worker's is refused before the
+  first step, naming that worker's file."""
+  limit = os.pathconf(tmp_path, "PC_PATH_MAX")
+  chief = max(len(name) for name in wd.longest_names(6))
+  worker = max(len(name) for name in wd.longest_names(6, workers=12))
+  assert worker == chief + len("/workers/11")
+  workdir = str(tmp_path)
+  while len(os.fsencode(workdir)) < limit - worker + 2:
+    workdir = os.path.join(workdir, "d" * min(200, limit - worker + 2 - len(workdir)))
+  os.makedirs(workdir)
+  wd.check_room(workdir, 6)  # one worker: room enough
+  with pytest.raises(UserError) as error:
+    wd.check_room(workdir, 6, workers=12)
+  assert str(error.value).startswith(
+      f"the workdir {workdir} is too long a path for the files a run writes: "
+      f"{workdir}/workers/11/checkpoints/ckpt-6_temp/")
+  two_workers = types.SimpleNamespace(cluster_resolver=types.SimpleNamespace(
+      task_type="worker", task_id=1, cluster_spec=lambda: types.SimpleNamespace(
+          as_dict=lambda: {"worker": ["h0:1", "h1:1"]})))
+  assert distribute.worker_count(two_workers) == 2
+  assert distribute.worker_count(types.SimpleNamespace()) == 1
 
 
 def test_an_export_location_that_is_a_file_fails_before_the_first_step(tmp_path, folder):

@@ -9,6 +9,7 @@ import io
 import json
 import os
 import shutil
+import types
 import zipfile
 
 from hypothesis import HealthCheck, given, settings
@@ -21,6 +22,7 @@ from bit_train import export
 from bit_train import labels
 from bit_train import reading
 from bit_train import report
+from bit_train import trained_on
 from bit_train import workdir as wd
 from bit_train.errors import UserError
 from bit_train.models.bit import npz
@@ -101,6 +103,18 @@ def test_a_label_file_in_utf16_with_a_bom_is_read_and_latin1_is_one_line(tmp_pat
   with pytest.raises(UserError) as error:
     labels.read_names(str(path))
   assert one_line_naming(error, path).startswith(f"cannot read the label file {path}")
+
+
+def test_a_list_of_training_files_in_latin1_is_one_line_naming_it(tmp_path):
+  """W/export/trained_files.txt, hand-edited: bit-eval's check of what the model
+  trained on (it was read without the reading layer: a UnicodeDecodeError)."""
+  (tmp_path / trained_on.FILES).write_bytes("caf\xe9.png\t12\n".encode("latin-1"))
+  examples = types.SimpleNamespace(files=([str(tmp_path / "a.png")],), name="test")
+  with pytest.raises(UserError) as error:
+    trained_on.unseen(examples, str(tmp_path), str(tmp_path))
+  assert one_line_naming(error, tmp_path / trained_on.FILES).startswith(
+      f"cannot read the list of training files {tmp_path / trained_on.FILES}: it is not "
+      "UTF-8 text")
 
 
 def _npz(path, compressed=False, **arrays):

@@ -208,7 +208,8 @@ def class_names(predictor, labels_path):
     return predictor.class_names or [f"class_{i}" for i in range(predictor.num_classes)]
   names = labels.read_names(labels_path)
   if len(names) != predictor.num_classes:
-    raise UserError(f"the label file {labels_path} lists {len(names)} classes but the "
+    raise UserError(f"the label file {labels_path} lists {len(names)} "
+                    f"class{'es' if len(names) != 1 else ''} but the "
                     f"model outputs {predictor.num_classes}: give this model's label "
                     "file.")
   predictor.names_origin = labels_path

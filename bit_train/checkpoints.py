@@ -14,6 +14,7 @@ from absl import logging
 import tensorflow as tf
 
 from bit_train import files
+from bit_train import reading
 from bit_train.errors import UserError, quote
 
 NAME = "ckpt"  # tf.train.CheckpointManager's default prefix
@@ -38,17 +39,8 @@ def candidates(directory):
 
 def _unreadable(prefix):
   """Why the checkpoint's files cannot be read in full, or None when they can."""
-  if not tf.io.gfile.exists(prefix + ".index"):
-    return "its .index file is missing"
-  try:
-    reader = tf.train.load_checkpoint(prefix)
-    for name in reader.get_variable_to_shape_map():
-      reader.get_tensor(name)  # reads (and checksums) every value
-  except Exception as e:  # pylint: disable=broad-except
-    # The reader reports damage as OpErrors, IndexError and more; any of them
-    # means this file cannot be resumed from.
-    return f"it cannot be read ({quote(e)})"
-  return None
+  damaged = reading.damaged_checkpoint(prefix)
+  return damaged and damaged[1]
 
 
 def _short(text, limit=160):

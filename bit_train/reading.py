@@ -370,20 +370,21 @@ def check_saved_model(folder, what="SavedModel", fix=SAVED_MODEL_FIX):
                   "one of the two files is damaged", fix)
 
 
-def _damaged_variables(folder):
-  """(the variables file, why) when the SavedModel's variables cannot be read in
-  full, else None."""
+def damaged_checkpoint(prefix):
+  """(the file, why) when the TensorFlow checkpoint `prefix` (a run's checkpoint, a
+  SavedModel's variables) cannot be read in full, else None. Every value is read,
+  so every stored checksum is checked."""
   from bit_train.lazy import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  prefix = os.path.join(folder, "variables", "variables")
   if not exists(prefix + ".index"):
-    return prefix + ".index", "it is missing"
+    return prefix + ".index", "its .index file is missing"
   try:
     reader = tf.train.load_checkpoint(prefix)
   except Exception as e:  # pylint: disable=broad-except
+    # The reader reports damage as OpErrors, IndexError and more.
     return prefix + ".index", f"it cannot be read ({quote(e)})"
   try:
     for name in reader.get_variable_to_shape_map():
-      reader.get_tensor(name)  # reads (and checksums) every value
+      reader.get_tensor(name)
   except Exception as e:  # pylint: disable=broad-except
     shards = sorted(tf.io.gfile.glob(prefix + ".data-*")) or [prefix + ".data-*"]
     return ", ".join(shards), f"it cannot be read ({quote(e)})"
@@ -401,7 +402,7 @@ def read_saved_model(folder, load, what="SavedModel", fix=SAVED_MODEL_FIX):
   except Exception as e:  # pylint: disable=broad-except
     # What TensorFlow raises on damaged files varies (OpErrors, IndexError,
     # ValueError, KeyError, DecodeError...): all of them mean the folder cannot load.
-    damaged = _damaged_variables(folder)
+    damaged = damaged_checkpoint(os.path.join(folder, "variables", "variables"))
     if damaged:
       raise _fail(damaged[0], what, damaged[1], fix) from None
     raise _fail(folder, what, f"it cannot be loaded ({type(e).__name__}: {quote(e)})",

@@ -16,6 +16,8 @@ import tensorflow as tf
 from bit_train import checkpoints
 from bit_train.errors import UserError
 
+from helpers import changed_bytes
+
 FUZZ = settings(max_examples=100, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow])
@@ -52,15 +54,6 @@ def restored(directory, force):
   return prefix, {name: v.numpy() for name, v in variables.items()}
 
 
-def mutated(data, where, how, value):
-  i = min(int(where * len(data)), len(data) - 1)
-  if how == 0:
-    return data[:i]
-  if how == 1:
-    return data[:i] + bytes([data[i] ^ value]) + data[i + 1:]
-  return data[:i] + bytes([value]) + data[i:]
-
-
 @FUZZ
 @given(which=st.sampled_from(["data", "index"]), where=st.floats(0, 0.999),
        how=st.integers(0, 2), value=st.integers(1, 255))
@@ -72,7 +65,7 @@ def test_fuzzed_newest_checkpoint_is_one_line_or_restores_exactly(tmp_path_facto
   path = data_file if which == "data" else index_file
   with open(path, "rb") as f:
     original = f.read()
-  damaged = mutated(original, where, how, value)
+  damaged = changed_bytes(original, where, how, value)
   with open(path, "wb") as f:
     f.write(damaged)
   listing = sorted(os.listdir(directory))

@@ -27,6 +27,7 @@ from bit_train import workdir as wd
 from bit_train.errors import UserError
 from bit_train.models.bit import npz
 from experiments import runs as runs_lib
+from helpers import changed_bytes
 
 FUZZ = settings(max_examples=150, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -317,18 +318,9 @@ def npz_mutations():
       return out.getvalue()
     return mutate
   bytes_changed = st.tuples(st.floats(0, 0.999), st.integers(0, 2), st.integers(1, 255)
-                            ).map(lambda f: lambda data: _change(data, *f))
+                            ).map(lambda f: lambda data: changed_bytes(data, *f))
   return st.tuples(st.booleans(), st.one_of(bytes_changed,
                                             st.integers(0, 1).map(delete_member)))
-
-
-def _change(data, where, how, value):
-  i = int(where * len(data))
-  if how == 0:
-    return data[:i]
-  if how == 1:
-    return data[:i] + bytes([data[i] ^ value]) + data[i + 1:]
-  return data[:i] + bytes([value]) + data[i:]
 
 
 @FUZZ

@@ -55,7 +55,8 @@ def load_module(handle):
   else:
     location = resolve_handle(handle)
   try:
-    if tf.io.gfile.isdir(location):  # a SavedModel folder: its files are checked
+    if (not location.startswith(("http://", "https://"))
+        and tf.io.gfile.isdir(location)):  # a SavedModel folder: its files are checked
       module = reading.read_saved_model(location, hub.load, "TF Hub module")
     else:
       module = hub.load(location)

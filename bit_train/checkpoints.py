@@ -14,6 +14,7 @@ from absl import logging
 import tensorflow as tf
 
 from bit_train import files
+from bit_train import reading
 from bit_train.errors import UserError, quote
 
 NAME = "ckpt"  # tf.train.CheckpointManager's default prefix
@@ -38,33 +39,30 @@ def candidates(directory):
 
 def _unreadable(prefix):
   """Why the checkpoint's files cannot be read in full, or None when they can."""
-  if not tf.io.gfile.exists(prefix + ".index"):
-    return "its .index file is missing"
-  try:
-    reader = tf.train.load_checkpoint(prefix)
-    for name in reader.get_variable_to_shape_map():
-      reader.get_tensor(name)  # reads (and checksums) every value
-  except Exception as e:  # pylint: disable=broad-except
-    # The reader reports damage as OpErrors, IndexError and more; any of them
-    # means this file cannot be resumed from.
-    return f"it cannot be read ({quote(e)})"
-  return None
+  damaged = reading.damaged_checkpoint(prefix)
+  return damaged and damaged[1]
 
 
 def _short(text, limit=160):
   return text if len(text) <= limit else text[:limit] + "..."
 
 
-def restore_newest(checkpoint, directory, check=None):
+DAMAGED = "damaged"  # W/checkpoints/damaged/: where --force moves damaged checkpoints
+
+
+def restore_newest(checkpoint, directory, check=None, force=False, move=True):
   """Restores the newest checkpoint in `directory` that restores; returns its prefix.
 
-  Returns None when the directory holds no checkpoint at all. A damaged checkpoint
-  (or one `check()` rejects after restoring, with a reason) is skipped with a warning;
-  when none restores, or one is readable but belongs to another model, raises
-  UserError. Nothing is written or deleted.
+  Returns None when the directory holds no checkpoint at all. A checkpoint that
+  cannot be read in full (or that `check()` rejects after restoring, with a reason)
+  is damaged. Damaged checkpoints newer than the one that restores are a UserError
+  naming each and the fix, unless `force`: then their files are moved to
+  `directory`/damaged/ (by this worker when `move`; another worker leaves them to
+  the chief) and the run resumes from the intact one. When none restores, or one is
+  readable but belongs to another model, raises UserError with nothing changed.
   """
   found = candidates(directory)
-  skipped = []
+  damaged = []
   for prefix in found:
     try:
       checkpoint.restore(prefix).assert_existing_objects_matched()
@@ -80,14 +78,63 @@ def restore_newest(checkpoint, directory, check=None):
     else:
       problem = check() if check else None
       if problem is None:
+        if damaged:
+          _set_damaged_aside(directory, damaged, prefix, force, move)
         return prefix
-    skipped.append(f"{os.path.basename(prefix)} ({problem})")
-    logging.warning("Skipped checkpoint %s: %s.", prefix, problem)
+    damaged.append((prefix, problem))
   if found:
     raise UserError(f"no checkpoint in {directory} can be resumed from: "
-                    f"{'; '.join(skipped)}. Nothing was changed: move the folder away "
+                    f"{_listed(damaged)}. Nothing was changed: move the folder away "
                     "to start again from step 0, or use a new --workdir.")
   return None
+
+
+def _listed(damaged):
+  return "; ".join(f"{os.path.basename(prefix)} ({problem})" for prefix, problem in damaged)
+
+
+def _set_damaged_aside(directory, damaged, intact, force, move):
+  """Without `force`: the one line naming the damaged checkpoints and the fix.
+  With it: their files moved to directory/damaged/ (never deleted), and the
+  `checkpoint` state file listing only what is left."""
+  aside = os.path.join(directory, DAMAGED)
+  if not force:
+    files_of = ", ".join(name for prefix, _ in damaged for name in _files(prefix))
+    raise UserError(
+        f"the newest checkpoint{'s' if len(damaged) > 1 else ''} in {directory} "
+        f"cannot be resumed from: {_listed(damaged)} [files: {files_of or 'none'}]; "
+        f"{os.path.basename(intact)} (step {step_of(intact)}) is intact. Nothing was "
+        f"changed: restore the files from a copy, or run the same command with --force "
+        f"to move them to {aside}/ and resume from step {step_of(intact)}.")
+  if not move:
+    return
+  with files.writing(aside, "run the same command again"):
+    tf.io.gfile.makedirs(aside)
+    for prefix, problem in damaged:
+      for name in _files(prefix):
+        target = _free_name(os.path.join(aside, name))
+        tf.io.gfile.rename(os.path.join(directory, name), target)
+        logging.warning("Moved the damaged checkpoint file %s to %s (%s).",
+                        os.path.join(directory, name), target, problem)
+    kept = list(reversed(candidates(directory)))
+    tf.compat.v1.train.update_checkpoint_state(
+        directory, intact, all_model_checkpoint_paths=kept)
+
+
+def _files(prefix):
+  """The names of the checkpoint files of `prefix` in its folder."""
+  directory, step = os.path.dirname(prefix), step_of(prefix)
+  return sorted(name for name in tf.io.gfile.listdir(directory)
+                if (m := _FILE.match(name)) and int(m.group(1)) == step)
+
+
+def _free_name(path):
+  """`path`, or `path.1`, `path.2`... when it is taken (an earlier damaged copy)."""
+  candidate, n = path, 0
+  while tf.io.gfile.exists(candidate):
+    n += 1
+    candidate = f"{path}.{n}"
+  return candidate
 
 
 class Saver:

@@ -29,6 +29,7 @@ from bit_train import configs
 from bit_train import console
 from bit_train import specs
 from bit_train import helptext
+from bit_train import reading
 from bit_train.errors import Interrupted, UserError, quote
 
 EXIT_USER_ERROR = 2
@@ -121,11 +122,21 @@ def _config_values(argv):
 
 
 def resolve_configs(argv):
-  """argv with each packaged config's name after --config replaced by its path."""
+  """argv with each packaged config's name after --config replaced by its path; each
+  config file is read through the reading layer first (check_config_file)."""
   argv = list(argv)
   for i, before, value in _config_values(argv):
-    argv[i] = before + configs.resolve(value)
+    argv[i] = before + check_config_file(configs.resolve(value))
   return argv
+
+
+def check_config_file(argument):
+  """`FILE.py[:ARGS]` as it is, once FILE reads as Python source: a missing,
+  unreadable or undecodable config file is one line (reading.read_source), not the
+  import error config_flags would raise. An error inside the file's code is the
+  file's and keeps its traceback when config_flags runs it."""
+  reading.read_source(argument.partition(":")[0], "config file")
+  return argument
 
 
 def check_packaged_config(argv):
@@ -258,6 +269,7 @@ def load_config(source, overrides=(), flag_name="config"):
   overrides: `--config.<field>=<value>` (or `<field>=<value>`) settings on top.
   """
   if isinstance(source, str):
+    check_config_file(source)
     source = types.SimpleNamespace(value=config_flags.config_flags.ConfigFileFlagParser(
         flag_name).parse(source))
   config = source.value

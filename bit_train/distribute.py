@@ -204,6 +204,15 @@ def worker_index(strategy):
   return strategy.cluster_resolver.task_id
 
 
+def worker_count(strategy):
+  """How many workers write a folder of their own under W (W/workers/<i>): the
+  tasks of this worker's job; 1 without a cluster."""
+  resolver = getattr(strategy, "cluster_resolver", None)
+  if resolver is None or not getattr(resolver, "task_type", None):
+    return 1
+  return max(1, len(resolver.cluster_spec().as_dict().get(resolver.task_type, ())))
+
+
 def is_chief(strategy):
   """Whether this worker writes summaries, exports and the final metrics."""
   resolver = getattr(strategy, "cluster_resolver", None)

@@ -21,6 +21,7 @@ console.quiet_native_logs(script=__name__ == "__main__")
 
 import json  # pylint: disable=wrong-import-position
 import os  # pylint: disable=wrong-import-position
+import stat  # pylint: disable=wrong-import-position
 import sys  # pylint: disable=wrong-import-position
 
 from absl import flags  # pylint: disable=wrong-import-position
@@ -31,6 +32,7 @@ from bit_train import cli  # pylint: disable=wrong-import-position
 from bit_train import export  # pylint: disable=wrong-import-position
 from bit_train import hyperrule  # pylint: disable=wrong-import-position
 from bit_train import labels  # pylint: disable=wrong-import-position
+from bit_train import reading  # pylint: disable=wrong-import-position
 from bit_train.data.sources import tfds as tfds_source  # pylint: disable=wrong-import-position
 from bit_train.data import preprocess  # pylint: disable=wrong-import-position
 from bit_train.data.sources import folder as image_folder  # pylint: disable=wrong-import-position
@@ -104,11 +106,8 @@ def _logits_fn(model, crop):
 
 
 def _load_saved_model(path):
-  try:
-    return tf.saved_model.load(path)
-  except (OSError, ValueError, tf.errors.OpError) as e:
-    raise UserError(f"cannot load the model {path!r}: "
-                    f"{quote(e)}") from None
+  """The SavedModel `path` through the reading layer: a damaged file is one line."""
+  return reading.read_saved_model(path, tf.saved_model.load, "model")
 
 
 def _export_predictor(facts, crop):
@@ -163,22 +162,30 @@ def _hub_handle(name):
 
 
 def image_paths(args):
-  """Files named directly (any extension), plus image files under named folders."""
-  found = []
+  """(files named directly (any extension), plus image files under named folders;
+  [(path, why)] of what the folders' walk left out: image_folder.walk_images)."""
+  found, skipped = [], []
   for arg in args:
     if os.path.isdir(arg):
-      for folder, subdirs, names in os.walk(arg):
-        subdirs.sort()
-        found += [os.path.join(folder, n) for n in sorted(names)
-                  if n.lower().endswith(image_folder.IMAGE_EXTENSIONS)
-                  and not n.startswith(".")]
+      files, left_out = image_folder.walk_images(arg)
+      found += files
+      skipped += [(os.fsdecode(p), why) for p, why in left_out]
     else:
       found.append(arg)
-  return found
+  return found, skipped
 
 
 def read_image(path):
-  """(encoded bytes, None) or (None, why the file cannot be used)."""
+  """(encoded bytes, None) or (None, why the file cannot be used). A FIFO, device or
+  socket is never opened (reading one would wait for a writer)."""
+  if "://" not in path:
+    try:
+      if not stat.S_ISREG(os.stat(path).st_mode):
+        return None, "not a regular file (a folder, FIFO, device or socket)"
+    except FileNotFoundError:
+      return None, "a dangling link" if os.path.islink(path) else "no such file"
+    except OSError as e:
+      return None, e.strerror or quote(e)
   try:
     with tf.io.gfile.GFile(path, "rb") as f:
       encoded = f.read()
@@ -201,7 +208,8 @@ def class_names(predictor, labels_path):
     return predictor.class_names or [f"class_{i}" for i in range(predictor.num_classes)]
   names = labels.read_names(labels_path)
   if len(names) != predictor.num_classes:
-    raise UserError(f"the label file {labels_path} lists {len(names)} classes but the "
+    raise UserError(f"the label file {labels_path} lists {len(names)} "
+                    f"class{'es' if len(names) != 1 else ''} but the "
                     f"model outputs {predictor.num_classes}: give this model's label "
                     "file.")
   predictor.names_origin = labels_path
@@ -225,16 +233,20 @@ def main(argv):
   if not given:
     raise UserError("no images given: name files or folders with --images or as "
                     "arguments.")
-  paths = image_paths(given)
+  paths, left_out = image_paths(given)
+  for path, problem in left_out:
+    print(f"skipped {path}: {problem}", file=sys.stderr)
   if not paths:  # only folders were named, and none holds an image file
     raise UserError(f"no image files in {', '.join(given)}: folders are searched "
-                    f"recursively for {', '.join(image_folder.IMAGE_EXTENSIONS)} files.")
+                    f"recursively for {', '.join(image_folder.IMAGE_EXTENSIONS)} files"
+                    f"{f' ({len(left_out)} left out, named above)' if left_out else ''}.")
   predictor = load_predictor(_MODEL.value, _CROP.value)
   names = class_names(predictor, _LABELS.value)
   size = f"{predictor.crop} px" if predictor.crop else "the crop of the export's run"
   print(f"{predictor.name}: {predictor.num_classes} classes, images resized to {size}",
         file=sys.stderr)
-  results, skipped, pending = [], [], []  # pending: (path, encoded) to classify
+  results, pending = [], []  # pending: (path, encoded) to classify
+  skipped = [{"image": path, "error": problem} for path, problem in left_out]
 
   def classify_pending():
     for (path, _), row in zip(pending, predictor([e for _, e in pending])):
@@ -261,7 +273,8 @@ def main(argv):
     print(json.dumps({"model": predictor.describe(), "predictions": results,
                       "skipped": skipped}, indent=2))
   if not results:
-    raise UserError(f"none of the {len(paths)} files could be read as an image.")
+    raise UserError(f"none of the {len(paths)} files could be read as an image (each "
+                    "named above).")
 
 
 def run():

@@ -2,10 +2,11 @@
 
 A file is treated as hostile: missing, unreadable, truncated, not UTF-8, not JSON,
 JSON of the wrong types or shape, a byte order mark, a corrupt member inside an
-.npz: each becomes one UserError line naming the file and what is wrong with it.
+.npz, a damaged SavedModel: each becomes one UserError line naming the file and what
+is wrong with it.
 What the caller gets back has the types it asked for, so no reader downstream meets
-a surprise. TensorFlow is imported only for paths with a scheme (gs://...), so the
-experiments runner and collect stay light.
+a surprise. TensorFlow is imported only for paths with a scheme (gs://...) and for
+SavedModels, so the experiments runner and collect stay light.
 """
 
 import codecs
@@ -15,6 +16,7 @@ import io
 import json
 import os
 import pickle
+import tokenize
 import zipfile
 import zlib
 
@@ -95,6 +97,27 @@ def decode(data, path, what="file", fix="save it as UTF-8 text"):
 
 def read_text(path, what="file", fix="save it as UTF-8 text"):
   return decode(read_bytes(path, what), path, what, fix)
+
+
+def read_source(path, what="config file", fix="save it as UTF-8 Python"):
+  """The text of a Python source file, decoded as Python decodes it (UTF-8, a BOM,
+  or the encoding a `# coding:` line declares): checked before Python runs it, so a
+  missing, unreadable or undecodable file is one line instead of an import error."""
+  data = read_bytes(path, what)
+  try:
+    encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+  except SyntaxError as e:
+    if "missing encoding declaration" not in str(e):  # an unknown or contradicted one
+      raise _fail(path, what, f"its encoding cannot be used ({quote(e)})", fix) from None
+    encoding = "utf-8"  # no declaration, and the first lines are not UTF-8
+  try:
+    text = data.decode(encoding)
+  except UnicodeDecodeError as e:
+    raise _fail(path, what, f"it is not {e.encoding.upper().replace('-SIG', '')} text (byte "
+                f"{e.object[e.start:e.start + 1]!r} at offset {e.start})", fix) from None
+  if "\x00" in text:
+    raise _fail(path, what, "it holds NUL characters, so it is not Python source", fix)
+  return text
 
 
 def read_lines(path, what="file", fix="save it as UTF-8 text, one entry per line"):
@@ -283,3 +306,104 @@ def _read_npz(f, path, what, select, fix):
     raise _fail(path, what, f"it is not a valid .npz file ({type(e).__name__}: "
                 f"{quote(e)})", fix) from None
   return arrays
+
+
+# --- SavedModels -------------------------------------------------------------------
+
+SAVED_MODEL_FIX = "export the model again, or copy the folder again from where it came"
+
+
+def _fingerprinting():
+  """TensorFlow's private fingerprint maker (what tf.saved_model.save writes into
+  fingerprint.pb), or None when this TensorFlow has no such function: then the
+  SavedModel's files are not compared with their fingerprint."""
+  try:
+    from tensorflow.python.saved_model.pywrap_saved_model import fingerprinting  # pylint: disable=g-direct-tensorflow-import,g-import-not-at-top
+    return fingerprinting.CreateFingerprintDef
+  except (ImportError, AttributeError):
+    return None
+
+
+def check_saved_model(folder, what="SavedModel", fix=SAVED_MODEL_FIX):
+  """Checks the files of the SavedModel `folder` before TensorFlow loads it:
+  saved_model.pb is there, readable and a SavedModel; when fingerprint.pb is there,
+  the graph and the variables' index still have the checksums written beside them.
+  A damaged file is one UserError line naming it."""
+  from bit_train.lazy import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from google.protobuf import message  # pylint: disable=g-import-not-at-top
+  from tensorflow.core.protobuf import fingerprint_pb2, saved_model_pb2  # pylint: disable=g-import-not-at-top
+  folder = os.fspath(folder)
+  graph = os.path.join(folder, "saved_model.pb")
+  if not exists(graph):
+    if exists(os.path.join(folder, "saved_model.pbtxt")):
+      return  # a text SavedModel: TensorFlow's own parse names what is wrong
+    raise UserError(f"{folder} is not a {what}: it has no saved_model.pb: give the "
+                    "folder that holds saved_model.pb and variables/.")
+  data = read_bytes(graph, what, fix)
+  try:
+    parsed = saved_model_pb2.SavedModel.FromString(data)
+  except (message.DecodeError, RuntimeWarning, ValueError) as e:
+    raise _fail(graph, what, f"it is not a SavedModel graph ({quote(e)})", fix) from None
+  if not parsed.meta_graphs:  # e.g. an empty file, which parses as an empty proto
+    raise _fail(graph, what, "it holds no MetaGraph, so it is not a SavedModel graph",
+                fix)
+  fingerprint = os.path.join(folder, "fingerprint.pb")
+  create = _fingerprinting()
+  if create is None or not exists(fingerprint):
+    return
+  try:
+    saved = tf.saved_model.experimental.read_fingerprint(folder)
+  except Exception as e:  # pylint: disable=broad-except
+    # FingerprintException and what a damaged proto raises: the file cannot be used.
+    raise _fail(fingerprint, what, f"it cannot be read ({quote(e)})", "delete it to "
+                "load the model without checking its files, or " + fix) from None
+  try:  # on a graph that parsed and holds a MetaGraph: the function needs both
+    now = fingerprint_pb2.FingerprintDef.FromString(create(folder))
+  except Exception:  # pylint: disable=broad-except
+    return  # the private function failed on its own: no check, TensorFlow's load decides
+  index = os.path.join(folder, "variables", "variables.index")
+  for name, field in ((graph, "saved_model_checksum"), (index, "checkpoint_hash")):
+    if not exists(name):
+      raise _fail(name, what, "it is missing", fix)
+    if getattr(saved, field) != getattr(now, field):
+      raise _fail(name, what, f"its bytes do not match the {field} in {fingerprint}: "
+                  "one of the two files is damaged", fix)
+
+
+def damaged_checkpoint(prefix):
+  """(the file, why) when the TensorFlow checkpoint `prefix` (a run's checkpoint, a
+  SavedModel's variables) cannot be read in full, else None. Every value is read,
+  so every stored checksum is checked."""
+  from bit_train.lazy import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  if not exists(prefix + ".index"):
+    return prefix + ".index", "its .index file is missing"
+  try:
+    reader = tf.train.load_checkpoint(prefix)
+  except Exception as e:  # pylint: disable=broad-except
+    # The reader reports damage as OpErrors, IndexError and more.
+    return prefix + ".index", f"it cannot be read ({quote(e)})"
+  try:
+    for name in reader.get_variable_to_shape_map():
+      reader.get_tensor(name)
+  except Exception as e:  # pylint: disable=broad-except
+    shards = sorted(tf.io.gfile.glob(prefix + ".data-*")) or [prefix + ".data-*"]
+    return ", ".join(shards), f"it cannot be read ({quote(e)})"
+  return None
+
+
+def read_saved_model(folder, load, what="SavedModel", fix=SAVED_MODEL_FIX):
+  """`load(folder)` (tf.saved_model.load, hub.load) once check_saved_model passed; a
+  failure inside is one UserError line naming the variables file when it is
+  damaged, else the folder."""
+  folder = os.fspath(folder)
+  check_saved_model(folder, what, fix)
+  try:
+    return load(folder)
+  except Exception as e:  # pylint: disable=broad-except
+    # What TensorFlow raises on damaged files varies (OpErrors, IndexError,
+    # ValueError, KeyError, DecodeError...): all of them mean the folder cannot load.
+    damaged = damaged_checkpoint(os.path.join(folder, "variables", "variables"))
+    if damaged:
+      raise _fail(damaged[0], what, damaged[1], fix) from None
+    raise _fail(folder, what, f"it cannot be loaded ({type(e).__name__}: {quote(e)})",
+                fix) from None

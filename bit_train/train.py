@@ -99,7 +99,7 @@ def main(argv):
     source = sources.for_training(run_specs.data)
     facts = source.facts
     plan = run_specs.recipe.plan(facts.num_examples, facts.image_size, facts.name)
-    wd.check_room(_WORKDIR.value, plan.total_steps)
+    wd.check_room(_WORKDIR.value, plan.total_steps, distribute.worker_count(strategy))
     model = describe_model(run_specs.model, facts.num_classes)
     logging.info("%s\nModel %s from %s: %s\n%s", facts.describe(), model["name"],
                  model["source"], model["location"], plan.describe())

@@ -14,6 +14,8 @@ import os
 from absl import logging
 import tensorflow as tf
 
+from bit_train import reading
+
 FILES = "trained_files.txt"
 
 
@@ -46,8 +48,9 @@ def unseen(examples, export_root, data_dir):
   if examples.files is None or not data_dir or not listed or not tf.io.gfile.exists(
       listed):
     return examples
-  with tf.io.gfile.GFile(listed) as f:
-    trained = set(f.read().splitlines())
+  trained = set(reading.read_text(
+      listed, "list of training files",
+      "export the run again, or delete it to evaluate every image").splitlines())
   paths = examples.files[0]
   kept = [i for i, path in enumerate(paths) if _key(path, data_dir) not in trained]
   seen = len(paths) - len(kept)

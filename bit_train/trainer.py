@@ -209,7 +209,7 @@ def train(specs, plan, source, workdir, strategy, force=False):
     wd.check_same_run(workdir, specs.identity(plan, source), force)
   tf.random.set_seed(specs.run.seed)
   trainer = Trainer(specs, plan, source, strategy)
-  saver = _resume(trainer, workdir, chief)
+  saver = _resume(trainer, workdir, chief, force)
   log = runlog.RunLog(workdir, plan, specs.run.log_every, trainer.done_steps(), chief)
   try:
     with _TermSignal() as term:
@@ -277,12 +277,13 @@ def chance_warning(plan, metrics, num_classes):
           f"({plan.total_steps}), or labels that do not match the images.")
 
 
-def _resume(trainer, workdir, chief):
-  """Restores W's newest checkpoint that holds finite state, records this run in W
+def _resume(trainer, workdir, chief, force=False):
+  """Restores W's newest checkpoint that holds finite state (with `force`, damaged
+  newer ones are moved to W/checkpoints/damaged/ by the chief), records this run in W
   (plan.json) and returns the Saver of the checkpoints to come."""
   checkpoint = trainer.checkpoint()
   resumed = checkpoints.restore_newest(checkpoint, wd.path(workdir, wd.CHECKPOINTS),
-                                       trainer.non_finite_state)
+                                       trainer.non_finite_state, force, move=chief)
   if resumed:
     logging.info("Resumed from %s at step %d.", resumed, trainer.done_steps())
   if chief:

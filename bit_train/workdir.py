@@ -113,25 +113,32 @@ def claim(workdir, strategy=None):
     os.close(fd)  # releases the lock
 
 
-def longest_names(total_steps):
+def longest_names(total_steps, workers=1):
   """The longest paths, relative to W, a run of `total_steps` writes: TensorFlow's
   temporary files of a checkpoint (checkpoints.py) and of the export (export.py),
-  whose names end in `.tempstate` and up to 20 digits."""
+  whose names end in `.tempstate` and up to 20 digits; with several workers, also
+  the temporary checkpoint files of the last worker's own folder (own_dir)."""
   data = "data-00000-of-00001.tempstate" + "9" * 20
-  return [os.path.join(CHECKPOINTS, f"ckpt-{total_steps}_temp", f"part-00000-of-00001.{data}"),
-          os.path.join(EXPORT, f"{HUB_MODULE}.tmp", "variables", f"variables.{data}")]
+  checkpoint = os.path.join(CHECKPOINTS, f"ckpt-{total_steps}_temp",
+                            f"part-00000-of-00001.{data}")
+  names = [checkpoint,
+           os.path.join(EXPORT, f"{HUB_MODULE}.tmp", "variables", f"variables.{data}")]
+  if workers > 1:
+    names.append(os.path.join(WORKERS, str(workers - 1), checkpoint))
+  return names
 
 
-def check_room(workdir, total_steps):
-  """Before the first step: W can hold the names a run writes (the OS's longest
-  path), and where the run writes (checkpoints, export) is a folder it can write."""
+def check_room(workdir, total_steps, workers=1):
+  """Before the first step: W can hold the names a run of `workers` workers writes
+  (the OS's longest path), and where the run writes (checkpoints, export) is a
+  folder it can write."""
   if "://" in workdir:
     return
   try:
     limit = os.pathconf(workdir, "PC_PATH_MAX")
   except (OSError, ValueError):
     limit = 4096
-  for name in longest_names(total_steps):
+  for name in longest_names(total_steps, workers):
     full = os.path.join(workdir, name)
     if len(os.fsencode(full)) >= limit:
       raise UserError(

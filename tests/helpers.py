@@ -466,3 +466,17 @@ def record_training_calls(monkeypatch):
 
   monkeypatch.setattr(factory, "create_model", create_recorded)
   return calls
+
+
+
+# --- damaged bytes, for the fuzz tests ---------------------------------------------
+
+def changed_bytes(data, where, how, value):
+  """`data` cut at the fraction `where` (how 0), with the byte there XORed with
+  `value` (how 1), or with the byte `value` inserted there (how 2)."""
+  i = min(int(where * len(data)), len(data) - 1)
+  if how == 0:
+    return data[:i]
+  if how == 1:
+    return data[:i] + bytes([data[i] ^ value]) + data[i + 1:]
+  return data[:i] + bytes([value]) + data[i:]

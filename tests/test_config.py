@@ -17,6 +17,7 @@ from bit_train.errors import UserError
 from bit_train.models import bit
 from bit_train.models import registry
 
+from experiments import plans
 from helpers import ROOT, error_lines, run_here
 
 
@@ -158,6 +159,41 @@ def test_comma_inside_a_value_hints_at_the_config_flag(capsys):
   assert code == 2
   line, = error_lines(stderr)
   assert "unknown config field 'b'" in line and "--config.data_dir=" in line
+
+
+@pytest.mark.parametrize("content, says", [
+    (None, "No such file or directory"),
+    ("folder", "it is a directory, not a file"),
+    (b"\xe9t\xe9 = 1\n", "it is not UTF-8 text (byte b'\\xe9' at offset 0)"),
+    (b"# coding: no-such-codec\n", "its encoding cannot be used (unknown encoding"),
+    (b"x = 1\x00\n", "it holds NUL characters"),
+])
+def test_a_config_file_that_cannot_be_read_is_one_line_naming_it(tmp_path, capsys,
+                                                                content, says):
+  """Checked through the reading layer before config_flags imports it, in bit-train
+  and in the experiments' plans (which load a suite's configs the same way)."""
+  path = tmp_path / "my_config.py"
+  if content == "folder":
+    path.mkdir()
+  elif content is not None:
+    path.write_bytes(content)
+  result = run_here(train.run, "--config", f"{path}:seed=1", "--workdir",
+                    tmp_path / "w", "--dry_run", capsys=capsys)
+  assert result.returncode == 2 and "Traceback" not in result.stderr
+  line, = error_lines(result.stderr)
+  assert line.startswith(f"error: cannot read the config file {path}: ") and says in line
+  with pytest.raises(UserError) as error:
+    plans.load_config(f"{path}:seed=1")
+  assert str(error.value) == line.removeprefix("error: ")
+  assert not (tmp_path / "w").exists()
+
+
+def test_a_config_file_declaring_its_encoding_is_read_as_python_reads_it(tmp_path):
+  path = tmp_path / "latin.py"
+  path.write_bytes("# -*- coding: latin-1 -*-\nfrom bit_train import config\n\n\n"
+                   "def get_config(arg=None):\n  c = config.base_config()\n"
+                   "  c.data_dir = 'Été'\n  return c\n".encode("latin-1"))
+  assert bit_cli.load_config(str(path)).data_dir == "Été"
 
 
 @pytest.mark.parametrize("bug, error", [

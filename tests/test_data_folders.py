@@ -286,6 +286,24 @@ def test_the_walk_survives_links_fifos_devices_and_any_names(tmp_path, caplog):
   assert "another name of a file already counted" in said
 
 
+def test_an_unreadable_folder_is_left_out_and_named(tmp_path, caplog, unreadable):
+  """A folder the user cannot read, inside a class folder: the scan goes on without
+  it and names it; an unreadable class folder is one line naming it."""
+  root = tmp_path / "data"
+  write_folder(root, {"a": 3, "b": 3})
+  write_folder(root / "a", {"locked": 2})
+  unreadable(root / "a" / "locked")
+  with caplog.at_level(logging.WARNING):
+    scanned = folders.scan(str(root), holdout_fraction=0)
+  assert list(np.bincount(scanned.train.labels)) == [3, 3]
+  said = "\n".join(r.getMessage() for r in caplog.records)
+  assert f"{str(root / 'a' / 'locked')!r}: folder not readable (Permission denied)" in said
+  unreadable(root / "b")
+  with pytest.raises(UserError) as error:
+    folders.scan(str(root), holdout_fraction=0)
+  assert str(root / "b") in str(error.value) and "\n" not in str(error.value)
+
+
 def test_scan_cache_decodes_only_new_or_changed_files(tmp_path, monkeypatch):
   from bit_train.data.sources import scan_cache  # pylint: disable=import-outside-toplevel
   root = write_folder(tmp_path / "photos", {"a": 3, "b": 3})

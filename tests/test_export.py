@@ -10,6 +10,7 @@ bit-train and bit-eval run as real processes.
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -236,3 +237,44 @@ def test_a_hand_edited_export_json_is_one_line_naming_it_in_bit_eval(run, tmp_pa
   assert error_lines(result.stderr) == [
       f"error: cannot read the export facts {copy}/export.json: it is a list, not an "
       "object: export the run again, or restore the file the trainer wrote."]
+
+
+DAMAGED_FILES = {  # a file of the export, and how it is damaged
+    "serving/saved_model.pb": lambda data: data[:len(data) // 2],
+    "serving/variables/variables.index": lambda data: b"\0" * len(data),
+    "serving/variables/variables.data-00000-of-00001": lambda data: data[:-100],
+    "hub_module/variables/variables.data-00000-of-00001":
+        lambda data: data[:100] + bytes([data[100] ^ 1]) + data[101:],
+}
+
+
+def damaged_copy(workdir, tmp_path, name):
+  """A copy of the run's export with the file `name` damaged."""
+  copy = tmp_path / "export"
+  shutil.copytree(os.path.join(workdir, "export"), copy)
+  path = copy / name
+  path.write_bytes(DAMAGED_FILES[name](path.read_bytes()))
+  return copy, path
+
+
+@pytest.mark.parametrize("name", list(DAMAGED_FILES)[:3])
+def test_a_damaged_export_is_one_line_naming_the_file_in_bit_predict(run, predict,
+                                                                     tmp_path, name):
+  folder, workdir, _ = run
+  copy, path = damaged_copy(workdir, tmp_path, name)
+  result = predict("--model", copy, folder)
+  assert result.returncode == 2, result.stderr[-3000:]
+  (line,) = error_lines(result.stderr)
+  assert line.startswith(f"error: cannot read the model {path}: "), line
+  assert "Traceback" not in result.stderr
+
+
+def test_a_damaged_export_is_one_line_naming_the_file_in_bit_eval(run, tmp_path):
+  folder, workdir, _ = run
+  copy, path = damaged_copy(workdir, tmp_path, list(DAMAGED_FILES)[3])
+  result = eval_export(folder, copy, str(tmp_path / "eval"))
+  assert result.returncode == 2, result.stderr[-3000:]
+  (line,) = error_lines(result.stderr)
+  assert line.startswith(f"error: cannot read the TF Hub module {path}: it cannot be read "
+                         "(TensorBundle"), line
+  assert "Checksum does not match" in line

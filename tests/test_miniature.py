@@ -19,7 +19,7 @@ from bit_train.models.bit import npz
 from bit_train.models import weights
 from experiments.miniature.write_digits import write_digits
 
-from helpers import ROOT, run_module
+from helpers import ROOT, error_lines, run_module
 
 NAME = "BiT-MNIST-R14x0.25"
 
@@ -181,3 +181,23 @@ def test_the_stderr_filter_drops_tensorflow_native_lines_and_keeps_the_rest():
   os.close(target_write)
   with os.fdopen(target_read, "rb") as f:
     assert f.read().split(b"\n") == lines[4:] + [b"partial line without newline"]
+
+
+def test_the_demo_leaves_a_workdir_that_is_not_its_own_alone(tmp_path, demo):
+  """The demo deletes its workdir to start afresh, so it recognises its own (a run on
+  its --data, by plan.json) and refuses anything else in one line."""
+  workdir, data, _ = demo
+  assert json.load(open(workdir / "plan.json"))["config"]["data_dir"] == str(data)
+  mine = tmp_path / "mine"
+  mine.mkdir()
+  (mine / "notes.txt").write_text("precious")
+  (tmp_path / "a_file").write_text("precious")
+  for target, says in [(mine, "it holds files that are not a demo run on"),
+                       (tmp_path / "a_file", "it is not a folder")]:
+    result = subprocess.run(
+        [sys.executable, "experiments/miniature/demo.py", "--workdir", str(target),
+         "--data", str(data)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    (line,) = error_lines(result.stderr)
+    assert line.startswith(f"error: --workdir {target} is left alone: ") and says in line
+  assert (mine / "notes.txt").read_text() == (tmp_path / "a_file").read_text() == "precious"

@@ -124,7 +124,7 @@ def test_unreadable_modules_are_one_user_error(tmp_path):
   with pytest.raises(UserError, match="cannot load the TF Hub module"):
     create_model(specs.model_spec(hub_config(tmp_path / "missing")), 3)
   (tmp_path / "empty").mkdir()
-  with pytest.raises(UserError, match="cannot load"):
+  with pytest.raises(UserError, match="is not a TF Hub module: it has no saved_model.pb"):
     create_model(specs.model_spec(hub_config(tmp_path / "empty")), 3)
   tf.saved_model.save(tf.Module(), str(tmp_path / "plain"))
   with pytest.raises(UserError, match="not a reusable TF Hub module"):

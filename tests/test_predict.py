@@ -131,7 +131,39 @@ def test_no_readable_image_at_all_is_exit_2(exported, photos, tmp_path):
   assert result.returncode == 2
   assert f"skipped {missing}: no such file" in result.stderr
   assert error_lines(result.stderr) == [
-      "error: none of the 2 files could be read as an image."]
+      "error: none of the 2 files could be read as an image (each named above)."]
+
+
+def test_a_folder_s_unusable_entries_are_skipped_and_named(predict, exported, photos,
+                                                          tmp_path, unreadable):
+  """An unreadable folder, a FIFO and a dangling link named like images, a FIFO named
+  directly: never opened (no hang), each named; exit 0 when an image was classified,
+  else one line and exit 2."""
+  root = tmp_path / "photos"
+  write_folder(str(root), {"ok": 1, "locked": 1}, size=(40, 30), seed=4)
+  os.mkfifo(root / "ok" / "fifo.jpg")
+  os.symlink(root / "gone.jpg", root / "ok" / "dangling.png")
+  os.mkfifo(tmp_path / "named.jpg")
+  unreadable(root / "locked")
+  export_dir = os.path.join(exported[0], "export")
+  result = predict("--model", export_dir, "--json", str(root), str(tmp_path / "named.jpg"))
+  assert result.returncode == 0, result.stderr[-2000:]
+  out = json.loads(result.stdout)
+  assert [r["image"] for r in out["predictions"]] == [str(root / "ok" / "0.jpg")]
+  assert out["skipped"] == [
+      {"image": str(root / "locked"), "error": "folder not readable (Permission denied)"},
+      {"image": str(root / "ok" / "dangling.png"), "error": "a dangling link"},
+      {"image": str(root / "ok" / "fifo.jpg"),
+       "error": "not a regular file (a FIFO, device or socket)"},
+      {"image": str(tmp_path / "named.jpg"),
+       "error": "not a regular file (a folder, FIFO, device or socket)"}]
+  for record in out["skipped"]:
+    assert f"skipped {record['image']}: {record['error']}" in result.stderr
+  os.remove(root / "ok" / "0.jpg")
+  result = predict("--model", export_dir, str(root), str(tmp_path / "named.jpg"))
+  assert result.returncode == 2 and "Traceback" not in result.stderr
+  assert error_lines(result.stderr) == [
+      "error: none of the 1 files could be read as an image (each named above)."]
 
 
 @pytest.mark.parametrize("kind", ["export", "npz"])

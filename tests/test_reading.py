@@ -4,24 +4,30 @@ another exception. The fuzz tests (Hypothesis) mutate each kind of file the proj
 reads (truncation, byte flips, inserted bytes, deleted zip members, JSON values of
 the wrong type) and call the readers in this process."""
 
+import importlib.util
 import io
 import json
 import os
+import shutil
+import types
 import zipfile
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from bit_train import export
 from bit_train import labels
 from bit_train import reading
 from bit_train import report
+from bit_train import trained_on
 from bit_train import workdir as wd
 from bit_train.errors import UserError
 from bit_train.models.bit import npz
 from experiments import runs as runs_lib
+from helpers import changed_bytes
 
 FUZZ = settings(max_examples=150, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -98,6 +104,18 @@ def test_a_label_file_in_utf16_with_a_bom_is_read_and_latin1_is_one_line(tmp_pat
   with pytest.raises(UserError) as error:
     labels.read_names(str(path))
   assert one_line_naming(error, path).startswith(f"cannot read the label file {path}")
+
+
+def test_a_list_of_training_files_in_latin1_is_one_line_naming_it(tmp_path):
+  """W/export/trained_files.txt, hand-edited: bit-eval's check of what the model
+  trained on (it was read without the reading layer: a UnicodeDecodeError)."""
+  (tmp_path / trained_on.FILES).write_bytes("caf\xe9.png\t12\n".encode("latin-1"))
+  examples = types.SimpleNamespace(files=([str(tmp_path / "a.png")],), name="test")
+  with pytest.raises(UserError) as error:
+    trained_on.unseen(examples, str(tmp_path), str(tmp_path))
+  assert one_line_naming(error, tmp_path / trained_on.FILES).startswith(
+      f"cannot read the list of training files {tmp_path / trained_on.FILES}: it is not "
+      "UTF-8 text")
 
 
 def _npz(path, compressed=False, **arrays):
@@ -300,18 +318,9 @@ def npz_mutations():
       return out.getvalue()
     return mutate
   bytes_changed = st.tuples(st.floats(0, 0.999), st.integers(0, 2), st.integers(1, 255)
-                            ).map(lambda f: lambda data: _change(data, *f))
+                            ).map(lambda f: lambda data: changed_bytes(data, *f))
   return st.tuples(st.booleans(), st.one_of(bytes_changed,
                                             st.integers(0, 1).map(delete_member)))
-
-
-def _change(data, where, how, value):
-  i = int(where * len(data))
-  if how == 0:
-    return data[:i]
-  if how == 1:
-    return data[:i] + bytes([data[i] ^ value]) + data[i + 1:]
-  return data[:i] + bytes([value]) + data[i:]
 
 
 @FUZZ
@@ -328,3 +337,76 @@ def test_fuzzed_npz_is_one_line_or_exactly_its_arrays(tmp_path, case):
   for key, array in found.items():
     np.testing.assert_array_equal(array, arrays[key])
     assert array.dtype == arrays[key].dtype
+
+
+@FUZZ
+@given(data=byte_mutations("# -*- coding: utf-8 -*-\nfrom bit_train import config\n\n\n"
+                           "def get_config(arg=None):\n  return config.base_config()  # Été\n"
+                           .encode()))
+def test_fuzzed_config_file_is_one_line_or_the_text_python_imports(tmp_path, data):
+  path = tmp_path / "my_config.py"
+  path.write_bytes(data)
+  text, error = read_or_one_line(lambda: reading.read_source(str(path)), path)
+  if error:
+    return
+  lines = text.replace("\r\n", "\n").replace("\r", "\n")
+  assert "\x00" not in text and lines == importlib.util.decode_source(data)
+
+
+# --- SavedModels: a small one, each of its files damaged -----------------------------
+
+SAVED_MODEL_FILES = ("saved_model.pb", "fingerprint.pb", "variables/variables.index",
+                     "variables/variables.data-00000-of-00001")
+
+
+class Affine(tf.Module):
+  def __init__(self):
+    super().__init__()
+    self.w = tf.Variable(np.arange(12, dtype=np.float32).reshape(3, 4) / 7)
+    self.b = tf.Variable(np.linspace(-1, 1, 4).astype(np.float32))
+
+  @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32)])
+  def __call__(self, x):
+    return tf.matmul(x, self.w) + self.b
+
+
+INPUT = np.array([[1., 2., 3.], [-1., 0.5, 0.]], np.float32)
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+  """(the folder of a small SavedModel, {file: its bytes}, what it computes)."""
+  folder = tmp_path_factory.mktemp("saved") / "model"
+  module = Affine()
+  tf.saved_model.save(module, str(folder))
+  return folder, {name: (folder / name).read_bytes() for name in SAVED_MODEL_FILES}, \
+      module(INPUT).numpy()
+
+
+@FUZZ
+@given(name=st.sampled_from(SAVED_MODEL_FILES), data=st.data())
+def test_fuzzed_saved_model_is_one_line_or_loads_what_was_saved(tmp_path, saved_model,
+                                                               name, data):
+  original, files, expected = saved_model
+  folder = tmp_path / "model"
+  if folder.exists():
+    shutil.rmtree(folder)
+  shutil.copytree(original, folder)
+  (folder / name).write_bytes(data.draw(byte_mutations(files[name])))
+  loaded, error = read_or_one_line(
+      lambda: reading.read_saved_model(str(folder), tf.saved_model.load), folder)
+  if error:
+    assert error.startswith(f"cannot read the SavedModel {folder}"), error
+    return
+  np.testing.assert_array_equal(loaded(INPUT).numpy(), expected)
+
+
+@pytest.mark.parametrize("name", SAVED_MODEL_FILES[2:] + ("saved_model.pb",))
+def test_a_missing_saved_model_file_is_one_line_naming_it(tmp_path, saved_model, name):
+  folder = tmp_path / "model"
+  shutil.copytree(saved_model[0], folder)
+  (folder / name).unlink()
+  with pytest.raises(UserError) as error:
+    reading.read_saved_model(str(folder), tf.saved_model.load)
+  named = folder if name == "saved_model.pb" else folder / name
+  assert str(named) in one_line_naming(error, folder)

@@ -24,13 +24,16 @@ import signal
 import subprocess
 import sys
 import time
+import types
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from bit_train import checkpoints
+from bit_train import distribute
 from bit_train import workdir as wd
+from bit_train.errors import UserError
 from bit_train.data.patterns import write_pattern_folder
 
 from helpers import (ROOT, all_finite, error_lines, history, newest_whole_step,
@@ -202,13 +205,16 @@ def resumed_after_damage(trained, folder, tmp_path_factory):
     partial.write_bytes(b"\0" * 100)
   with open(workdir / "history.jsonl", "a") as f:
     f.write('{"step": 7, "lo')
+  before = snapshot(workdir)
+  refused = train_here(workdir, folder)
+  assert snapshot(workdir) == before  # without --force: one line, nothing changed
   handler, logger = _Collect(), logging.getLogger("absl")
   logger.addHandler(handler)
   try:
-    error = train_here(workdir, folder, "", "--verbosity=0")  # INFO: "Resumed from"
+    error = train_here(workdir, folder, "", "--force", "--verbosity=0")  # INFO lines
   finally:
     logger.removeHandler(handler)
-  return workdir, error, handler.messages
+  return workdir, error, handler.messages, refused, before
 
 
 class _Collect(logging.Handler):
@@ -220,30 +226,56 @@ class _Collect(logging.Handler):
     self.messages.append(record.getMessage())
 
 
-def test_damaged_newest_checkpoints_are_skipped_with_the_reason(resumed_after_damage):
-  workdir, error, messages = resumed_after_damage
+def test_damaged_newest_checkpoints_are_one_line_naming_them_and_the_fix(
+    resumed_after_damage):
+  workdir, _, _, refused, _ = resumed_after_damage
+  directory = workdir / "checkpoints"
+  assert refused.startswith(
+      f"the newest checkpoints in {directory} cannot be resumed from: ckpt-6 (its "
+      ".index file is missing); ckpt-5 (it holds non-finite weights or optimizer "
+      "state); ")
+  assert "ckpt-4 (it cannot be read (" in refused
+  assert ("[files: ckpt-6.data-00000-of-00001, ckpt-5.data-00000-of-00001, ckpt-5.index"
+          ", ckpt-4.data-00000-of-00001, ckpt-4.index]; ckpt-2 (step 2) is intact. "
+          "Nothing was changed: restore the files from a copy, or run the same command "
+          f"with --force to move them to {directory / 'damaged'}/ and resume from step "
+          "2.") in refused
+
+
+def test_force_moves_damaged_checkpoints_aside_and_resumes_from_the_intact_one(
+    resumed_after_damage):
+  workdir, error, messages, _, before = resumed_after_damage
   assert error is None
-  skipped = [m for m in messages if m.startswith("Skipped checkpoint")]
-  assert len(skipped) == 3
-  assert "ckpt-6" in skipped[0] and ".index file is missing" in skipped[0]
-  assert "ckpt-5" in skipped[1] and "non-finite" in skipped[1]
-  assert "ckpt-4" in skipped[2] and "cannot be read" in skipped[2]
-  assert any(m.startswith(f"Resumed from {workdir / 'checkpoints' / 'ckpt-2'} at step 2")
+  directory = workdir / "checkpoints"
+  moved = [m for m in messages if m.startswith("Moved the damaged checkpoint file")]
+  assert len(moved) == 5
+  assert "ckpt-6.data" in moved[0] and ".index file is missing" in moved[0]
+  assert "ckpt-5.index" in moved[2] and "non-finite" in moved[2]
+  assert "ckpt-4.index" in moved[4] and "cannot be read" in moved[4]
+  # Never deleted: each damaged file is in damaged/, byte for byte as it was.
+  aside = sorted(os.listdir(directory / "damaged"))
+  assert aside == ["ckpt-4.data-00000-of-00001", "ckpt-4.index",
+                   "ckpt-5.data-00000-of-00001", "ckpt-5.index",
+                   "ckpt-6.data-00000-of-00001"]
+  for name in aside:
+    assert before[os.path.join("checkpoints", name)][0] == os.path.getsize(
+        directory / "damaged" / name)
+  assert any(m.startswith(f"Resumed from {directory / 'ckpt-2'} at step 2")
              for m in messages)
-  latest = tf.train.latest_checkpoint(str(workdir / "checkpoints"))
+  latest = tf.train.latest_checkpoint(str(directory))
   assert latest.endswith("ckpt-6") and all_finite(latest)
   assert json.load(open(workdir / "metrics.json"))["step"] == 6
 
 
 def test_partial_files_of_an_interrupted_save_are_removed(resumed_after_damage):
-  workdir, error, _ = resumed_after_damage
+  workdir, error = resumed_after_damage[:2]
   assert error is None
   assert temporaries(workdir) == []
   assert not (workdir / "checkpoints" / "ckpt-8_temp").exists()
 
 
 def test_cut_off_history_line_is_dropped_with_a_warning(resumed_after_damage):
-  workdir, error, messages = resumed_after_damage
+  workdir, error, messages = resumed_after_damage[:3]
   assert error is None
   assert any("history.jsonl: dropped 1 unreadable line(s) (line 8)" in m
              for m in messages)
@@ -371,6 +403,31 @@ def test_a_workdir_too_long_for_the_checkpoint_names_fails_before_the_first_step
       f"{workdir}/checkpoints/ckpt-6_temp/"), error
   assert not os.path.exists(os.path.join(workdir, "checkpoints"))
   assert not os.path.exists(os.path.join(workdir, "history.jsonl"))  # no step was run
+
+
+def test_the_path_check_covers_each_worker_s_own_checkpoint_folder(tmp_path):
+  """A multi-worker run's workers save under W/workers/<i>/checkpoints: a W short
+  enough for the chief's names but not for the last worker's is refused before the
+  first step, naming that worker's file."""
+  limit = os.pathconf(tmp_path, "PC_PATH_MAX")
+  chief = max(len(name) for name in wd.longest_names(6))
+  worker = max(len(name) for name in wd.longest_names(6, workers=12))
+  assert worker == chief + len("/workers/11")
+  workdir = str(tmp_path)
+  while len(os.fsencode(workdir)) < limit - worker + 2:
+    workdir = os.path.join(workdir, "d" * min(200, limit - worker + 2 - len(workdir)))
+  os.makedirs(workdir)
+  wd.check_room(workdir, 6)  # one worker: room enough
+  with pytest.raises(UserError) as error:
+    wd.check_room(workdir, 6, workers=12)
+  assert str(error.value).startswith(
+      f"the workdir {workdir} is too long a path for the files a run writes: "
+      f"{workdir}/workers/11/checkpoints/ckpt-6_temp/")
+  two_workers = types.SimpleNamespace(cluster_resolver=types.SimpleNamespace(
+      task_type="worker", task_id=1, cluster_spec=lambda: types.SimpleNamespace(
+          as_dict=lambda: {"worker": ["h0:1", "h1:1"]})))
+  assert distribute.worker_count(two_workers) == 2
+  assert distribute.worker_count(types.SimpleNamespace()) == 1
 
 
 def test_an_export_location_that_is_a_file_fails_before_the_first_step(tmp_path, folder):

@@ -28,6 +28,7 @@ import tempfile
 import tensorflow as tf
 from tensorflow.python.util import tf_inspect  # pylint: disable=g-direct-tensorflow-import
 
+from bit_train import reading
 from bit_train import workdir as wd
 from bit_train.errors import UserError
 from bit_train.errors import quote
@@ -54,7 +55,13 @@ def load_module(handle):
   else:
     location = resolve_handle(handle)
   try:
-    module = hub.load(location)
+    if (not location.startswith(("http://", "https://"))
+        and tf.io.gfile.isdir(location)):  # a SavedModel folder: its files are checked
+      module = reading.read_saved_model(location, hub.load, "TF Hub module")
+    else:
+      module = hub.load(location)
+  except UserError:
+    raise
   except Exception as e:  # pylint: disable=broad-except
     first = quote(e)
     raise UserError(f"cannot load the TF Hub module {handle!r} ({first}): check "

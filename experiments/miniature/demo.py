@@ -49,6 +49,30 @@ def held_out_examples(data, count=4):
   return [first[label] for label in sorted(first)[:count]]
 
 
+def demo_workdir(workdir, data):
+  """None when `workdir` may be deleted and written afresh: it is not there, is an
+  empty folder, or holds a run whose plan.json says it trained on the demo's `data`;
+  else the one line saying why it is left alone."""
+  from bit_train import reading  # pylint: disable=g-import-not-at-top
+  from bit_train.errors import UserError  # pylint: disable=g-import-not-at-top
+  if not os.path.lexists(workdir):
+    return None
+  keep = f"--workdir {workdir} is left alone"
+  if os.path.islink(workdir) or not os.path.isdir(workdir):
+    return f"{keep}: it is not a folder; give the demo another --workdir."
+  if not os.listdir(workdir):
+    return None
+  try:
+    record = reading.read_json_if_exists(wd.path(workdir, wd.PLAN), "run record",
+                                         reading.Record(required={"config": dict}))
+  except UserError as e:
+    return f"{keep}: {e}"
+  if record is None or record["config"].get("data_dir") != data:
+    return (f"{keep}: it holds files that are not a demo run on {data} (the demo "
+            "deletes its workdir to start afresh); give the demo another --workdir.")
+  return None
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--workdir", default="workdirs/quickstart")
@@ -58,6 +82,12 @@ def main():
   args = parser.parse_args()
   start = time.time()
   os.chdir(ROOT)
+  refused = demo_workdir(args.workdir, args.data)
+  if refused is None and os.path.exists(args.data) and not os.path.isdir(args.data):
+    refused = f"--data {args.data} is a file, not a folder: give another --data."
+  if refused:
+    print(f"error: {refused}", file=sys.stderr)
+    sys.exit(2)
   count = write_digits(args.data)
   print(f"Wrote {count} real 8x8 digit scans (scikit-learn) to {args.data}/<class>/")
   config = f"quickstart:data_dir={args.data}"

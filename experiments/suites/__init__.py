@@ -17,6 +17,7 @@ import importlib.util
 import os
 from typing import Callable
 
+from bit_train import reading
 from bit_train.errors import UserError
 
 from experiments.suites import miniature
@@ -51,7 +52,8 @@ def find(name):
   """The suite called `name`, or the SUITE defined in the Python file `name`."""
   if name in SUITES:
     return SUITES[name]
-  if name.endswith(".py") and os.path.isfile(name):
+  if name.endswith(".py") and os.path.exists(name):
+    reading.read_source(name, "suite file")  # missing, unreadable, undecodable: one line
     spec = importlib.util.spec_from_file_location("_suite_file", name)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -76,12 +76,24 @@ def _subdirs(path):
 
 
 def _image_files(path):
-  """Files with an image extension under `path`, at any depth, sorted.
+  """Files with an image extension under `path`, at any depth, sorted (walk_images);
+  whatever the walk left out is named in one warning."""
+  found, skipped = walk_images(path)
+  if skipped:
+    logging.warning("left out %d entr%s under %s:\n%s", len(skipped),
+                    "ies" if len(skipped) > 1 else "y", path, "\n".join(
+                        f"  {os.fsdecode(p)!r}: {why}" for p, why in skipped))
+  return found
+
+
+def walk_images(path):
+  """(files with an image extension under `path`, sorted; [(path, why)] of what was
+  left out).
 
   The walk is safe: links to folders are not followed (no loop, no folder read
   twice); a link to a file counts once, as its target (two names of one file are
   one image); dangling links, FIFOs, devices and sockets are never opened;
-  unreadable folders are left out. Whatever is left out is named in one warning.
+  unreadable folders are left out.
   """
   found, seen, skipped = [], set(), []
 
@@ -111,11 +123,7 @@ def _image_files(path):
       else:
         seen.add((info.st_dev, info.st_ino))
         found.append(file)
-  if skipped:
-    logging.warning("left out %d entr%s under %s:\n%s", len(skipped),
-                    "ies" if len(skipped) > 1 else "y", path, "\n".join(
-                        f"  {os.fsdecode(p)!r}: {why}" for p, why in skipped))
-  return sorted(found)
+  return sorted(found), skipped
 
 
 def _decode_shapes(paths):

@@ -63,8 +63,7 @@ def group_norm_relu(x, gamma, beta, groups=GN_GROUPS):
   channels, and the normalisation and affine apply as one per-(example, channel)
   scale and offset: fewer passes over the activations and no 5-D reductions than
   reshaping to groups and calling tf.nn.moments (benchmarks/bench_models.py
-  compares them). Each channel's sum of squares is one EuclideanNorm (no squared
-  copy of the activation).
+  compares them).
 
   No float32 copy of a bfloat16 activation is made: TensorFlow's CPU reductions
   of bfloat16 accumulate in float32 and round only their result, so a bfloat16
@@ -98,8 +97,8 @@ def group_norm_relu_forward(x, gamma, beta, groups):
     centred, shift = x - mean_c, _per_group_channel(mean_c, groups)
   mean_c = _per_group_channel(mean_c, groups)
   # E[(x - shift)^2] per channel, then the group's variance about its mean.
-  sq_c = tf.square(_per_group_channel(tf.math.reduce_euclidean_norm(centred, [1, 2]),
-                                      groups)) / _pixels(x)
+  # (EuclideanNorm would sum the squares in one pass, but XLA has no kernel for it.)
+  sq_c = _per_group_channel(tf.reduce_mean(tf.square(centred), [1, 2]), groups)
   mean = tf.reduce_mean(mean_c, 2, keepdims=True)  # [B, G, 1]
   shift_off = shift - mean
   var = tf.reduce_mean(sq_c + 2. * shift_off * (mean_c - shift) + tf.square(shift_off),

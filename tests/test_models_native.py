@@ -108,8 +108,8 @@ def reference_group_norm_relu(x, gamma, beta, groups):
 # Relative L2 gaps to the float32 reference of ReLU(GroupNorm(x)) and of the gradients
 # of x, gamma and beta, over seeds 0-9 and both channel-mean spreads below: at most
 # 2.7e-7 in float32 (2e-6 leaves 7x); in bfloat16 at most 4.4e-3 (the bfloat16
-# rounding of y, dx and of the reductions' results; the float32-statistics
-# implementation this replaced gave at most 3.5e-3). Dropping the gradient's term
+# rounding of y, dx and of the reductions' results; statistics and sums taken from
+# a float32 copy of x gave at most 3.5e-3). Dropping the gradient's term
 # through the variance moves dx by 5e-2 or more in both; dropping its shift term
 # (shift - mean) by 8.3e-3 or more in bfloat16 (2.5e-3 in float32): 6e-3 sits
 # between. The loss weighs only elements whose pre-activation lies 0.05 or more from

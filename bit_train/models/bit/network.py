@@ -93,9 +93,11 @@ def group_norm_relu_forward(x, gamma, beta, groups):
   mean_c = tf.reduce_mean(x, [1, 2], keepdims=True)  # per (example, channel)
   if x.dtype == tf.float32:
     centred, shift = x, tf.zeros([1, 1, 1])
-  else:  # the statistics of x - shift, shift = the channel's mean in x's dtype
+    mean_c = _per_group_channel(mean_c, groups)
+  else:  # the statistics of x - shift, shift = the channel's mean rounded to x's dtype
     centred, shift = x - mean_c, _per_group_channel(mean_c, groups)
-  mean_c = _per_group_channel(mean_c, groups)
+    # plus what the rounding left over: the channel's mean to float32's precision
+    mean_c = shift + _per_group_channel(tf.reduce_mean(centred, [1, 2]), groups)
   # E[(x - shift)^2] per channel, then the group's variance about its mean.
   # (EuclideanNorm would sum the squares in one pass, but XLA has no kernel for it.)
   sq_c = _per_group_channel(tf.reduce_mean(tf.square(centred), [1, 2]), groups)

@@ -60,11 +60,17 @@ def group_norm_relu(x, gamma, beta, groups=GN_GROUPS):
   """ReLU(GroupNorm(x)) for NHWC `x`, statistics in float32.
 
   Statistics reduce over H, W per channel first and then over each group's
-  channels, with var = E[x^2] - E[x]^2, and the normalisation and affine apply as
-  one per-(example, channel) scale and offset: fewer passes over the activations
-  and no 5-D reductions than reshaping to groups and calling tf.nn.moments
-  (benchmarks/bench_models.py compares them). float32 statistics keep the
-  one-pass variance accurate for BiT's activations.
+  channels, and the normalisation and affine apply as one per-(example, channel)
+  scale and offset: fewer passes over the activations and no 5-D reductions than
+  reshaping to groups and calling tf.nn.moments (benchmarks/bench_models.py
+  compares them).
+
+  No float32 copy of a bfloat16 activation is made: TensorFlow's CPU reductions
+  of bfloat16 accumulate in float32 and round only their result, so a bfloat16
+  `x` is centred on its channels' (rounded) means first and the squares summed
+  about them (two passes: the rounded sums then carry no cancellation), and the
+  gradient's sums reduce the bfloat16 tensors the same way. float32 sums are
+  exact enough for one pass (var = E[x^2] - E[x]^2).
   """
   return _group_norm_relu(groups)(x, tf.convert_to_tensor(gamma),
                                   tf.convert_to_tensor(beta))
@@ -75,24 +81,36 @@ def _per_channel(t, dtype=tf.float32):
   return tf.cast(tf.reshape(t, [-1, 1, 1, t.shape[1] * t.shape[2]]), dtype)
 
 
+def _per_group_channel(t, groups):
+  """[B, 1, 1, C] or [B, C] in any dtype -> float32 [B, G, C/G]."""
+  return tf.reshape(tf.cast(t, tf.float32), [-1, groups, t.shape[-1] // groups])
+
+
 def group_norm_relu_forward(x, gamma, beta, groups):
   """ReLU(GroupNorm(x)), and the values its gradient reuses. Differentiable by
   autodiff too (benchmarks/bench_group_norm.py times that against the model's)."""
-  channels = x.shape[-1]
-  per_group = channels // groups
-
-  def group_mean(t):  # [B, C] -> [B, G, 1]
-    return tf.reduce_mean(tf.reshape(t, [-1, groups, per_group]), 2, keepdims=True)
-
-  x32 = tf.cast(x, tf.float32)
-  mean = group_mean(tf.reduce_mean(x32, [1, 2]))
-  var = group_mean(tf.reduce_mean(tf.square(x32), [1, 2])) - tf.square(mean)
+  per_group = x.shape[-1] // groups
+  mean_c = tf.reduce_mean(x, [1, 2], keepdims=True)  # per (example, channel)
+  if x.dtype == tf.float32:
+    centred, shift = x, tf.zeros([1, 1, 1])
+    mean_c = _per_group_channel(mean_c, groups)
+  else:  # the statistics of x - shift, shift = the channel's mean rounded to x's dtype
+    centred, shift = x - mean_c, _per_group_channel(mean_c, groups)
+    # plus what the rounding left over: the channel's mean to float32's precision
+    mean_c = shift + _per_group_channel(tf.reduce_mean(centred, [1, 2]), groups)
+  # E[(x - shift)^2] per channel, then the group's variance about its mean.
+  # (EuclideanNorm would sum the squares in one pass, but XLA has no kernel for it.)
+  sq_c = _per_group_channel(tf.reduce_mean(tf.square(centred), [1, 2]), groups)
+  mean = tf.reduce_mean(mean_c, 2, keepdims=True)  # [B, G, 1]
+  shift_off = shift - mean
+  var = tf.reduce_mean(sq_c + 2. * shift_off * (mean_c - shift) + tf.square(shift_off),
+                       2, keepdims=True)
   inv_std = tf.math.rsqrt(tf.maximum(var, 0.) + GN_EPS)
   gamma_g = tf.reshape(gamma, [groups, per_group])
   scale = inv_std * gamma_g  # y = relu(x * scale + offset), per (example, channel)
   offset = tf.reshape(beta, [groups, per_group]) - mean * scale
   y = tf.nn.relu(x * _per_channel(scale, x.dtype) + _per_channel(offset, x.dtype))
-  return y, (x32, mean, inv_std, gamma_g, scale)
+  return y, (centred, shift_off, inv_std, gamma_g, scale)
 
 
 @functools.lru_cache(maxsize=None)
@@ -102,31 +120,31 @@ def _group_norm_relu(groups):
   @tf.function(autograph=False)
   @tf.custom_gradient
   def gn_relu(x, gamma, beta):
-    y, (x32, mean, inv_std, gamma_g, scale) = group_norm_relu_forward(x, gamma, beta,
-                                                                      groups)
+    y, (centred, shift_off, inv_std, gamma_g, scale) = group_norm_relu_forward(
+        x, gamma, beta, groups)
 
     def grad(dy):
       channels = x.shape[-1]
       per_group = channels // groups
       dz = tf.raw_ops.ReluGrad(gradients=dy, features=y)
-      dz32 = tf.cast(dz, tf.float32)
-      # Sums over H, W of the gradients of the per-channel scale and offset.
-      d_offset = tf.reshape(tf.reduce_sum(dz32, [1, 2]), [-1, groups, per_group])
-      d_scale = tf.reshape(tf.reduce_sum(dz32 * x32, [1, 2]), [-1, groups, per_group])
-      d_scale -= mean * d_offset  # offset depends on scale too
-      d_gamma = tf.reshape(tf.reduce_sum(d_scale * inv_std, 0), [channels])
-      d_beta = tf.reshape(tf.reduce_sum(d_offset, 0), [channels])
-      # Through the group statistics, means over n values each: var = E[x^2] -
-      # mean^2 gives d_var = -k / 2 with k = d_inv_std * inv_std^3; with d_mean =
-      # mean * k + what the offset passes back, x gets (d_mean - x * k) / n.
-      k = tf.reduce_sum(d_scale * gamma_g, 2, keepdims=True) * tf.square(inv_std) * inv_std
-      d_mean = mean * k - tf.reduce_sum(d_offset * scale, 2, keepdims=True)
-      inv_n = 1. / (per_group * _pixels(x))  # values per group and example
+      # Sums over H, W of dz and of dz * x_hat, x_hat = (centred + shift_off) * inv_std:
+      # the gradients of beta and gamma, per example.
+      d_beta_b = _per_group_channel(tf.reduce_sum(dz, [1, 2]), groups)
+      d_gamma_b = inv_std * (_per_group_channel(tf.reduce_sum(dz * centred, [1, 2]),
+                                                groups) + shift_off * d_beta_b)
+      d_gamma = tf.reshape(tf.reduce_sum(d_gamma_b, 0), [channels])
+      d_beta = tf.reshape(tf.reduce_sum(d_beta_b, 0), [channels])
+      # The textbook gradient, d_x_hat = dz * gamma over n values per group:
+      # dx = inv_std * (d_x_hat - mean(d_x_hat) - x_hat * mean(d_x_hat * x_hat)),
+      # as dz * scale - centred * k - (per-channel constant).
+      inv_n = 1. / (per_group * _pixels(x))
+      mean_d = tf.reduce_sum(gamma_g * d_beta_b, 2, keepdims=True) * inv_n
+      k = (tf.square(inv_std) * inv_n
+           * tf.reduce_sum(gamma_g * d_gamma_b, 2, keepdims=True))
       ones = tf.ones([1, per_group])  # broadcasts [B, G, 1] to every channel
-      # The statistics' share in float32: its two terms nearly cancel.
-      through_stats = (_per_channel(ones * (d_mean * inv_n))
-                       - x32 * _per_channel(ones * (k * inv_n)))
-      return (dz * _per_channel(scale, x.dtype) + tf.cast(through_stats, x.dtype),
+      return (dz * _per_channel(scale, x.dtype)
+              - centred * _per_channel(ones * k, x.dtype)
+              - _per_channel(ones * (inv_std * mean_d + k * shift_off), x.dtype),
               d_gamma, d_beta)
     return y, grad
 

@@ -2,8 +2,8 @@
 baseline, in float32 and bfloat16, in one process.
 
   pip install -e '.[peers]'     # PyTorch and timm: never a runtime dependency
-  .venv/bin/python benchmarks/peers/bench_peers.py             # R50x1, 128 px, batch 32
-  .venv/bin/python benchmarks/peers/bench_peers.py --rounds 5 --variants native,timm
+  .venv/bin/python benchmarks/bench_peers.py             # R50x1, 128 px, batch 32
+  .venv/bin/python benchmarks/bench_peers.py --rounds 5 --variants native,timm
 
 Times, for each variant and precision, the bare training step (forward, backward,
 SGD-momentum update with momentum 0.9) and the forward pass, random weights:
@@ -38,9 +38,6 @@ import sys
 import time
 
 import numpy as np
-
-BENCHMARKS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, BENCHMARKS)
 
 PRECISIONS = ("float32", "bfloat16")
 VARIANTS = ("native", "timm", "timm_cl", "baseline")

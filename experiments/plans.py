@@ -42,8 +42,14 @@ def hyperrule_plan(run):
   if run.program != TRAINER:
     return None, None
   found = run_specs(run)
-  facts = sources.describe(found.data)
+  facts = _describe(found.data)
   return facts, found.recipe.plan(facts.num_examples, facts.image_size, facts.name)
+
+
+@functools.lru_cache(maxsize=None)
+def _describe(data):
+  """sources.describe, once per DataSpec: a suite's variants share their data."""
+  return sources.describe(data)
 
 
 def check_loads(run):

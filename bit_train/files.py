@@ -16,7 +16,13 @@ from bit_train.lazy import tensorflow as tf
 _OS_REASONS = tuple(os.strerror(code) for code in (
     errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR,
     errno.EISDIR, errno.EEXIST, errno.ENOENT, errno.EIO, errno.EFBIG, errno.ENAMETOOLONG))
-_FULL = (os.strerror(errno.ENOSPC), os.strerror(errno.EDQUOT))
+# What to do about a refusal, by its reason; otherwise "make it writable...".
+_TODO = {os.strerror(errno.ENOSPC): "free some space",
+         os.strerror(errno.EDQUOT): "free some space",
+         os.strerror(errno.EISDIR): "a folder has that name: move it away",
+         os.strerror(errno.ENOTDIR): "a file stands where a folder of the path "
+                                     "should be: move it away",
+         os.strerror(errno.ENAMETOOLONG): "choose a shorter path"}
 
 
 def is_local(path):
@@ -41,7 +47,7 @@ def writing(path, then="run the same command again"):
     reason = os_reason(e)
     if reason is None:
       raise  # not the OS refusing: a bug, keep its traceback
-    todo = "free some space" if reason in _FULL else "make it writable or choose another path"
+    todo = _TODO.get(reason, "make it writable or choose another path")
     raise UserError(f"cannot write {path}: {reason}: {todo}, then {then}.") from None
 
 

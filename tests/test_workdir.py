@@ -32,6 +32,7 @@ import tensorflow as tf
 
 from bit_train import checkpoints
 from bit_train import distribute
+from bit_train import files
 from bit_train import workdir as wd
 from bit_train.errors import UserError
 from bit_train.data.patterns import write_pattern_folder
@@ -479,6 +480,25 @@ def test_read_only_workdir_is_one_line_in_train_dry_run_and_eval(tmp_path, train
   assert len(lines) == 3, result.stderr[-3000:]
   assert all(str(workdir) in line and "Read-only file system" in line for line in lines)
   assert result.stdout.count("exit 2") == 3 and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("blocker, advice", [
+    ("folder", "a folder has that name: move it away"),
+    ("file", "a file stands where a folder of the path should be: move it away")])
+def test_a_path_blocked_by_a_folder_or_a_file_says_what_is_in_the_way(tmp_path, blocker,
+                                                                     advice):
+  if blocker == "folder":
+    (tmp_path / "plan.json").mkdir()
+    path = tmp_path / "plan.json"
+  else:
+    (tmp_path / "w").write_text("")
+    path = tmp_path / "w" / "plan.json"
+  with pytest.raises(UserError) as caught:
+    files.write_text_atomic(str(path), "{}")
+  assert str(caught.value).startswith(f"cannot write {path}: ")
+  assert f": {advice}, then " in str(caught.value)
+  assert sorted(os.listdir(tmp_path)) == [path.parent.name if blocker == "file"
+                                          else "plan.json"]
 
 
 # --- a full disk ---------------------------------------------------------------------

@@ -187,6 +187,12 @@ def inprocess(record, args):
         (0.002, 0.35))
   check("bf16_cosine", "test_models_native::test_bfloat16_gradients_are_float32_and_"
         "follow_float32", "cosine of the bf16 and f32 gradients", "range", (0.7, 0.99))
+  group_norm = ("test_models_native::test_group_norm_relu_and_its_gradients_match_a_"
+                "float32_reference")
+  for dtype in (tf.float32, tf.bfloat16):
+    check(f"group_norm_{dtype.name}", group_norm if dtype == tf.float32 else "same",
+          f"{dtype.name}: largest relative L2 gap of y, dx, dgamma, dbeta to float32",
+          "max", m.GROUP_NORM_TOL[dtype])
   check("hub_exact", "test_models_hub round trips", "hub module vs native: max abs",
         "exact", 0)
   check("npz_exact", "test_models_npz round trips", ".npz vs native: max abs", "exact", 0)
@@ -243,6 +249,11 @@ def inprocess(record, args):
     ours, expected = flat_gradients(low), flat_gradients(reference)
     record.add("inprocess", "bf16_cosine", ours @ expected / np.linalg.norm(ours) /
                np.linalg.norm(expected), seed=seed)
+    for dtype in (tf.float32, tf.bfloat16):
+      for channel_means in (0., 4.):
+        gaps, _ = m.group_norm_gaps(dtype, channel_means, seed)
+        record.add("inprocess", f"group_norm_{dtype.name}", max(gaps.values()),
+                   seed=seed, channel_means=channel_means)
     with tempfile.TemporaryDirectory() as tmp:
       original = helpers.export_tiny_hub_module(os.path.join(tmp, "cls"),
                                                 "classification", 7, seed=seed)

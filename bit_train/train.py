@@ -4,7 +4,8 @@
 
 The story of a run: config -> specs (bit_train/specs.py) -> dataset facts -> plan ->
 (model, data, loop, export).
-`--dry_run` stops after the plan: it prints it, writes it to the workdir (not over
+`--dry_run` stops after the plan: it checks the dataset and a local model_path
+(without loading the weights), prints the plan, writes it to the workdir (not over
 the plan of a run whose checkpoints are there), exits 0.
 """
 
@@ -70,6 +71,7 @@ def main(argv):
     # changes nothing there.
     with scan_cache.kept_in(_WORKDIR.value, save=not wd.holds_run(_WORKDIR.value)):
       facts = sources.describe(run_specs.data)
+    factory.check_weights(run_specs.model, facts.num_classes)
     model = describe_model(run_specs.model, facts.num_classes)
     plan = run_specs.recipe.plan(facts.num_examples, facts.image_size, facts.name)
     with wd.claim(_WORKDIR.value):

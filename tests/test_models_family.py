@@ -8,6 +8,7 @@ the registration made here is seen.
 """
 
 import json
+import os
 
 from absl import flags
 import numpy as np
@@ -81,13 +82,18 @@ def toy_file_arch(path):
     return (data[CONV].shape[-1],)
 
 
+def toy_check_file(path):
+  if not os.path.isfile(path):
+    raise UserError(f"no toy weights at {path}")
+
+
 TOY = registry.Family(
     name="Toy", names="Toy-C{channels}",
     build=lambda arch, num_classes, **kw: ToyNet(arch[0], num_classes, **kw),
     load=load_toy,
     # The toy has no architecture fields in the config: the name says it.
     arch_fields=(), arch=lambda overrides, named, name: named and named.arch,
-    file_arch=toy_file_arch, describe=lambda arch: f"C{arch[0]}",
+    file_arch=toy_file_arch, check_file=toy_check_file, describe=lambda arch: f"C{arch[0]}",
     location=lambda named, source, head, num_classes=None: None)
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from bit_train import train as bit_train
 
-from helpers import error_lines, run_here, run_module
+from helpers import error_lines, run_here, run_module, write_tiny_npz
 
 TRANSFER = "transfer"
 
@@ -132,3 +132,29 @@ def test_dry_run_names_the_classifier_for_head_keep(tmp_path, dry_run):
   assert result.returncode == 0, result.stderr
   model = saved_plan(tmp_path)["model"]
   assert model["location"].endswith("s-r101x3/ilsvrc2012_classification/1")
+
+
+@pytest.mark.parametrize("source, make, names", [
+    ("npz", None, "does not exist"),
+    ("npz", lambda p: p.write_bytes(b"not a zip archive"), "not a valid .npz"),
+    ("hub", None, "is not a folder"),
+    ("hub", lambda p: p.mkdir(), "has no saved_model.pb"),
+    ("hub", lambda p: (p.mkdir(), (p / "saved_model.pb").write_bytes(b"")),
+     "holds no MetaGraph"),
+])
+def test_dry_run_checks_a_local_model_path(tmp_path, dry_run, source, make, names):
+  path = tmp_path / ("weights.npz" if source == "npz" else "module")
+  if make:
+    make(path)
+  result = dry_run(tmp_path, f"dataset=cifar10,model_source={source}",
+                   f"--config.model_path={path}")
+  assert_one_line_exit_2_and_no_plan(result, tmp_path, names)
+  assert str(path) in error_lines(result.stderr)[0]
+
+
+def test_dry_run_accepts_a_whole_local_npz_without_reading_its_weights(tmp_path, dry_run):
+  write_tiny_npz(str(tmp_path / "w.npz"), 5)
+  result = dry_run(tmp_path, "dataset=cifar10,model_source=npz",
+                   f"--config.model_path={tmp_path / 'w.npz'}")
+  assert result.returncode == 0, result.stderr
+  assert saved_plan(tmp_path)["model"]["location"] == str(tmp_path / "w.npz")

@@ -67,6 +67,20 @@ def model_location(spec, num_classes=None):
   return found
 
 
+def check_weights(spec, num_classes=None):
+  """A dry run's check of where the model's weights are, without loading them: a
+  local .npz file or TF Hub folder is there and reads as one (the family's
+  `check_file`, hub.check_module). Returns the location (None: random weights)."""
+  location = model_location(spec, num_classes)
+  if location is None or "://" in location:
+    return location
+  if spec.source == "hub":
+    hub.check_module(location)
+  else:
+    spec.family.check_file(location)
+  return location
+
+
 def create_model(spec, num_classes):
   """The model a specs.ModelSpec names, with a head of `num_classes` classes.
 

@@ -38,6 +38,10 @@ from bit_train.models import weights
 HUB_HOST = "https://tfhub.dev/"
 
 
+LOAD_FIX = ("check model_path (a SavedModel folder or hub URL); offline, download the "
+            "module and point model_path at its folder.")
+
+
 def resolve_handle(handle):
   """A local folder or URL as is; `google/bit/...` style names become tfhub.dev URLs."""
   if "://" in handle or os.path.exists(handle) or os.path.isabs(handle):
@@ -45,6 +49,21 @@ def resolve_handle(handle):
   if handle.startswith("google/"):
     return HUB_HOST + handle
   return handle
+
+
+def check_module(handle):
+  """What a dry run checks of a local module without loading it: the folder exists
+  and its SavedModel files are whole (reading.check_saved_model). URLs and the
+  bundled module are the real run's to fetch and check."""
+  if handle.startswith(registry.BUNDLED_HANDLE):
+    return
+  location = resolve_handle(handle)
+  if "://" in location:
+    return
+  if not os.path.isdir(location):
+    raise UserError(f"cannot load the TF Hub module {handle!r} ({location} is not a "
+                    "folder): " + LOAD_FIX)
+  reading.check_saved_model(location, "TF Hub module")
 
 
 def load_module(handle):
@@ -64,9 +83,8 @@ def load_module(handle):
     raise
   except Exception as e:  # pylint: disable=broad-except
     first = quote(e)
-    raise UserError(f"cannot load the TF Hub module {handle!r} ({first}): check "
-                    "model_path (a SavedModel folder or hub URL); offline, download the "
-                    "module and point model_path at its folder.") from None
+    raise UserError(f"cannot load the TF Hub module {handle!r} ({first}): "
+                    + LOAD_FIX) from None
   if not callable(module) or not hasattr(module, "trainable_variables"):
     raise UserError(f"{handle!r} is a SavedModel but not a reusable TF Hub module "
                     "(it needs __call__ and trainable_variables).")

@@ -52,6 +52,9 @@ class Family:
   arch: Callable[..., Any]
   # (path) -> the architecture stored in a local weight file, or None.
   file_arch: Callable[[str], Any]
+  # (path) -> None: a dry run's check of a local weight file, reading as little as
+  # it can: one UserError line when the file is missing or not the family's format.
+  check_file: Callable[[str], None]
   # arch -> words naming it, e.g. "R14x0.25 (units 1/1/1/1, width 0.25)".
   describe: Callable[[Any], str]
   # (NamedModel, source, head, num_classes) -> where its weights are for that

@@ -80,6 +80,7 @@ def _load(location, num_classes, head="new", arch=None, **kw):
 RESNET_V2 = registry.register_family(registry.Family(
     name="ResNet-v2", names=f"BiT-{{S,M}}-{{{','.join(ARCHS)}}}",
     arch_fields=ARCH_FIELDS, build=_build, load=_load, arch=arch, file_arch=npz.file_arch,
+    check_file=npz.check_file,
     describe=lambda arch: npz.describe_arch(*arch), location=location))
 
 

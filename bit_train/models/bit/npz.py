@@ -90,8 +90,7 @@ def read(location, cache=None):
 
 def _read_fetched(path):
   """read_npz of a local path that weight_files.fetch has given (and checked)."""
-  if not os.path.isfile(path):
-    raise UserError(f"model file {path} does not exist: check model_path.")
+  _require(path)
   return {_SUFFIX.sub("standardized_conv2d", key): array
           for key, array in reading.read_npz(path, "model file").items()}
 
@@ -127,6 +126,18 @@ def file_arch(path):
   except UserError:
     return None  # not an .npz: loading it says so
   return arch_of(stored, path)
+
+
+def check_file(path):
+  """What a dry run checks of a local .npz: it exists and is an archive whose root
+  kernel reads (only that member's data is read; its checksum is the real run's)."""
+  _require(path)
+  reading.read_npz(path, "model file", select=_is_root)
+
+
+def _require(path):
+  if not os.path.isfile(path):
+    raise UserError(f"model file {path} does not exist: check model_path.")
 
 
 def _is_root(key):

@@ -137,6 +137,36 @@ def _free_name(path):
   return candidate
 
 
+def manager(checkpoint, directory, max_to_keep):
+  """The CheckpointManager of `directory`. A `checkpoint` state file TensorFlow
+  cannot read (empty, or naming no latest checkpoint: a crash while it was written)
+  is rewritten from the checkpoints on disk, which are what a resume reads."""
+  try:
+    tf.train.get_checkpoint_state(directory)
+  except ValueError:
+    found = list(reversed(candidates(directory)))
+    state = os.path.join(directory, "checkpoint")
+    logging.warning("%s lists no checkpoint TensorFlow can read: rewritten from the "
+                    "checkpoints on disk (%d).", state, len(found))
+    with files.writing(state, "run the same command again"):
+      if found:  # with their times, so that max_to_keep still removes old ones
+        times = [_mtime(f"{prefix}.index") for prefix in found]
+        tf.compat.v1.train.update_checkpoint_state(
+            directory, found[-1], all_model_checkpoint_paths=found,
+            all_model_checkpoint_timestamps=times,
+            last_preserved_timestamp=min(times) - 1)
+      else:
+        tf.io.gfile.remove(state)
+  return tf.train.CheckpointManager(checkpoint, directory, max_to_keep=max_to_keep)
+
+
+def _mtime(path):
+  try:
+    return tf.io.gfile.stat(path).mtime_nsec / 1e9
+  except tf.errors.OpError:
+    return 0.0
+
+
 class Saver:
   """Saves through a CheckpointManager and knows the newest checkpoint of this run's
   state (which, after a damaged one was skipped, is not the manager's latest)."""

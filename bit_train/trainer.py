@@ -288,9 +288,9 @@ def _resume(trainer, workdir, chief, force=False):
     logging.info("Resumed from %s at step %d.", resumed, trainer.done_steps())
   if chief:
     wd.save_run(workdir, trainer.specs.identity(trainer.plan, trainer.source))
-  return checkpoints.Saver(tf.train.CheckpointManager(
+  return checkpoints.Saver(checkpoints.manager(
       checkpoint, wd.path(wd.own_dir(workdir, trainer.strategy), wd.CHECKPOINTS),
-      max_to_keep=trainer.run_spec.keep_checkpoints), resumed)
+      trainer.run_spec.keep_checkpoints), resumed)
 
 
 def _fit(trainer, saver, log, term):

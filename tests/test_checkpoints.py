@@ -112,3 +112,18 @@ def test_when_no_checkpoint_restores_force_changes_nothing(tmp_path):
   with pytest.raises(UserError, match="no checkpoint in .* can be resumed from"):
     restored(directory, force=True)
   assert sorted(os.listdir(directory)) == listing
+
+
+@pytest.mark.parametrize("text", ["", "all_model_checkpoint_paths: \"ckpt-1\"\n"])
+def test_a_checkpoint_list_tensorflow_cannot_read_is_rewritten_from_the_files(tmp_path,
+                                                                             text):
+  """An empty `checkpoint` state file (a crash while it was written) made the
+  CheckpointManager raise a ValueError with its traceback; the checkpoints on disk
+  are what a resume reads, so the list is rewritten from them."""
+  directory = str(tmp_path)
+  save_two(directory)
+  (tmp_path / "checkpoint").write_text(text)
+  prefix, _ = restored(directory, force=False)
+  manager = checkpoints.manager(tf.train.Checkpoint(**state()), directory, 5)
+  assert manager.latest_checkpoint == prefix
+  assert manager.checkpoints == [os.path.join(directory, f"ckpt-{s}") for s in (1, 2)]

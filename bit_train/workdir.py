@@ -130,8 +130,8 @@ def longest_names(total_steps, workers=1):
 
 def check_room(workdir, total_steps, workers=1):
   """Before the first step: W can hold the names a run of `workers` workers writes
-  (the OS's longest path), and where the run writes (checkpoints, export) is a
-  folder it can write."""
+  (the OS's longest path), and where the run writes (checkpoints, export,
+  tensorboard) is a folder it can write."""
   if "://" in workdir:
     return
   try:
@@ -146,7 +146,7 @@ def check_room(workdir, total_steps, workers=1):
           f"{full} would be {len(os.fsencode(full))} bytes, over the system's "
           f"{limit - 1}: choose a --workdir at least "
           f"{len(os.fsencode(full)) - limit + 1} bytes shorter.")
-  for name in (CHECKPOINTS, EXPORT):
+  for name in (CHECKPOINTS, EXPORT, TENSORBOARD):
     folder = os.path.join(workdir, name)
     if os.path.exists(folder) and not os.path.isdir(folder):
       raise UserError(f"{folder} is a file, but the run writes its {name} there: move "

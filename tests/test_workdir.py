@@ -431,12 +431,15 @@ def test_the_path_check_covers_each_worker_s_own_checkpoint_folder(tmp_path):
   assert distribute.worker_count(types.SimpleNamespace()) == 1
 
 
-def test_an_export_location_that_is_a_file_fails_before_the_first_step(tmp_path, folder):
+@pytest.mark.parametrize("name", ["export", "tensorboard"])
+def test_an_export_location_that_is_a_file_fails_before_the_first_step(tmp_path, folder,
+                                                                       name):
+  """(A file named tensorboard was TensorFlow's traceback from its summary writer.)"""
   workdir = tmp_path / "w"
   workdir.mkdir()
-  (workdir / "export").write_text("a file where the export goes\n")
+  (workdir / name).write_text(f"a file where the {name} goes\n")
   error = train_here(workdir, folder)
-  assert error == (f"{workdir}/export is a file, but the run writes its export there: "
+  assert error == (f"{workdir}/{name} is a file, but the run writes its {name} there: "
                    "move it away or use another --workdir.")
   assert not (workdir / "checkpoints").exists()
 

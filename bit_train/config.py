@@ -14,6 +14,7 @@ and reports, so they may change when it resumes.
 
 import dataclasses
 import difflib
+import math
 
 import ml_collections
 from ml_collections import config_dict
@@ -226,6 +227,14 @@ def _positive(config, *keys):
       raise UserError(f"config field {key}={config[key]} must be positive.")
 
 
+def _finite(config):
+  """NaN passes every comparison below, and an infinite number is no setting."""
+  for f in FIELDS:
+    value = config.get(f.name)
+    if f.type is float and value is not None and not math.isfinite(value):
+      raise UserError(f"config field {f.name}={value} must be a finite number.")
+
+
 def _not_negative(config, **notes):
   """Fields where 0 means something (the note says what) but below 0 nothing does."""
   for key, note in notes.items():
@@ -252,6 +261,7 @@ def validate(config):
   _one_of(config, "precision", PRECISIONS)
   _one_of(config, "model_source", MODEL_SOURCES)
   _one_of(config, "head", HEADS)
+  _finite(config)
   _positive(config, "batch_size", "batch_split", "base_lr", "log_every",
             "checkpoint_every", "keep_checkpoints", "examples_per_class",
             "num_examples", "num_classes", "precrop", "crop", "clip_grad_norm",

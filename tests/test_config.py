@@ -100,6 +100,17 @@ def test_zero_or_negative_numbers_that_make_no_sense_are_errors(arg, field):
     specs.from_config(bit_config.validate(config))
 
 
+@pytest.mark.parametrize("arg", ["base_lr=nan", "mixup_alpha=inf", "width=nan",
+                                 "clip_grad_norm=inf", "holdout_fraction=-inf",
+                                 "startup_timeout=nan"])
+def test_numbers_that_are_not_finite_are_errors(arg):
+  """NaN passes every comparison (base_lr=nan trained on a NaN learning rate)."""
+  field = arg.split("=")[0]
+  config = bit_config.apply_arg(bit_config.base_config(), arg)
+  with pytest.raises(UserError, match=rf"config field {field}=.+ must be a finite "):
+    specs.from_config(bit_config.validate(config))
+
+
 def test_no_falsy_value_is_replaced_by_the_models_default():
   spec = registry.lookup("BiT-M-R50x1")
   config = bit_config.base_config()

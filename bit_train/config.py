@@ -160,10 +160,14 @@ def base_config():
   return c
 
 
+def _type_of(current):
+  return current.get_type() if isinstance(
+      current, config_dict.FieldReference) else type(current)
+
+
 def _convert(key, text, current):
   """Turns the text of `key=text` into the type of the field it sets."""
-  field_type = current.get_type() if isinstance(
-      current, config_dict.FieldReference) else type(current)
+  field_type = _type_of(current)
   try:
     if field_type is bool:
       if text.lower() not in ("true", "false", "1", "0"):
@@ -194,7 +198,11 @@ def apply_arg(config, arg):
         hint += (f" (commas separate fields: for a value holding a comma use "
                  f"--config.{previous}=...)")
       raise UserError(f"unknown config field {key!r} in {arg!r}{hint}.")
-    config[key] = _convert(key, text.strip(), _field(config, key)) if has_value else True
+    current = _field(config, key)
+    if not has_value and _type_of(current) is not bool:  # True would be 1 to an int
+      raise UserError(f"config field {key} needs a value: write "
+                      f"{key}=<{_type_of(current).__name__}>.")
+    config[key] = _convert(key, text.strip(), current) if has_value else True
     previous = key if has_value else None
   return config
 

@@ -111,6 +111,18 @@ def test_numbers_that_are_not_finite_are_errors(arg):
     specs.from_config(bit_config.validate(config))
 
 
+def test_a_bare_name_sets_a_bool_field_and_is_an_error_for_any_other():
+  """`flip` alone sets True; `batch_size` alone set True too, which is 1 to an int
+  field, and the run planned a batch of 1."""
+  config = bit_config.apply_arg(bit_config.base_config(), "flip,deterministic")
+  assert config.flip is True and config.deterministic is True
+  for arg, kind in [("batch_size", "int"), ("base_lr", "float"), ("supports", "tuple"),
+                    ("data_dir", "str"), ("image_size", "tuple")]:
+    with pytest.raises(UserError, match=(rf"^config field {arg} needs a value: write "
+                                         rf"{arg}=<{kind}>")):
+      bit_config.apply_arg(bit_config.base_config(), f"seed=1,{arg}")
+
+
 def test_no_falsy_value_is_replaced_by_the_models_default():
   spec = registry.lookup("BiT-M-R50x1")
   config = bit_config.base_config()

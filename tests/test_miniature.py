@@ -201,3 +201,26 @@ def test_the_demo_leaves_a_workdir_that_is_not_its_own_alone(tmp_path, demo):
     (line,) = error_lines(result.stderr)
     assert line.startswith(f"error: --workdir {target} is left alone: ") and says in line
   assert (mine / "notes.txt").read_text() == (tmp_path / "a_file").read_text() == "precious"
+
+
+def test_the_demo_writes_its_digits_into_no_folder_of_other_images(tmp_path):
+  """--data at a folder of one's own images mixed the 1,797 digit scans into it (and
+  trained on both); it is one line, the folder left as it was."""
+  photos, mnist = tmp_path / "photos", tmp_path / "mnist"
+  (photos / "cat").mkdir(parents=True)
+  (photos / "cat" / "tom.jpg").write_bytes(b"precious")
+  (mnist / "3").mkdir(parents=True)
+  (mnist / "3" / "mine.png").write_bytes(b"precious")
+  for data, holds in [(photos, photos / "cat"), (mnist, mnist / "3")]:
+    before = sorted(p for p in data.rglob("*"))
+    result = subprocess.run(
+        [sys.executable, "experiments/miniature/demo.py", "--workdir",
+         str(tmp_path / "w"), "--data", str(data)], cwd=ROOT, capture_output=True,
+        text=True, timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert error_lines(result.stderr) == [
+        f"error: --data {data} is left alone: it holds {holds}, which is not one of the "
+        "demo's digit scans (they would join the images there); give the demo another "
+        "--data."]
+    assert sorted(p for p in data.rglob("*")) == before
+  assert not (tmp_path / "w").exists()

@@ -15,6 +15,7 @@ Each step is the command a user would type; it is printed before it runs.
 import argparse
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -73,6 +74,28 @@ def demo_workdir(workdir, data):
   return None
 
 
+def demo_data(data):
+  """None when the digits may be written to `data`: it is not there, is an empty
+  folder, or holds only the digits (0/ ... 9/ of <label>_<index>.png); else the one
+  line saying why it is left alone (the digits would join the images there)."""
+  if not os.path.exists(data):
+    return None
+  if not os.path.isdir(data):
+    return f"--data {data} is a file, not a folder: give another --data."
+  try:
+    for name in os.listdir(data):
+      folder = os.path.join(data, name)
+      if name not in {str(label) for label in range(10)} or not os.path.isdir(
+          folder) or any(not re.fullmatch(rf"{name}_\d{{4}}\.png", f)
+                         for f in os.listdir(folder)):
+        return (f"--data {data} is left alone: it holds {folder}, which is not one of "
+                "the demo's digit scans (they would join the images there); give the "
+                "demo another --data.")
+  except OSError as e:
+    return f"--data {data} cannot be read ({e.strerror}): give another --data."
+  return None
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--workdir", default="workdirs/quickstart")
@@ -82,9 +105,7 @@ def main():
   args = parser.parse_args()
   start = time.time()
   os.chdir(ROOT)
-  refused = demo_workdir(args.workdir, args.data)
-  if refused is None and os.path.exists(args.data) and not os.path.isdir(args.data):
-    refused = f"--data {args.data} is a file, not a folder: give another --data."
+  refused = demo_workdir(args.workdir, args.data) or demo_data(args.data)
   if refused:
     print(f"error: {refused}", file=sys.stderr)
     sys.exit(2)

@@ -224,3 +224,20 @@ def test_the_demo_writes_its_digits_into_no_folder_of_other_images(tmp_path):
         "--data."]
     assert sorted(p for p in data.rglob("*")) == before
   assert not (tmp_path / "w").exists()
+
+
+def test_the_demo_s_relative_paths_are_from_where_it_is_run(tmp_path):
+  """Run from another folder, --workdir and --data were taken from the repository
+  (its runs and digits landed there); they are the user's folder's."""
+  mine = tmp_path / "mine"
+  mine.mkdir()
+  (mine / "notes.txt").write_text("precious")
+  result = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "experiments/miniature/demo.py"),
+       "--workdir", "mine", "--data", "digits"], cwd=tmp_path, capture_output=True,
+      text=True, timeout=120, env=dict(os.environ, PYTHONPATH=ROOT))
+  assert result.returncode == 2, result.stderr[-2000:]
+  (line,) = error_lines(result.stderr)
+  assert line.startswith(f"error: --workdir {mine} is left alone: it holds files")
+  assert (mine / "notes.txt").read_text() == "precious"
+  assert not os.path.exists(os.path.join(ROOT, "mine"))

@@ -104,6 +104,9 @@ def main():
                       help="extra key=val settings for the quickstart config")
   args = parser.parse_args()
   start = time.time()
+  here = os.getcwd()  # the user's relative paths are from here, not from ROOT
+  if os.path.realpath(here) != os.path.realpath(ROOT):
+    args.workdir, args.data = (os.path.join(here, p) for p in (args.workdir, args.data))
   os.chdir(ROOT)
   refused = demo_workdir(args.workdir, args.data) or demo_data(args.data)
   if refused:

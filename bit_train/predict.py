@@ -149,12 +149,16 @@ def load_predictor(name, crop=None):
 
 def _hub_handle(name):
   """A BiT name's ILSVRC-2012 classifier on TF Hub, or a URL or TF Hub handle as is;
-  anything else is a --model that is not there."""
+  a file that is none of these, or anything else, is a --model mistake."""
   if "://" in name or name.startswith("google/"):
     return name
   try:
     spec = specs.ModelSpec.of(name, source="hub", head="keep")
   except UserError:
+    if os.path.isfile(name):
+      raise UserError(f"--model {name!r} is a file but not an .npz of weights: give "
+                      "an export dir, TF Hub module folder, .npz file or BiT name "
+                      "(such as BiT-M-R50x1).") from None
     raise UserError(f"--model {name!r} is no file or folder, TF Hub handle or BiT name:"
                     " give an export dir, TF Hub module, .npz file or BiT name (such as "
                     f"BiT-M-R50x1).{registry.did_you_mean(name)}") from None

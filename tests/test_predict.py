@@ -193,3 +193,12 @@ def test_a_batch_size_below_one_is_one_line(predict, exported, photos):
                    photos[0])
   assert result.returncode == 2
   assert error_lines(result.stderr) == ["error: --batch_size=0 must be at least 1."]
+
+
+def test_a_model_that_is_a_file_but_no_npz_is_one_line_saying_so(predict, photos):
+  """An image (or any file not .npz) given as --model was called 'no file or folder'."""
+  result = predict("--model", photos[0], photos[0])
+  assert result.returncode == 2
+  assert error_lines(result.stderr) == [
+      f"error: --model {photos[0]!r} is a file but not an .npz of weights: give an "
+      "export dir, TF Hub module folder, .npz file or BiT name (such as BiT-M-R50x1)."]

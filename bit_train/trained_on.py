@@ -15,6 +15,8 @@ from absl import logging
 import tensorflow as tf
 
 from bit_train import reading
+from bit_train import workdir as wd
+from bit_train.errors import UserError
 
 FILES = "trained_files.txt"
 
@@ -34,9 +36,28 @@ def describe(source):
   if examples.files is None or not root:
     return record, None
   lines = sorted(_key(path, root) for path in examples.files[0])
-  record.update(data_dir=root, files=len(lines), fingerprint=hashlib.sha256(
-      "\n".join(lines).encode()).hexdigest()[:16])
+  record.update(data_dir=root, files=len(lines), fingerprint=_fingerprint(lines))
   return record, lines
+
+
+def _fingerprint(lines):
+  return hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()[:16]
+
+
+def _check_recorded(lines, listed, export_root):
+  """The list must be the one export.json's trained_on records (when it does): an
+  emptied or edited list would let training images into the score."""
+  facts = os.path.join(export_root, wd.EXPORT_FACTS)
+  record = reading.read_json_if_exists(facts, "export facts")
+  about = record.get("run") if isinstance(record, dict) else None
+  about = about.get("trained_on") if isinstance(about, dict) else None
+  if not isinstance(about, dict) or "fingerprint" not in about:
+    return
+  if _fingerprint(lines) != about["fingerprint"]:
+    raise UserError(f"cannot read the list of training files {listed}: it is not the "
+                    f"list of the {about.get('files')} files {facts} records (another "
+                    "fingerprint): export the run again, or delete it to evaluate every "
+                    "image.")
 
 
 def unseen(examples, export_root, data_dir):
@@ -48,9 +69,11 @@ def unseen(examples, export_root, data_dir):
   if examples.files is None or not data_dir or not listed or not tf.io.gfile.exists(
       listed):
     return examples
-  trained = set(reading.read_text(
+  lines = reading.read_text(
       listed, "list of training files",
-      "export the run again, or delete it to evaluate every image").splitlines())
+      "export the run again, or delete it to evaluate every image").splitlines()
+  _check_recorded(lines, listed, export_root)
+  trained = set(lines)
   paths = examples.files[0]
   kept = [i for i, path in enumerate(paths) if _key(path, data_dir) not in trained]
   seen = len(paths) - len(kept)

@@ -118,6 +118,38 @@ def test_a_list_of_training_files_in_latin1_is_one_line_naming_it(tmp_path):
       "UTF-8 text")
 
 
+@pytest.mark.parametrize("listed", ["", "garbage\n", "a.png\t12\n"])
+def test_a_list_of_training_files_export_json_does_not_record_is_one_line(tmp_path,
+                                                                          listed):
+  """An emptied or edited trained_files.txt made bit-eval score the model on images
+  it trained on, without a word: export.json records the list's count and
+  fingerprint."""
+  lines = ["a.png\t12", "b.png\t34"]
+  (tmp_path / "a.png").write_bytes(b"x" * 12)
+  (tmp_path / "b.png").write_bytes(b"x" * 34)
+  (tmp_path / "c.png").write_bytes(b"x" * 56)
+  record, written = trained_on.describe(types.SimpleNamespace(
+      facts=types.SimpleNamespace(name="image_folder", train_split="all",
+                                  eval_split="holdout"),
+      spec=types.SimpleNamespace(data_dir=str(tmp_path)),
+      train_examples=lambda: types.SimpleNamespace(
+          files=([str(tmp_path / "a.png"), str(tmp_path / "b.png")],))))
+  assert written == lines
+  (tmp_path / "export.json").write_text(json.dumps({"run": {"trained_on": record}}))
+  examples = types.SimpleNamespace(files=([str(tmp_path / "a.png"),
+                                           str(tmp_path / "c.png")],), name="test",
+                                   subset=lambda kept: kept)
+  (tmp_path / trained_on.FILES).write_text("".join(line + "\n" for line in lines))
+  assert trained_on.unseen(examples, str(tmp_path), str(tmp_path)) == [1]
+  (tmp_path / trained_on.FILES).write_text(listed)
+  with pytest.raises(UserError) as error:
+    trained_on.unseen(examples, str(tmp_path), str(tmp_path))
+  assert one_line_naming(error, tmp_path / trained_on.FILES) == (
+      f"cannot read the list of training files {tmp_path / trained_on.FILES}: it is not "
+      f"the list of the 2 files {tmp_path / 'export.json'} records (another "
+      "fingerprint): export the run again, or delete it to evaluate every image.")
+
+
 def _npz(path, compressed=False, **arrays):
   arrays = arrays or {"resnet/root_block/standardized_conv2d/kernel":
                       np.arange(7 * 7 * 3 * 4, dtype=np.float32).reshape(7, 7, 3, 4),

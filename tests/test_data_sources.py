@@ -110,3 +110,24 @@ def test_a_csv_in_latin_1_is_one_line_naming_it(tmp_path):
   assert str(error.value).startswith(
       f"cannot read the train split's CSV file {root}/train.csv: it is not UTF-8 text")
   assert "\n" not in str(error.value)
+
+
+def test_an_image_listed_under_two_labels_is_one_line_naming_it(tmp_path):
+  """It trained on both labels of the same image without a word (listed twice
+  under one label, it is merely seen twice)."""
+  root, _, _ = write_csv_dataset(tmp_path)
+  first = open(os.path.join(root, "train.csv")).read().splitlines()[1]
+  path, label = first.split(",")
+  other = next(name for name in CLASSES if name != label)
+  config = bit_config.base_config()
+  config.update(dataset="csv", data_dir=root)
+  with open(os.path.join(root, "train.csv"), "a") as f:
+    f.write(f"{first}\n")
+  sources.for_training(specs.data_spec(config)).train_examples()
+  with open(os.path.join(root, "train.csv"), "a") as f:
+    f.write(f"./{path},{other}\n")
+  with pytest.raises(UserError) as error:
+    sources.for_training(specs.data_spec(config)).train_examples()
+  assert str(error.value) == (
+      f"train.csv lists {root}/./{path} under two labels, {label!r} and {other!r}: "
+      "keep the row with the right one.")

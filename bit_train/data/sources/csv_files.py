@@ -58,6 +58,12 @@ class CsvSource(base.DataSource):
       if unknown:
         raise UserError(f"{split}.csv has labels the train split lacks: "
                         f"{', '.join(unknown[:5])}.")
+      label_of = {}
+      for path, label in rows:  # twice under one label is only seen twice
+        if label_of.setdefault(os.path.normpath(path), label) != label:
+          raise UserError(f"{split}.csv lists {path} under two labels, "
+                          f"{label_of[os.path.normpath(path)]!r} and {label!r}: keep "
+                          "the row with the right one.")
       paths = tuple(p for p, _ in rows)
       missing = [p for p in paths if not os.path.isfile(p)]
       if missing:

@@ -223,6 +223,19 @@ def test_a_filter_naming_nothing_in_the_suite_is_one_line(tmp_path):
       "imagenet2012, oxford_flowers102, oxford_iiit_pet."]
 
 
+def test_a_suite_file_s_syntax_error_shows_python_s_lines_without_library_frames(
+    tmp_path):
+  """As for a config file (test_config.py): the runner showed importlib's frames."""
+  suite = tmp_path / "my_suite.py"
+  suite.write_text("SUITE = [\n")
+  result = runner(str(suite), "--root", str(tmp_path / "R"), "--dry_run")
+  assert result.returncode == 2 and "Traceback" not in result.stderr
+  assert f'File "{suite}", line 1' in result.stderr and "^" in result.stderr
+  assert error_lines(result.stderr) == [
+      f"error: syntax error in {suite}, line 1 (shown above), while loading the suite: "
+      "fix it."]
+
+
 # The VTAB-1k splits of google-research/task_adaptation (task_adaptation/data/*.py),
 # written out by hand: val200 and the test split of every task.
 VTAB_TABLE = {

@@ -15,6 +15,8 @@ defines `SUITE = Suite(...)` (see docs/extending.md, "Add an experiment").
 import dataclasses
 import importlib.util
 import os
+import sys
+import traceback
 from typing import Callable
 
 from bit_train import reading
@@ -56,7 +58,12 @@ def find(name):
     reading.read_source(name, "suite file")  # missing, unreadable, undecodable: one line
     spec = importlib.util.spec_from_file_location("_suite_file", name)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+      spec.loader.exec_module(module)
+    except SyntaxError as e:  # Python's file, line and caret only, as for a config file
+      print("".join(traceback.format_exception_only(e)).rstrip(), file=sys.stderr)
+      raise UserError(f"syntax error in {e.filename}, line {e.lineno} (shown above), "
+                      "while loading the suite: fix it.") from None
     if not isinstance(getattr(module, "SUITE", None), Suite):
       raise UserError(f"{name} defines no SUITE = experiments.suites.Suite(...): add it.")
     return module.SUITE

@@ -118,10 +118,20 @@ PLANNED_SHAPE = reading.Record(
 
 
 def metrics(root, run):
-  """The run's metrics.json as a dict, or None when it has not finished."""
-  return reading.read_json_if_exists(
-      wd.path(run.workdir(root), wd.METRICS), "metrics file", METRICS_SHAPE,
-      "delete it and run the suite again to redo the run")
+  """The run's metrics.json as a dict, or None when it has not finished. Its top-1
+  and top-5 must be shares (a hand-edited 1.7 was collected as 170 %)."""
+  path = wd.path(run.workdir(root), wd.METRICS)
+  fix = "delete it and run the suite again to redo the run"
+  found = reading.read_json_if_exists(path, "metrics file", METRICS_SHAPE, fix)
+  if found is None:
+    return None
+  shares = {"top1": found["top1"], "top5": found.get("top5"),
+            **{f"evals.{k}.top1": r["top1"] for k, r in found.get("evals", {}).items()}}
+  for name, value in shares.items():
+    if value is not None and not 0 <= value <= 1:
+      raise UserError(f"cannot read the metrics file {path}: its field {name!r} is "
+                      f"{value}, not a share between 0 and 1: {fix}.")
+  return found
 
 
 def plan_record(root, run):

@@ -225,6 +225,16 @@ MISTAKES = {
     "a metrics.json with a top1 that is text": (
         lambda root, runs: _write(_metrics(root, runs), '{"top1": "81%"}'), [],
         lambda root: f"cannot read the metrics file {root}/fewshot/"),
+    "a metrics.json with a top1 of 1.7 (it was collected as 170 %)": (
+        lambda root, runs: _write(_metrics(root, runs), '{"top1": 1.7}'), [],
+        lambda root: "its field 'top1' is 1.7, not a share between 0 and 1"),
+    "a metrics.json with a NaN top5": (
+        lambda root, runs: _write(_metrics(root, runs), '{"top1": 0.8, "top5": NaN}'),
+        [], lambda root: "its field 'top5' is nan, not a share between 0 and 1"),
+    "a metrics.json whose evals hold a negative top1": (
+        lambda root, runs: _write(_metrics(root, runs),
+                                  '{"top1": 0.8, "evals": {"real": {"top1": -0.1}}}'),
+        [], lambda root: "its field 'evals.real.top1' is -0.1, not a share between 0 and 1"),
     "a metrics.json whose evals are a list": (
         lambda root, runs: _write(_metrics(root, runs), '{"top1": 0.8, "evals": [1]}'),
         [], lambda root: "its field 'evals' is a list, not an object whose values are each an object"),

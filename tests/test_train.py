@@ -12,6 +12,7 @@ import os
 import pytest
 
 from bit_train import train as bit_train
+from bit_train.data.patterns import CLASSES, write_pattern_folder
 
 from helpers import error_lines, run_here, run_module, write_tiny_npz
 
@@ -158,3 +159,16 @@ def test_dry_run_accepts_a_whole_local_npz_without_reading_its_weights(tmp_path,
                    f"--config.model_path={tmp_path / 'w.npz'}")
   assert result.returncode == 0, result.stderr
   assert saved_plan(tmp_path)["model"]["location"] == str(tmp_path / "w.npz")
+
+
+def test_dry_run_on_a_folder_draws_the_few_shot_subset_a_run_would(tmp_path, dry_run):
+  """examples_per_class above a class's size planned n = k x classes and wrote
+  plan.json; the run then stopped on it. An image folder's labels are known
+  without reading an image, so the dry run draws the subset too."""
+  folder = write_pattern_folder(tmp_path / "data", per_class=4)
+  arg = f"dataset=image_folder,data_dir={folder},examples_per_class=5"
+  result = dry_run(tmp_path, arg)
+  assert_one_line_exit_2_and_no_plan(result, tmp_path, "examples_per_class=5")
+  result = dry_run(tmp_path, arg.replace("=5", "=3"))
+  assert result.returncode == 0, result.stderr
+  assert saved_plan(tmp_path)["plan"]["num_examples"] == 3 * len(CLASSES)

@@ -28,6 +28,7 @@ from bit_train import specs  # pylint: disable=wrong-import-position
 from bit_train import trainer  # pylint: disable=wrong-import-position
 from bit_train import workdir as wd  # pylint: disable=wrong-import-position
 from bit_train.data import sources  # pylint: disable=wrong-import-position
+from bit_train.data.sources import folder  # pylint: disable=wrong-import-position
 from bit_train.data.sources import scan_cache  # pylint: disable=wrong-import-position
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -66,6 +67,8 @@ def main(argv):
   # Made once, here: an unknown model name fails before anything is read.
   run_specs = specs.from_config(config, evals=not _DRY_RUN.value)
   evaluators.check_options(run_specs.evals)
+  if run_specs.data.dataset == folder.KIND:
+    wd.check_outside(_WORKDIR.value, run_specs.data.data_dir)
   if _DRY_RUN.value:
     # The cache is not written into a workdir that holds a run: a dry run on it
     # changes nothing there.

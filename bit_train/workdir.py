@@ -113,6 +113,18 @@ def claim(workdir, strategy=None):
     os.close(fd)  # releases the lock
 
 
+def check_outside(workdir, image_folder):
+  """The workdir is not the image folder or inside it: what a run writes there
+  (checkpoints/, export/, ...) would be read as classes by the next scan."""
+  if not image_folder or "://" in workdir or "://" in image_folder:
+    return
+  inside, root = os.path.realpath(workdir), os.path.realpath(image_folder)
+  if inside == root or inside.startswith(root.rstrip(os.sep) + os.sep):
+    raise UserError(f"the workdir {workdir} is inside the image folder {image_folder} "
+                    "(data_dir): what the run writes there would be read as classes; "
+                    "choose a --workdir outside it.")
+
+
 def longest_names(total_steps, workers=1):
   """The longest paths, relative to W, a run of `total_steps` writes: TensorFlow's
   temporary files of a checkpoint (checkpoints.py) and of the export (export.py),

@@ -444,6 +444,21 @@ def test_an_export_location_that_is_a_file_fails_before_the_first_step(tmp_path,
   assert not (workdir / "checkpoints").exists()
 
 
+@pytest.mark.parametrize("where", [".", "runs/w"])
+def test_a_workdir_inside_the_image_folder_is_one_line_and_writes_nothing(tmp_path,
+                                                                         where):
+  """Its checkpoints/, export/ and tensorboard/ became class folders of the data, and
+  the next run (a resume too) stopped on them."""
+  data = write_pattern_folder(tmp_path / "data", per_class=4)
+  before = sorted(os.listdir(data))
+  workdir = os.path.normpath(os.path.join(data, where))
+  for dry in ([], ["--dry_run"]):
+    assert train_here(workdir, data, "", *dry) == (
+        f"the workdir {workdir} is inside the image folder {data} (data_dir): what the "
+        "run writes there would be read as classes; choose a --workdir outside it.")
+  assert sorted(os.listdir(data)) == before
+
+
 def _namespace_mount_works():
   """Tests that need a real read-only or full file system mount a tmpfs in a private
   mount namespace (`unshare -m`, root only): nothing outside the test sees it."""

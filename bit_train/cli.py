@@ -16,6 +16,8 @@ file's path.
 """
 
 import importlib
+import os
+import select
 import sys
 import traceback
 import types
@@ -35,9 +37,26 @@ from bit_train.errors import Interrupted, UserError, quote
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 EXIT_TERMINATED = 143  # 128 + SIGTERM: bit-train saved a checkpoint and stopped
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: stdout's reader left (`| head`)
 
 _VERBOSE = flags.DEFINE_bool(console.VERBOSE_FLAG, False,
                              "Also show TensorFlow's own log lines (hidden by default).")
+
+
+def output_closed(error):
+  """After a BrokenPipeError: when stdout's reader left (`| head`), ends quietly as
+  a Unix tool does; a broken pipe elsewhere is re-raised."""
+  try:  # a pipe whose reader left polls as an error
+    poll = select.poll()
+    poll.register(sys.stdout.fileno(), select.POLLOUT)
+    closed = any(events & select.POLLERR for _, events in poll.poll(0))
+  except (AttributeError, OSError, ValueError):
+    closed = False
+  if not closed:
+    raise error
+  # What is still buffered would fail again when Python flushes at exit.
+  os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+  sys.exit(EXIT_BROKEN_PIPE)
 
 
 def fail(message, code=EXIT_USER_ERROR):
@@ -243,6 +262,8 @@ def run(main):
       return main(argv)
     except UserError as e:
       fail(e)
+    except BrokenPipeError as e:
+      output_closed(e)
     except OSError as e:
       if e.filename is None:
         raise

@@ -515,6 +515,8 @@ if __name__ == "__main__":
     main()
   except UserError as e:
     cli.fail(e)
+  except BrokenPipeError as e:
+    cli.output_closed(e)
   except KeyboardInterrupt:
     cli.fail("interrupted: run the same command again (collect only reads the runs).",
              cli.EXIT_INTERRUPTED)

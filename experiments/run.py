@@ -317,6 +317,8 @@ if __name__ == "__main__":
     main()
   except UserError as e:
     cli.fail(e)
+  except BrokenPipeError as e:
+    cli.output_closed(e)
   except KeyboardInterrupt:
     cli.fail("interrupted: run the same command again to resume.", cli.EXIT_INTERRUPTED)
   except Terminated:

@@ -141,3 +141,19 @@ def test_the_readmes_bit_eval_configs_load_and_validate():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     bit_config.validate(module.get_config(arg or None))
+
+
+@pytest.mark.parametrize("command", [
+    ["bit_train.train", "--config", "transfer:dataset=cifar10", "--workdir", "{w}",
+     "--dry_run"],
+    ["experiments.run", "standard", "--root", "{w}", "--dry_run"]])
+def test_output_into_a_pipe_its_reader_closed_ends_quietly(tmp_path, command):
+  """`| head -1`: printing to the closed pipe was a BrokenPipeError traceback."""
+  process = subprocess.Popen(
+      [sys.executable, "-m", *(a.format(w=tmp_path / "w") for a in command)],
+      cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  process.stdout.close()  # the reader is gone before anything is printed
+  stderr = process.stderr.read()
+  assert process.wait(timeout=600) == cli.EXIT_BROKEN_PIPE, stderr[-3000:]
+  assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr[-3000:]
+  assert not error_lines(stderr)

@@ -140,6 +140,15 @@ def _config_values(argv):
   return found
 
 
+def one_config(argv):
+  """A second --config would replace the first without a word."""
+  values = [value for _, _, value in _config_values(argv)]
+  if len(values) > 1:
+    raise UserError(f"--config is given {len(values)} times ({', '.join(values)}): "
+                    "give one, and set fields after its name (NAME:field=value,...) "
+                    "or with --config.<field>=<value>.")
+
+
 def resolve_configs(argv):
   """argv with each packaged config's name after --config replaced by its path; each
   config file is read through the reading layer first (check_config_file)."""
@@ -252,6 +261,7 @@ def run(main):
   argv = sys.argv
   if "config" in flags.FLAGS:  # the entry module reads a config file
     try:
+      one_config(argv)
       argv = resolve_configs(argv)
     except UserError as e:
       fail(e)

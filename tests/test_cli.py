@@ -157,3 +157,16 @@ def test_output_into_a_pipe_its_reader_closed_ends_quietly(tmp_path, command):
   assert process.wait(timeout=600) == cli.EXIT_BROKEN_PIPE, stderr[-3000:]
   assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr[-3000:]
   assert not error_lines(stderr)
+
+
+def test_two_configs_are_one_line(tmp_path, capsys):
+  """The last --config won and the first was dropped without a word."""
+  result = run_here(bit_train.run, "--config", "quickstart:data_dir=photos",
+                    "--config=transfer:dataset=cifar10", "--workdir", tmp_path / "w",
+                    "--dry_run", capsys=capsys)
+  assert result.returncode == 2
+  assert error_lines(result.stderr) == [
+      "error: --config is given 2 times (quickstart:data_dir=photos, "
+      "transfer:dataset=cifar10): give one, and set fields after its name "
+      "(NAME:field=value,...) or with --config.<field>=<value>."]
+  assert not (tmp_path / "w").exists()

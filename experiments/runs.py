@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import errno
 import json
+import math
 import os
 import shlex
 
@@ -162,10 +163,13 @@ def seconds(root, run):
   if not os.path.exists(path):
     return None
   try:
-    return sum(float(line) for line in reading.read_lines(path, "run time log") if line)
+    found = [float(line) for line in reading.read_lines(path, "run time log") if line]
   except ValueError:
+    found = [math.nan]
+  if not all(0 <= s < math.inf for s in found):  # NaN too
     raise UserError(f"cannot read the run time log {path}: a line is not seconds: "
-                    "delete it (collect then leaves the time out).") from None
+                    "delete it (collect then leaves the time out).")
+  return sum(found)
 
 
 def config_arg(**fields):

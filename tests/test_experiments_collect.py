@@ -246,6 +246,13 @@ MISTAKES = {
         lambda root, runs: _write(runs_lib.log_path(root, runs[1], ".failed.json"),
                                   '{"returncode": 2}'), [],
         lambda root: "lacks the field 'why'"),
+    "a .time log with negative seconds (it summed to a shorter wall time)": (
+        lambda root, runs: _write(runs_lib.log_path(root, runs[0], ".time"),
+                                  "12.5\n-5\n"), [],
+        lambda root: f"cannot read the run time log {root}/logs/fewshot/"),
+    "a .time log with NaN seconds": (
+        lambda root, runs: _write(runs_lib.log_path(root, runs[0], ".time"), "nan\n"),
+        [], lambda root: "a line is not seconds"),
     "a truncated runs.json": (
         lambda root, runs: _write(os.path.join(root, "runs.json"), '{"suites": {'), [],
         lambda root: f"cannot read the list of planned runs {root}/runs.json: it is not "

@@ -214,11 +214,16 @@ def train(specs, plan, source, workdir, strategy, force=False):
   try:
     with _TermSignal() as term:
       _fit(trainer, saver, log, term)
-    results = log.evaluation(trainer.done_steps(), trainer.evaluate())
-    record = _finish(trainer, results, log, workdir, chief)
+    # The steps are saved: SIGTERM now stops the evaluation and export as Ctrl-C does.
+    with _TermSignal(at_once=True):
+      results = log.evaluation(trainer.done_steps(), trainer.evaluate())
+      record = _finish(trainer, results, log, workdir, chief)
   except KeyboardInterrupt:
     log.end_live_line()
     raise Interrupted(_stopped(trainer, saver), 130) from None
+  except _Terminated:
+    log.end_live_line()
+    raise Interrupted(_stopped(trainer, saver), 143) from None
   finally:
     log.close()
   if chief:
@@ -228,18 +233,26 @@ def train(specs, plan, source, workdir, strategy, force=False):
   return record
 
 
+class _Terminated(BaseException):
+  """SIGTERM after the last step (BaseException: what is half-written is removed,
+  as after Ctrl-C)."""
+
+
 class _TermSignal:
   """Inside: SIGTERM sets `requested` instead of ending the process, so the loop
-  can save a checkpoint at the next step boundary. (Only the main thread can take
-  signals; elsewhere SIGTERM keeps its own handling.)"""
+  can save a checkpoint at the next step boundary; with `at_once`, it raises
+  _Terminated. (Only the main thread can take signals; elsewhere SIGTERM keeps its
+  own handling.)"""
 
-  def __init__(self):
-    self.requested = False
+  def __init__(self, at_once=False):
+    self.requested, self.at_once = False, at_once
     self._previous = None
 
   def _handle(self, signum, frame):
     del signum, frame
     self.requested = True
+    if self.at_once:
+      raise _Terminated()
 
   def __enter__(self):
     if threading.current_thread() is threading.main_thread():

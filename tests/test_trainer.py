@@ -22,9 +22,10 @@ import tensorflow as tf
 from bit_train import mixup
 from bit_train.data.patterns import write_pattern_folder
 
-from helpers import (ROOT, TINY, assert_same_weights, final_weights, free_ports, history,
-                     kill_at_first_checkpoint, record_training_calls, step_losses,
-                     tiny_run_config, train, train_here)
+from helpers import (ROOT, TINY, assert_same_weights, error_lines, final_weights,
+                     free_ports, history, kill_at_first_checkpoint,
+                     record_training_calls, step_losses, tiny_run_config, train,
+                     train_here)
 
 
 # The learning run: its data, its config, and what it learned. tests/margins.py
@@ -216,6 +217,33 @@ def tensorboard_steps(directory, tag):
 
 # Long enough that SIGTERM, sent at the first checkpoint, lands during training.
 TERM_RUN = "supports=2/30/40,checkpoint_every=3,log_every=1,deterministic=True"
+
+
+def test_sigterm_during_the_final_evaluation_is_one_line_and_exit_143(tmp_path, folder):
+  """After the last step SIGTERM ended the process at once, without a word; the
+  steps are saved, so it stops as Ctrl-C does, and the same command finishes."""
+  workdir = tmp_path / "w"
+  proc = subprocess.Popen([sys.executable, "-m", "bit_train.train", "--config",
+                           tiny_run_config(folder), "--workdir", str(workdir)],
+                          cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+  seen = []
+  while not any("Eval at step 6/6" in line for line in seen):
+    line = proc.stderr.readline()
+    assert line, "".join(seen)[-3000:]
+    seen.append(line)
+  proc.send_signal(signal.SIGTERM)
+  _, stderr = proc.communicate(timeout=300)
+  assert proc.returncode == 143, stderr[-3000:]
+  assert error_lines(stderr) == [
+      "error: interrupted at step 6 (last checkpoint: step 6): run the same command to "
+      "resume."]
+  assert "Traceback" not in stderr
+  export = workdir / "export"
+  assert not [n for n in (os.listdir(export) if export.exists() else []) if ".tmp" in n]
+  finished = train(workdir, folder)
+  assert finished.returncode == 0, finished.stderr[-3000:]
+  assert (workdir / "export" / "export.json").exists()
 
 
 def test_sigterm_saves_at_the_next_step_and_the_resumed_run_ends_with_the_same_weights(

@@ -273,6 +273,10 @@ def main(argv=None):
   flags = config_flags(args)
   if args.throttle is not None and (not args.emit or args.throttle < 1):
     raise UserError("--throttle N: give N >= 1, with --emit.")
+  for option in args.sbatch:  # a second line would be a shell command in slurm.sh
+    if "\n" in option or "\r" in option:
+      raise UserError(f"--sbatch {option!r}: give one #SBATCH option on one line per "
+                      "--sbatch, e.g. --sbatch=--gres=gpu:8.")
   if os.path.exists(root) and not os.path.isdir(root):
     raise UserError(f"--root {args.root} is a file, not a folder: choose another --root.")
   if args.dry_run:

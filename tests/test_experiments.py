@@ -236,6 +236,17 @@ def test_a_suite_file_s_syntax_error_shows_python_s_lines_without_library_frames
       "fix it."]
 
 
+def test_an_sbatch_option_of_more_than_one_line_is_one_line(tmp_path):
+  """Its second line went into slurm.sh as a shell command."""
+  result = runner("standard", "--root", str(tmp_path), "--emit",
+                  "--sbatch", "--gres=gpu:8\nrm -rf data")
+  assert result.returncode == 2
+  assert error_lines(result.stderr) == [
+      "error: --sbatch '--gres=gpu:8\\nrm -rf data': give one #SBATCH option on one "
+      "line per --sbatch, e.g. --sbatch=--gres=gpu:8."]
+  assert not os.path.exists(tmp_path / "standard")
+
+
 # The VTAB-1k splits of google-research/task_adaptation (task_adaptation/data/*.py),
 # written out by hand: val200 and the test split of every task.
 VTAB_TABLE = {

@@ -126,8 +126,10 @@ def main(argv):
   if facts is not None:
     model_spec = export_model(model_spec, facts)
   if facts is not None and own_head:  # only the images the model never trained on
-    evals[0].examples = trained_on.unseen(evals[0].examples, facts.root,
-                                          run_specs.data.data_dir)
+    for evaluator in evals:  # extra_evals and evals entries too
+      if hasattr(evaluator, "examples"):
+        evaluator.examples = trained_on.unseen(evaluator.examples, facts.root,
+                                               evaluator.entry.data.data_dir)
   crop, crop_from = eval_crop(run_specs.recipe, evals[0].examples.image_size, facts)
   batch = evaluators.eval_batch_size(run_specs.run.eval_batch_size,
                                      run_specs.recipe.micro_batch_size, strategy)

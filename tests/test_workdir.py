@@ -735,15 +735,17 @@ def test_export_records_the_training_files_and_bit_eval_measures_only_the_unseen
   # The run's own ending names its outputs and the commands to go on.
   assert f"Export   {workdir / 'export'}" in subprocess_stdout(workdir)
   metrics = json.load(open(workdir / "metrics.json"))
+  # A copy of the folder as an extra evaluation: its training images were scored.
+  copy = shutil.copytree(folder, tmp_path / "copy")
   result = subprocess.run(
       [sys.executable, "-m", "bit_train.eval", "--config",
        f"imagenet_eval:dataset=image_folder,data_dir={folder},model_path="
-       f"{workdir / 'export'}", "--workdir", str(tmp_path)],
+       f"{workdir / 'export'},extra_evals={copy}", "--workdir", str(tmp_path)],
       cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
-  (scored,) = json.load(open(tmp_path / "eval" / "metrics.json"))["results"].values()
-  assert scored["count"] == metrics["count"] == 36 - plan["num_examples"]
-  assert scored["top1"] == metrics["top1"]
+  scored, extra = json.load(open(tmp_path / "eval" / "metrics.json"))["results"].values()
+  assert scored["count"] == extra["count"] == metrics["count"] == 36 - plan["num_examples"]
+  assert scored["top1"] == extra["top1"] == metrics["top1"]
   assert (f"{plan['num_examples']} others were among its training images"
           in result.stderr), result.stderr[-3000:]
   assert f"Metrics    {tmp_path / 'eval' / 'metrics.json'}" in result.stdout

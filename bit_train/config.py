@@ -264,6 +264,13 @@ def validate(config):
   holdout_fraction, the batch split and the model name are checked once, when the
   run's records are made from the config (bit_train/specs.py).
   """
+  missing = [f.name for f in FIELDS if f.name not in config]
+  if not isinstance(config, ml_collections.ConfigDict):
+    missing.insert(0, f"it is a {type(config).__name__}, not a ConfigDict")
+  if missing:
+    raise UserError(f"the config lacks fields every run needs ({', '.join(missing[:5])}"
+                    f"{', ...' if len(missing) > 5 else ''}): start get_config from "
+                    "bit_train.config.base_config() and change what your run needs.")
   _normalise_tuples(config)
   _one_of(config, "strategy", STRATEGIES)
   _one_of(config, "precision", PRECISIONS)

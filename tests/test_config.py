@@ -177,6 +177,20 @@ def test_config_file_without_get_config_says_so(tmp_path, capsys):
       "ConfigDict: define it (see bit_train/configs/transfer.py)."]
 
 
+@pytest.mark.parametrize("body", ["return {'dataset': 'cifar10'}",
+                                  "return ml_collections.ConfigDict({'seed': 1})"])
+def test_a_config_not_made_from_base_config_says_so(tmp_path, capsys, body):
+  """It was a KeyError from bit_train/config.py, not a line of the user's file."""
+  path = tmp_path / "own.py"
+  path.write_text(f"import ml_collections\n\n\ndef get_config(arg=None):\n  {body}\n")
+  result = run_here(train.run, "--config", str(path), "--workdir", tmp_path / "w",
+                    "--dry_run", capsys=capsys)
+  assert result.returncode == 2 and "Traceback" not in result.stderr
+  (line,) = error_lines(result.stderr)
+  assert line.startswith("error: the config lacks fields every run needs (") and (
+      "start get_config from bit_train.config.base_config()" in line)
+
+
 def test_comma_inside_a_value_hints_at_the_config_flag(capsys):
   code, stderr = parse_config_flag(f"{TRANSFER}:data_dir=a,b", capsys)
   assert code == 2

@@ -3,7 +3,9 @@
   python -m experiments.collect R
 
 Reads R/runs.json (every run the runner planned under R) and each run's
-metrics.json and plan.json. Runs that differ only in their seed form one row: the
+metrics.json and plan.json. A finished run's plan.json must describe that run (the
+identity fields of its config argument, and its examples per class): a folder copied
+or linked from another run's is one line naming it, not a wrong row. Runs that differ only in their seed form one row: the
 measured top-1 as min <- median -> max and mean ± std over the finished seeds,
 beside the paper's number and the authors' re-runs (experiments/references.json),
 each with its source and where in it the number is. A finished run is reported
@@ -34,6 +36,7 @@ from bit_train import hyperrule
 from bit_train import reading
 from bit_train.errors import UserError
 from experiments import figures
+from experiments import plans
 from experiments import runs as runs_lib
 from experiments.suites import vtab
 
@@ -224,11 +227,25 @@ def group_rows(root, runs, with_variant):
       state = run_state(root, run)
       if state.status == "done":
         record = runs_lib.plan_record(root, run)
+        check_belongs(root, run, record)
         state = dataclasses.replace(state, plan=record["plan"] if record else None,
                                     seconds=runs_lib.seconds(root, run))
       states.append(state)
     rows.append(Row(*key, states))
   return rows
+
+
+def check_belongs(root, run, record):
+  """Raises UserError when a finished run's plan.json describes another run than
+  the one its folder is named for (a run folder copied or linked from another run):
+  its results would be tabled under the wrong row."""
+  found = plans.identity_difference(record, run)
+  if found:
+    raise UserError(
+        f"the run folder {run.workdir(root)} holds another run than {run.suite}/"
+        f"{run.name}: its plan.json has {', '.join(found)}: it was copied or linked "
+        "from another run's folder; delete it (or put that run where its name "
+        "says) and run the suite again.")
 
 
 def shots_text(shots):

@@ -9,6 +9,7 @@ import json
 import os
 
 from bit_train import cli
+from bit_train import config as bit_config
 from bit_train import configs
 from bit_train import specs
 from bit_train.data import sources
@@ -72,3 +73,34 @@ def plan_difference(root, run):
   saved = record["plan"]
   return [f"{field} {saved[field]} -> {value}" for field, value in now.items()
           if field in saved and saved[field] != value and field != "overridden"]
+
+
+def identity_difference(record, run):
+  """'field=saved (this run: value)' for each field that says which run a workdir
+  holds, where its saved plan.json `record` describes another run than `run` (a
+  folder copied or linked from another run's); [] when they agree or the record has
+  no config. The fields: the identity fields of the run's config argument (what the
+  runner wrote for this run) and examples_per_class (the shots of its name; the
+  argument leaves out an unset one). Fields set by the runner's flags for every run
+  (scaling, --set) are not the run's own."""
+  saved = (record or {}).get("config")
+  if not isinstance(saved, dict):
+    return []
+  expected = _run_config(run.config)
+  flagged = {flag.removeprefix("--config.").partition("=")[0] for flag in run.flags}
+  named = [item.partition("=")[0].strip()
+           for item in run.config.partition(":")[2].split(",") if item.strip()]
+  fields = [f for f in dict.fromkeys(named + ["examples_per_class"])
+            if bit_config.kind(f) == bit_config.IDENTITY and f not in flagged]
+  return [f"{field}={_text(saved.get(field))} (this run: {_text(expected[field])})"
+          for field in fields if field in saved and saved[field] != expected[field]]
+
+
+@functools.lru_cache(maxsize=None)
+def _run_config(config):
+  """The run's config as plan.json keeps it."""
+  return specs.config_record(load_config(config))
+
+
+def _text(value):
+  return "/".join(map(str, value)) if isinstance(value, list) else str(value)

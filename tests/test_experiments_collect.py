@@ -8,9 +8,11 @@ import shutil
 
 import pytest
 
+from bit_train import specs
 from bit_train.errors import UserError
 from experiments import collect
 from experiments import figures
+from experiments import plans
 from experiments import runs as runs_lib
 from experiments.suites import paper
 from experiments.suites import vtab
@@ -303,3 +305,40 @@ def test_collect_turns_a_mistake_into_one_line_and_exit_2(tmp_path):
   assert error_lines(result.stderr) == [
       f"error: cannot read the metrics file {_metrics(root, runs)}: it is a list, not an "
       "object: delete it and run the suite again to redo the run."]
+
+
+def _finish_as_the_trainer(root, run, top1):
+  """metrics.json and the plan.json the trainer writes: the run's config with it."""
+  _finish(root, run, top1, _plan())
+  config = specs.config_record(plans.load_config(run.config))
+  _rewrite_json(os.path.join(run.workdir(root), "plan.json"),
+                lambda r: r.update(config=config))
+
+
+def test_a_run_folder_holding_another_run_is_one_line_not_a_wrong_row(tmp_path):
+  root = str(tmp_path / "root")
+  runs = [r for r in paper.fewshot_runs() + paper.standard_runs()
+          if r.model == "BiT-M-R50x1" and r.dataset == "cifar10"]
+  five = [r for r in runs if r.suite == "fewshot" and r.shots == "5"]
+  full = [r for r in runs if r.suite == "standard"]
+  runs_lib.record_planned(root, _suite("fewshot"), five)
+  runs_lib.record_planned(root, _suite("standard"), full)
+  _finish_as_the_trainer(root, five[0], 0.81)  # seed 0
+  _finish_as_the_trainer(root, full[0], 0.97)
+  assert "| BiT-M-R50x1 | cifar10 | 5/class | 81.0 |" in collect.collect(root)
+  # Seed 0's folder copied as seed 1's: its 81 % would be tabled as a second seed.
+  shutil.copytree(five[0].workdir(root), five[1].workdir(root))
+  with pytest.raises(UserError) as error:
+    collect.collect(root)
+  assert str(error.value) == (
+      f"the run folder {five[1].workdir(root)} holds another run than fewshot/"
+      f"{five[1].name}: its plan.json has seed=0 (this run: 1), few_shot_seed=0 (this "
+      "run: 1): it was copied or linked from another run's folder; delete it (or put "
+      "that run where its name says) and run the suite again.")
+  shutil.rmtree(five[1].workdir(root))
+  # A full-data run's folder linked as a 5-shot one (its argument names no shots).
+  shutil.rmtree(five[0].workdir(root))
+  os.symlink(full[0].workdir(root), five[0].workdir(root))
+  with pytest.raises(UserError, match=r"its plan\.json has examples_per_class=None "
+                     r"\(this run: 5\)"):
+    collect.collect(root)

@@ -4,7 +4,8 @@ Every emission writes a folder of its own, so array tasks already queued keep
 reading the command file their script names:
 
   R/SUITE/emitted/<time>/commands.txt   one shell line per run (cd to the repository)
-  R/SUITE/emitted/<time>/slurm.sh       `sbatch` it: array task i runs line i+1
+  R/SUITE/emitted/<time>/slurm.sh       `sbatch` it: array task i runs line i+1;
+                                        its log R/SUITE/emitted/<time>/slurm-*.log
 
 Runs left out are listed as comments at the end of commands.txt with the reason:
 blocked runs (bit_train cannot run them yet) and finished runs whose saved plan
@@ -15,6 +16,7 @@ is missing, empty or a comment fails (exit 2) instead of doing nothing.
 """
 
 import os
+import re
 import shlex
 import time
 
@@ -30,13 +32,22 @@ def command_line(root, run, python):
   return f"test -f {shlex.quote(metrics)} || {run.command(root, python)}"
 
 
+def sbatch_value(text):
+  """`text` as one value on an #SBATCH line, in double quotes. sbatch splits those
+  lines itself, not the shell: an unquoted space ends a value, an unquoted # starts
+  a comment, a backslash escapes the next character (inside quotes too)."""
+  return '"' + re.sub(r'(["\\])', r"\\\1", text) + '"'
+
+
 def slurm_script(suite, count, commands, repo, options, throttle=None):
   """The job array over `commands`; `throttle` N runs at most N tasks at once."""
   limit = f"%{throttle}" if throttle else ""
+  # In the log's name % starts Slurm's patterns (%A job, %a task): %% is a %.
+  log = os.path.join(os.path.dirname(commands).replace("%", "%%"), "slurm-%A_%a.log")
   lines = ["#!/bin/bash",
-           f"#SBATCH --job-name=bit-{suite}",
+           f"#SBATCH --job-name={sbatch_value(f'bit-{suite}')}",
            f"#SBATCH --array=0-{count - 1}{limit}",
-           f"#SBATCH --output={os.path.join(os.path.dirname(commands), 'slurm-%A_%a.log')}",
+           f"#SBATCH --output={sbatch_value(log)}",
            *[f"#SBATCH {option}" for option in options],
            f"# One array task per run: task i runs line i+1 of {commands}.",
            "set -euo pipefail",

@@ -468,3 +468,58 @@ def test_a_damaged_runs_json_or_metrics_json_is_one_line_and_exit_2(tiny_suite):
   with pytest.raises(UserError, match=f"cannot read the metrics file {metrics}: its "
                      "field 'top1' is null, not a number"):
     experiments_run.main([suite, "--root", root, "--variants", "npz"])
+
+
+def sbatch_arguments(line):
+  """The arguments sbatch reads from an #SBATCH line: its own splitting
+  (_get_argument in Slurm's src/sbatch/opt.c), not the shell's: whitespace ends an
+  argument outside quotes, ' or " quote, a backslash escapes the next character
+  (inside quotes too), an unquoted # starts a comment."""
+  found, argument, quote, escaped = [], None, None, False
+  for char in line.removeprefix("#SBATCH") + " ":
+    if escaped:
+      escaped = False
+    elif char == "\\":
+      escaped = True
+      continue
+    elif quote:
+      if char == quote:
+        quote = None
+        continue
+    elif char in "\"'":
+      quote = char
+      argument = argument or ""
+      continue
+    elif char == "#":
+      break
+    elif char.isspace():
+      if argument is not None:
+        found.append(argument)
+      argument = None
+      continue
+    argument = (argument or "") + char
+  assert quote is None, f"unmatched {quote} in {line!r}"
+  if argument is not None:
+    found.append(argument)
+  return found
+
+
+def test_slurm_log_path_under_a_root_with_spaces_stays_one_sbatch_argument(
+    tmp_path, capsys):
+  """The unquoted --output= was cut at the root's first space (and at a #)."""
+  root = str(tmp_path / 'my runs #2 "final" 100%')
+  out = runner_here(capsys, "standard", "--root", root, "--emit", "--models",
+                    "BiT-M-R50x1", "--datasets", "cifar10", "--seeds", "0",
+                    "--python", "echo")
+  commands, script = [line.split("wrote ", 1)[1] for line in out.splitlines()]
+  lines = open(script).read().splitlines()
+  (output,) = [line for line in lines if line.startswith("#SBATCH --output=")]
+  folder = os.path.dirname(commands)
+  assert sbatch_arguments(output) == [
+      f"--output={folder.replace('%', '%%')}/slurm-%A_%a.log"]
+  assert sbatch_arguments(lines[1]) == ["--job-name=bit-standard"]
+  # The task still runs its line, from a folder whose name the shell must quote.
+  result = subprocess.run(["bash", script], env=dict(os.environ, SLURM_ARRAY_TASK_ID="0"),
+                          capture_output=True, text=True, check=True)
+  workdir = os.path.join(root, "standard", "cifar10__BiT-M-R50x1__full__seed0")
+  assert result.stdout.splitlines()[-1].endswith(f"--workdir {workdir}")

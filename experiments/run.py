@@ -10,9 +10,9 @@ is started again, which resumes from its last checkpoint (the trainer does that)
 finished run whose saved plan.json differs from the plan it would get now (other
 scaling flags, say) is named as different and not run: use another --root for the
 new setting. `--emit` writes a new folder R/SUITE/emitted/<time>/ holding
-commands.txt (one command per line, for any scheduler, calling this interpreter)
-and slurm.sh (a Slurm job array over that file; --throttle N: at most N tasks at
-once). `--dry_run` prints each run's HyperRule plan and the suite's total step
+commands.txt (one command per line, for any scheduler, calling this interpreter
+or --python's, an executable here) and slurm.sh (a Slurm job array over that file;
+--throttle N: at most N tasks at once). `--dry_run` prints each run's HyperRule plan and the suite's total step
 budget, and writes nothing. Planning, --dry_run and --emit import no TensorFlow.
 
 Scaling for a smaller accelerator, recorded in every run's plan.json: --batch_split N
@@ -26,6 +26,7 @@ import argparse
 import dataclasses
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -75,8 +76,9 @@ def parse_args(argv):
                       help="an #SBATCH line for slurm.sh, e.g. --sbatch=--gres=gpu:8")
   parser.add_argument("--throttle", type=int, metavar="N",
                       help="--emit: at most N array tasks at once (Slurm's %%N)")
-  parser.add_argument("--python", default=sys.executable,
-                      help="the interpreter the emitted commands call (default: this one)")
+  parser.add_argument("--python",
+                      help="--emit: the interpreter the emitted commands call, a path or "
+                      "a command on PATH (default: this one)")
   return parser.parse_args(argv)
 
 
@@ -266,6 +268,21 @@ def last_error(log):
   return (errors or lines or ["no output"])[-1]
 
 
+def emit_python(args):
+  """The interpreter the emitted commands call: --python, which must be an
+  executable here (a path, or a command on PATH), else this one."""
+  if args.python is None:
+    return sys.executable
+  if not args.emit:
+    raise UserError(f"--python {args.python}: give it with --emit (runs here call "
+                    "this interpreter).")
+  if shutil.which(args.python) is None:
+    raise UserError(f"--python {args.python}: no such interpreter (neither an "
+                    "executable file nor a command on PATH): give the Python the "
+                    f"emitted commands should call, e.g. --python {sys.executable}.")
+  return args.python
+
+
 def main(argv=None):
   args = parse_args(argv)
   suite = suites.find(args.suite)
@@ -273,6 +290,7 @@ def main(argv=None):
   flags = config_flags(args)
   if args.throttle is not None and (not args.emit or args.throttle < 1):
     raise UserError("--throttle N: give N >= 1, with --emit.")
+  python = emit_python(args)
   for option in args.sbatch:  # a second line would be a shell command in slurm.sh
     if "\n" in option or "\r" in option:
       raise UserError(f"--sbatch {option!r}: give one #SBATCH option on one line per "
@@ -296,7 +314,7 @@ def main(argv=None):
     plans.check_loads(run)
   runs_lib.record_planned(root, suite, runs)
   if args.emit:
-    paths = emit.write(root, suite.name, runs, args.python, args.sbatch, args.throttle,
+    paths = emit.write(root, suite.name, runs, python, args.sbatch, args.throttle,
                        differences(root, runs))
     for path in paths:
       print(f"wrote {path}")

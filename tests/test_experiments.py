@@ -523,3 +523,19 @@ def test_slurm_log_path_under_a_root_with_spaces_stays_one_sbatch_argument(
                           capture_output=True, text=True, check=True)
   workdir = os.path.join(root, "standard", "cifar10__BiT-M-R50x1__full__seed0")
   assert result.stdout.splitlines()[-1].endswith(f"--workdir {workdir}")
+
+
+def test_emit_with_a_python_that_does_not_exist_is_one_line(tmp_path, capsys):
+  """It wrote commands calling /nonexistent, each task failing on the cluster."""
+  result = runner("standard", "--root", str(tmp_path), "--emit", "--python",
+                  "/nonexistent/python")
+  assert result.returncode == 2, result.stderr
+  assert error_lines(result.stderr) == [
+      "error: --python /nonexistent/python: no such interpreter (neither an executable "
+      "file nor a command on PATH): give the Python the emitted commands should call, "
+      f"e.g. --python {sys.executable}."]
+  assert not os.path.exists(tmp_path / "standard")
+  # Without --emit nothing would call it: one line too.
+  with pytest.raises(UserError, match=r"^--python python3: give it with --emit \(runs "
+                     r"here call this interpreter\)\.$"):
+    runner_here(capsys, "standard", "--root", tmp_path, "--dry_run", "--python", "python3")

@@ -4,8 +4,8 @@
 
 The story of a run: config -> specs (bit_train/specs.py) -> dataset facts -> plan ->
 (model, data, loop, export).
-`--dry_run` stops after the plan: it checks the dataset and a local model_path
-(without loading the weights), prints the plan, writes it to the workdir (not over
+`--dry_run` stops after the plan: it checks the dataset, extra_evals and a local
+model_path (without loading the weights), prints the plan, writes it to the workdir (not over
 the plan of a run whose checkpoints are there), exits 0.
 """
 
@@ -64,8 +64,9 @@ def main(argv):
   cli.reject_arguments(argv)
   config = cli.load_config(_CONFIG)
   cli.require_workdir("bit-train", _WORKDIR.value)
-  # Made once, here: an unknown model name fails before anything is read.
-  run_specs = specs.from_config(config, evals=not _DRY_RUN.value)
+  # Made once, here: an unknown model name or extra_evals entry fails before
+  # anything is read, in a dry run too.
+  run_specs = specs.from_config(config, evals=True)
   evaluators.check_options(run_specs.evals)
   if run_specs.data.dataset == folder.KIND:
     wd.check_outside(_WORKDIR.value, run_specs.data.data_dir)

@@ -153,6 +153,20 @@ def test_dry_run_checks_a_local_model_path(tmp_path, dry_run, source, make, name
   assert str(path) in error_lines(result.stderr)[0]
 
 
+@pytest.mark.parametrize("entry", ["cifar11", "{tmp}/missing_folder"])
+def test_dry_run_checks_extra_evals_as_a_run_does(tmp_path, dry_run, entry):
+  """The dry run planned and exited 0; the run itself then stopped on the entry."""
+  entry = entry.format(tmp=tmp_path)
+  result = dry_run(tmp_path, "dataset=cifar10", f"--config.data_dir={tmp_path / 'no'}",
+                   f"--config.extra_evals=cifar10@test;{entry}")
+  assert_one_line_exit_2_and_no_plan(
+      result, tmp_path, f"extra_evals entry {entry!r} is neither an existing folder "
+      "nor a TFDS name")
+  result = dry_run(tmp_path, "dataset=cifar10", f"--config.data_dir={tmp_path / 'no'}",
+                   f"--config.extra_evals=cifar10@test;{tmp_path}")
+  assert result.returncode == 0, result.stderr
+
+
 def test_dry_run_accepts_a_whole_local_npz_without_reading_its_weights(tmp_path, dry_run):
   write_tiny_npz(str(tmp_path / "w.npz"), 5)
   result = dry_run(tmp_path, "dataset=cifar10,model_source=npz",

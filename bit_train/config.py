@@ -132,7 +132,8 @@ FIELDS = (
            ("keep_checkpoints", int, 3, "checkpoints kept", _T)) +
     _group("evaluation", RUN_ONLY,  # what is measured, not what is trained
            ("class_map", str, None,
-            "label file naming the model's outputs (line i: output i)"),
+            "bit-eval: label file naming the model's outputs (line i: output i); "
+            "bit-train refuses it, its outputs being the dataset's classes"),
            ("extra_evals", str, None,
             "more evaluations in the same run: name[@split];folder;..."),
            ("evals", dict, {},

@@ -30,6 +30,7 @@ from bit_train import workdir as wd  # pylint: disable=wrong-import-position
 from bit_train.data import sources  # pylint: disable=wrong-import-position
 from bit_train.data.sources import folder  # pylint: disable=wrong-import-position
 from bit_train.data.sources import scan_cache  # pylint: disable=wrong-import-position
+from bit_train.errors import UserError  # pylint: disable=wrong-import-position
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config name or file, and fields: e.g. transfer:dataset=cifar10.")
@@ -64,6 +65,11 @@ def main(argv):
   cli.reject_arguments(argv)
   config = cli.load_config(_CONFIG)
   cli.require_workdir("bit-train", _WORKDIR.value)
+  if config.class_map:  # bit-eval's field (config.py): no file names these outputs
+    raise UserError(f"class_map={config.class_map}: bit-train names its model's "
+                    "outputs after the dataset's classes (the export's class_names.txt), "
+                    "so it reads no label file of outputs: remove class_map (bit-eval "
+                    "reads it, for a model whose outputs are in another order).")
   # Made once, here: an unknown model name or extra_evals entry fails before
   # anything is read, in a dry run too.
   run_specs = specs.from_config(config, evals=True)

@@ -167,6 +167,24 @@ def test_dry_run_checks_extra_evals_as_a_run_does(tmp_path, dry_run, entry):
   assert result.returncode == 0, result.stderr
 
 
+def test_class_map_is_refused_by_bit_train_in_one_line(tmp_path, dry_run, capsys):
+  """bit-train trained and exported the dataset's class names as the outputs' without
+  a word about the label file it was given (only bit-eval reads class_map)."""
+  labels = tmp_path / "labels.txt"
+  labels.write_text("cat\ndog\n")
+  expected = (f"class_map={labels}: bit-train names its model's outputs after the "
+              "dataset's classes (the export's class_names.txt), so it reads no label "
+              "file of outputs: remove class_map (bit-eval reads it, for a model whose "
+              "outputs are in another order).")
+  result = dry_run(tmp_path, f"dataset=cifar10,class_map={labels}",
+                   f"--config.data_dir={tmp_path / 'no'}")
+  assert_one_line_exit_2_and_no_plan(result, tmp_path, expected)
+  result = run_here(bit_train.run, "--config", f"{TRANSFER}:class_map={labels}",
+                    "--workdir", tmp_path / "w", capsys=capsys)
+  assert result.returncode == 2 and error_lines(result.stderr) == [f"error: {expected}"]
+  assert not os.path.exists(tmp_path / "w")
+
+
 def test_dry_run_accepts_a_whole_local_npz_without_reading_its_weights(tmp_path, dry_run):
   write_tiny_npz(str(tmp_path / "w.npz"), 5)
   result = dry_run(tmp_path, "dataset=cifar10,model_source=npz",

@@ -268,21 +268,29 @@ def run(main):
 
   def guarded_main(argv):
     console.configure_python_logs(_VERBOSE.value)
-    try:
-      return main(argv)
-    except UserError as e:
-      fail(e)
-    except BrokenPipeError as e:
-      output_closed(e)
-    except OSError as e:
-      if e.filename is None:
-        raise
-      fail(f"{e.filename}: {e.strerror}: check the path.")
-    except Interrupted as e:
-      fail(e, e.exit_code)
-    except KeyboardInterrupt:
-      fail("interrupted: run the same command again.", EXIT_INTERRUPTED)
+    return guarded(main, argv)
   app.run(guarded_main, argv=argv, flags_parser=_parse_flags)
+
+
+def guarded(main, *args, again="run the same command again."):
+  """main(*args), ended as every command of the project ends: a user's mistake or a
+  path the system refused is one line and exit 2, an interruption its own line and
+  the shells' code, a closed stdout exit 141; `again` says how to go on after Ctrl-C.
+  Anything else is a bug and keeps its traceback."""
+  try:
+    return main(*args)
+  except UserError as e:
+    fail(e)
+  except BrokenPipeError as e:
+    output_closed(e)
+  except OSError as e:
+    if e.filename is None:
+      raise
+    fail(f"{e.filename}: {e.strerror}: check the path.")
+  except Interrupted as e:
+    fail(e, e.exit_code)
+  except KeyboardInterrupt:
+    fail(f"interrupted: {again}", EXIT_INTERRUPTED)
 
 
 def reject_arguments(argv):

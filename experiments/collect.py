@@ -528,12 +528,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  try:
-    main()
-  except UserError as e:
-    cli.fail(e)
-  except BrokenPipeError as e:
-    cli.output_closed(e)
-  except KeyboardInterrupt:
-    cli.fail("interrupted: run the same command again (collect only reads the runs).",
-             cli.EXIT_INTERRUPTED)
+  cli.guarded(main, again="run the same command again (collect only reads the runs).")

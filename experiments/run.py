@@ -39,6 +39,7 @@ console.quiet_native_logs(script=__name__ == "__main__")  # before TensorFlow is
 
 from bit_train import cli  # pylint: disable=wrong-import-position
 from bit_train import workdir as wd  # pylint: disable=wrong-import-position
+from bit_train.errors import Interrupted  # pylint: disable=wrong-import-position
 from bit_train.errors import UserError  # pylint: disable=wrong-import-position
 from experiments import emit  # pylint: disable=wrong-import-position
 from experiments import plans  # pylint: disable=wrong-import-position
@@ -218,8 +219,13 @@ def run_here(root, runs):
   return failed, list(different)
 
 
-class Terminated(Exception):
+class Terminated(Interrupted):
   """SIGTERM reached the runner (a scheduler ending the job)."""
+
+  def __init__(self):
+    super().__init__("terminated (SIGTERM): the run in progress was stopped and "
+                     "waited for; run the same command again to resume.",
+                     cli.EXIT_TERMINATED)
 
 
 def _raise_terminated(signum, frame):
@@ -331,18 +337,6 @@ def main(argv=None):
                     "(finished runs are skipped).")
 
 
-EXIT_TERMINATED = 128 + signal.SIGTERM  # as shells report a process ended by SIGTERM
-
 if __name__ == "__main__":
   signal.signal(signal.SIGTERM, _raise_terminated)
-  try:
-    main()
-  except UserError as e:
-    cli.fail(e)
-  except BrokenPipeError as e:
-    cli.output_closed(e)
-  except KeyboardInterrupt:
-    cli.fail("interrupted: run the same command again to resume.", cli.EXIT_INTERRUPTED)
-  except Terminated:
-    cli.fail("terminated (SIGTERM): the run in progress was stopped and waited for; "
-             "run the same command again to resume.", EXIT_TERMINATED)
+  cli.guarded(main, again="run the same command again to resume.")

@@ -80,7 +80,8 @@ def main(argv):
     # The cache is not written into a workdir that holds a run: a dry run on it
     # changes nothing there.
     with scan_cache.kept_in(_WORKDIR.value, save=not wd.holds_run(_WORKDIR.value)):
-      facts = sources.describe(run_specs.data)
+      source = sources.for_plan(run_specs.data)
+      facts = source.facts
     factory.check_weights(run_specs.model, facts.num_classes)
     model = describe_model(run_specs.model, facts.num_classes)
     plan = run_specs.recipe.plan(facts.num_examples, facts.image_size, facts.name)
@@ -96,7 +97,7 @@ def main(argv):
         files.write_text_atomic(wd.path(_WORKDIR.value, wd.PLAN_TEXT), text + "\n")
     print(text)
     print(files.json_text(record["plan"]))
-    for warning in plan.warnings():
+    for warning in warnings_of(plan, source):
       print(f"warning: {warning}")
     if kept:
       print(f"{_WORKDIR.value} holds a run's checkpoints: its {wd.PLAN} is kept, "
@@ -115,24 +116,34 @@ def main(argv):
     model = describe_model(run_specs.model, facts.num_classes)
     logging.info("%s\nModel %s from %s: %s\n%s", facts.describe(), model["name"],
                  model["source"], model["location"], plan.describe())
-    for warning in plan.warnings():
+    warnings = warnings_of(plan, source)
+    for warning in warnings:
       logging.warning("%s", warning)
     record = trainer.train(run_specs, plan, source, _WORKDIR.value, strategy,
                            _FORCE.value)
   if distribute.is_chief(strategy):
-    print(finished_text(_WORKDIR.value, record, run_specs.config))
+    print(finished_text(_WORKDIR.value, record, run_specs.config,
+                        source.trained_eval_warning()))
 
 
-def finished_text(workdir, record, config):
-  """What ends a bit-train run: its result, its outputs, the commands to go on."""
+def warnings_of(plan, source):
+  """What may waste the run or mislead its reader, printed after the plan."""
+  return plan.warnings() + [w for w in [source.trained_eval_warning()] if w]
+
+
+def finished_text(workdir, record, config, trained_eval=None):
+  """What ends a bit-train run: its result (and `trained_eval`, the warning that
+  its evaluation images were trained on), its outputs, the commands to go on."""
   w = workdir
   export = wd.path(w, wd.EXPORT)
-  data = (f"dataset=image_folder,data_dir={config['data_dir']}"
-          if config.get("dataset") == "image_folder" else f"dataset={record['dataset']}")
+  data = f"dataset={config.get('dataset') or record['dataset']}"
+  if config.get("data_dir"):  # an image folder's or CSV files' folder
+    data += f",data_dir={config['data_dir']}"
   images = config.get("data_dir") or "IMAGES"
   return console.outputs_and_next(
       f"Done: top-1 {record['top1']:.4f} on {record['count']} images of "
-      f"{record['dataset']} ({record['eval_split']}) at step {record['step']}.",
+      f"{record['dataset']} ({record['eval_split']}) at step {record['step']}."
+      + (f"\n  warning: {trained_eval}" if trained_eval else ""),
       [("Workdir", f"{w}   (the same command resumes or extends the run)"),
        ("Metrics", wd.path(w, wd.METRICS)),
        ("Report", wd.path(w, report.REPORT)),

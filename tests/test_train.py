@@ -204,3 +204,67 @@ def test_dry_run_on_a_folder_draws_the_few_shot_subset_a_run_would(tmp_path, dry
   result = dry_run(tmp_path, arg.replace("=5", "=3"))
   assert result.returncode == 0, result.stderr
   assert saved_plan(tmp_path)["plan"]["num_examples"] == 3 * len(CLASSES)
+
+
+def _csv_dir(root, train_rows, test_rows):
+  os.makedirs(root)
+  for name, rows in (("train", train_rows), ("test", test_rows)):
+    with open(os.path.join(root, f"{name}.csv"), "w") as f:
+      f.write("".join(f"{path},{label}\n" for path, label in rows))
+  return str(root)
+
+
+def _pattern_rows(folder):
+  return [(os.path.join(folder, kind, name), kind) for kind in CLASSES
+          for name in sorted(os.listdir(os.path.join(folder, kind)))]
+
+
+def _eval_layouts(tmp_path, layout):
+  """(config argument, the number of shared images expected in the warning or None)."""
+  if layout.startswith("cifar10"):
+    eval_split = ",eval_split=train[90%:]" if layout == "cifar10_overlap" else ""
+    # train[:98%] of 50,000 and train[90%:] share train[90%:98%]: 4,000 of 5,000.
+    return (f"dataset=cifar10{eval_split},data_dir={tmp_path / 'no_data'}",
+            "4,000 of the 5,000" if eval_split else None)
+  folder = write_pattern_folder(tmp_path / "images", per_class=4)
+  rows = _pattern_rows(folder)
+  if layout == "holdout":
+    return f"dataset=image_folder,data_dir={folder}", None
+  if layout == "linked_test_folder":
+    os.makedirs(tmp_path / "split")
+    os.symlink(folder, tmp_path / "split" / "train")
+    os.symlink(folder, tmp_path / "split" / "test")
+    return f"dataset=image_folder,data_dir={tmp_path / 'split'}", f"{len(rows)} of the {len(rows)}"
+  train_rows = rows[::2] if layout == "csv_disjoint" else rows
+  test = rows[1::2] if layout == "csv_disjoint" else rows[:5]
+  root = _csv_dir(tmp_path / "csv", train_rows, test)
+  return f"dataset=csv,data_dir={root}", (None if layout == "csv_disjoint" else "5 of the 5")
+
+
+@pytest.mark.parametrize("layout", ["cifar10", "cifar10_overlap", "holdout",
+                                    "linked_test_folder", "csv_same_rows", "csv_disjoint"])
+def test_dry_run_warns_when_evaluation_images_are_training_images(tmp_path, dry_run,
+                                                                   layout):
+  """A split that repeats training images scored memory as accuracy without a word:
+  TFDS split strings that overlap, a test folder linked to the train folder, a
+  test.csv listing train.csv's images. The plan now says how many are shared."""
+  arg, shared = _eval_layouts(tmp_path, layout)
+  result = dry_run(tmp_path, arg)
+  assert result.returncode == 0, result.stderr
+  warnings = [line for line in result.stdout.splitlines() if "are training images" in line]
+  if shared is None:
+    assert not warnings, warnings
+  else:
+    assert len(warnings) == 1 and warnings[0].startswith(f"warning: {shared} images"), (
+        result.stdout)
+
+
+def test_the_end_of_a_run_repeats_the_warning_and_names_the_data_folder_to_evaluate():
+  record = {"top1": 0.98, "count": 60, "dataset": "csv", "eval_split": "test", "step": 10}
+  text = bit_train.finished_text("W", record, {"dataset": "csv", "data_dir": "D"},
+                                 "60 of the 60 images are training images")
+  lines = text.splitlines()
+  assert lines[0].startswith("Done: top-1 0.9800 on 60 images")
+  assert lines[1] == "  warning: 60 of the 60 images are training images"
+  assert "imagenet_eval:dataset=csv,data_dir=D,model_path=" in text
+  assert "warning" not in bit_train.finished_text("W", record, {"dataset": "csv"})

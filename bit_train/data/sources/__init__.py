@@ -45,11 +45,16 @@ def for_training(data):
 
 
 def describe(data):
-  """DatasetFacts of a DataSpec's dataset, reading as little data as possible. The
-  kinds in KINDS list their files, so their labels are known without reading an
-  image: the few-shot subset is then drawn, so a class smaller than
-  examples_per_class is the error the run would stop on."""
+  """DatasetFacts of a DataSpec's dataset, reading as little data as possible."""
+  return for_plan(data).facts
+
+
+def for_plan(data):
+  """The source a dry run plans from: opened without reading data where metadata or
+  a table knows the facts. The kinds in KINDS list their files, so their labels are
+  known without reading an image: the few-shot subset is then drawn, so a class
+  smaller than examples_per_class is the error the run would stop on."""
   source = open_source(data, read=False)
   if data.examples_per_class is not None and data.dataset in KINDS:
     source.train_examples()
-  return source.facts
+  return source

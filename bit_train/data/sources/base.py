@@ -273,6 +273,28 @@ class DataSource(abc.ABC):
     return {"files_per_class": [int(c) for c in counts],
             "files_digest": digest.hexdigest()[:16]}
 
+  def shared_with_train(self):
+    """(how many evaluation examples are training examples, how many there are), or
+    None when that cannot be known. Files: by their real path (a link to a training
+    image is one). Other kinds override it with what identifies their examples."""
+    trained, evaluated = self.train_examples().files, self.eval_examples().files
+    if trained is None or evaluated is None:
+      return None
+    seen = {os.path.realpath(path) for path in trained[0]}
+    return sum(os.path.realpath(path) in seen for path in evaluated[0]), len(evaluated[0])
+
+  def trained_eval_warning(self):
+    """A warning when the evaluation split holds training examples, else None: its
+    top-1 then measures memory."""
+    shared = self.shared_with_train()
+    if not shared or not shared[0]:
+      return None
+    seen, total = shared
+    return (f"{seen:,} of the {total:,} images of the evaluation split "
+            f"{self.eval_split()!r} are training images (train split "
+            f"{self.facts.train_split!r}): its top-1 measures memory, not accuracy on "
+            "new images; set eval_split to images the run does not train on.")
+
   def eval_split(self):
     """The split evaluated when none is named: spec.eval_split, else the kind's
     default (`default_eval_split`)."""

@@ -102,6 +102,19 @@ class TfdsSource(base.DataSource):
     raise UserError(f"dataset {name!r} has splits {', '.join(sorted(splits))}: choose "
                     f"the one to evaluate with eval_split (or {name}@<split>).")
 
+  def shared_with_train(self):
+    """Split strings select examples by position: their overlap, counted on the
+    split sizes the facts came from (the table's in a dry run); when no sizes are
+    known, only the same string counts."""
+    train, evaluated = self.facts.train_split, self.eval_split()
+    if self.read and self.builder().is_prepared():
+      sizes = {name: s.num_examples for name, s in self.builder().info.splits.items()}
+    else:  # a dry run reads no builder for this; a dataset described by hand has none
+      sizes = self.known.split_sizes if self.known else None
+    if not sizes:
+      return (1, 1) if train == evaluated else None
+    return shared_examples(evaluated, train, sizes), count_split(evaluated, sizes)
+
   @property
   def multilabel_key(self):
     features = self.builder().info.features
@@ -253,8 +266,22 @@ def did_you_mean(name):
 
 
 def count_split(split, split_sizes):
-  """Examples selected by a TFDS split string (`train[:98%]`, `train+test`),
-  with TFDS's own slicing arithmetic."""
+  """Examples selected by a TFDS split string (`train[:98%]`, `train+test`)."""
+  return sum(stop - start for _, start, stop in _ranges(split, split_sizes))
+
+
+def shared_examples(split, other, split_sizes):
+  """How many examples two TFDS split strings both select (`train[:98%]` and
+  `train[90%:]` share 8 % of train)."""
+  return sum(max(0, min(stop, b_stop) - max(start, b_start))
+             for name, start, stop in _ranges(split, split_sizes)
+             for b_name, b_start, b_stop in _ranges(other, split_sizes)
+             if name == b_name)
+
+
+def _ranges(split, split_sizes):
+  """(split name, start, stop) of every part of a TFDS split string, by TFDS's own
+  slicing arithmetic."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   infos = {name: types.SimpleNamespace(num_examples=n, shard_lengths=[n])
            for name, n in split_sizes.items()}
@@ -263,13 +290,9 @@ def count_split(split, split_sizes):
   except (ValueError, AssertionError) as e:
     raise UserError(f"split {split!r} is not valid for splits "
                     f"{sorted(split_sizes)}: {quote(e)}") from None
-  total = 0
-  for instr in instructions:
-    # Bounds are absolute here; None means the split's start or end.
-    start = instr.from_ or 0
-    stop = split_sizes[instr.splitname] if instr.to is None else instr.to
-    total += max(0, stop - start)
-  return total
+  # Bounds are absolute here; None means the split's start or end.
+  return [(i.splitname, i.from_ or 0, split_sizes[i.splitname] if i.to is None else i.to)
+          for i in instructions]
 
 
 def _feature_key(builder, kind, preferred, what):

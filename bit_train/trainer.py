@@ -240,28 +240,36 @@ class _Terminated(BaseException):
 
 class _TermSignal:
   """Inside: SIGTERM sets `requested` instead of ending the process, so the loop
-  can save a checkpoint at the next step boundary; with `at_once`, it raises
-  _Terminated. (Only the main thread can take signals; elsewhere SIGTERM keeps its
-  own handling.)"""
+  can save a checkpoint at the next step boundary. With `at_once` (the evaluation
+  and export after the last step), SIGTERM raises _Terminated and Ctrl-C
+  KeyboardInterrupt, and a signal whose exception was swallowed (it can land in a
+  TensorFlow finalizer, where Python only prints it) is raised again on the way
+  out. (Only the main thread can take signals; elsewhere they keep their own
+  handling.)"""
 
   def __init__(self, at_once=False):
     self.requested, self.at_once = False, at_once
-    self._previous = None
+    self._previous = {}
+    self._stop = None  # the exception of the signal that arrived (at_once)
 
   def _handle(self, signum, frame):
-    del signum, frame
+    del frame
     self.requested = True
     if self.at_once:
-      raise _Terminated()
+      self._stop = _Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+      raise self._stop()
 
   def __enter__(self):
     if threading.current_thread() is threading.main_thread():
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
+      for signum in (signal.SIGTERM, signal.SIGINT) if self.at_once else (signal.SIGTERM,):
+        self._previous[signum] = signal.signal(signum, self._handle)
     return self
 
-  def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+  def __exit__(self, exc_type, *exc):
+    for signum, previous in self._previous.items():
+      signal.signal(signum, previous)
+    if exc_type is None and self._stop is not None:
+      raise self._stop()
 
 
 def _stopped(trainer, saver):

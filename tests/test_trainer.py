@@ -278,3 +278,31 @@ def test_sigterm_saves_at_the_next_step_and_the_resumed_run_ends_with_the_same_w
   # TensorBoard: each step's train loss once, and eval loss under the train loss's tag.
   assert tensorboard_steps(workdir / "tensorboard" / "train", "loss") == list(range(1, 41))
   assert tensorboard_steps(workdir / "tensorboard" / "eval", "loss") == [40]
+
+
+class _SignalledFinalizer:
+  """An object whose finalizer takes a signal: the handler's exception is raised
+  inside __del__, where Python prints it and goes on (as in TensorFlow's
+  finalizers during the final export)."""
+
+  def __init__(self, signum):
+    self.signum = signum
+
+  def __del__(self):
+    os.kill(os.getpid(), self.signum)
+    for _ in range(1000):  # the handler runs between these bytecodes
+      time.sleep(0.001)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_swallowed_by_a_finalizer_still_stops_the_final_export(signum):
+  """Ctrl-C during the final export once ended the run with exit 0: its
+  KeyboardInterrupt landed in a finalizer and was only printed."""
+  from bit_train import trainer  # pylint: disable=import-outside-toplevel
+  before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+  stop = KeyboardInterrupt if signum == signal.SIGINT else trainer._Terminated
+  with pytest.raises(stop):
+    with trainer._TermSignal(at_once=True):
+      finalized = _SignalledFinalizer(signum)
+      del finalized
+  assert {s: signal.getsignal(s) for s in before} == before

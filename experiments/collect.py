@@ -5,9 +5,9 @@
 Reads R/runs.json (every run the runner planned under R) and each run's
 metrics.json and plan.json. A finished run's plan.json must describe that run (the
 identity fields of its config argument, and its examples per class): a folder copied
-or linked from another run's is one line naming it, not a wrong row. Runs that differ only in their seed form one row: the
-measured top-1 as min <- median -> max and mean ± std over the finished seeds,
-beside the paper's number and the authors' re-runs (experiments/references.json),
+or linked from another run's is one line naming it, not a wrong row. Runs that
+differ only in their seed form one row: the measured top-1 as min <- median -> max
+and mean ± std over the finished seeds, beside the paper's number and the authors' re-runs (experiments/references.json),
 each with its source and where in it the number is. A finished run is reported
 whatever the suite says of it (a run the suite marks blocked that has a metrics.json
 counts). A row whose runs did not all finish says how many did, and why the others

@@ -32,10 +32,9 @@ from bit_train import console
 from bit_train import specs
 from bit_train import helptext
 from bit_train import reading
-from bit_train.errors import Interrupted, UserError, quote
+from bit_train.errors import AGAIN, EXIT_INTERRUPTED, Interrupted, UserError, interrupted, quote
 
 EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 EXIT_TERMINATED = 143  # 128 + SIGTERM: bit-train saved a checkpoint and stopped
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: stdout's reader left (`| head`)
 
@@ -272,7 +271,7 @@ def run(main):
   app.run(guarded_main, argv=argv, flags_parser=_parse_flags)
 
 
-def guarded(main, *args, again="run the same command again."):
+def guarded(main, *args, again=AGAIN):
   """main(*args), ended as every command of the project ends: a user's mistake or a
   path the system refused is one line and exit 2, an interruption its own line and
   the shells' code, a closed stdout exit 141; `again` says how to go on after Ctrl-C.
@@ -290,7 +289,7 @@ def guarded(main, *args, again="run the same command again."):
   except Interrupted as e:
     fail(e, e.exit_code)
   except KeyboardInterrupt:
-    fail(f"interrupted: {again}", EXIT_INTERRUPTED)
+    fail(interrupted(again), EXIT_INTERRUPTED)
 
 
 def reject_arguments(argv):

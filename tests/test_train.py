@@ -259,6 +259,25 @@ def test_dry_run_warns_when_evaluation_images_are_training_images(tmp_path, dry_
         result.stdout)
 
 
+@pytest.mark.parametrize("test_rows", ["missing", "unknown_label"])
+def test_a_dry_run_whose_eval_split_fails_writes_no_plan(tmp_path, dry_run, test_rows):
+  """A CSV without test.csv, or one naming a label train.csv lacks: the dry run
+  printed and wrote its whole plan, then stopped on the eval split (exit 2)."""
+  rows = _pattern_rows(write_pattern_folder(tmp_path / "images", per_class=2))
+  root = _csv_dir(tmp_path / "csv", rows, rows[:1])
+  if test_rows == "missing":
+    os.remove(os.path.join(root, "test.csv"))
+  else:
+    with open(os.path.join(root, "test.csv"), "w") as f:
+      f.write(f"{rows[0][0]},dog\n")
+  result = dry_run(tmp_path, f"dataset=csv,data_dir={root}")
+  assert result.returncode == 2
+  assert len(error_lines(result.stderr)) == 1, result.stderr
+  assert "test" in error_lines(result.stderr)[0]
+  assert "BiT-HyperRule plan" not in result.stdout
+  assert not (tmp_path / "w").exists()
+
+
 def test_the_end_of_a_run_repeats_the_warning_and_names_the_data_folder_to_evaluate():
   record = {"top1": 0.98, "count": 60, "dataset": "csv", "eval_split": "test", "step": 10}
   text = bit_train.finished_text("W", record, {"dataset": "csv", "data_dir": "D"},

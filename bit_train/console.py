@@ -14,6 +14,7 @@ import atexit
 import logging
 import os
 import re
+import shlex
 import sys
 import threading
 
@@ -142,6 +143,12 @@ def configure_python_logs(verbose=False):
   handler.addFilter(_OursAndWarnings())
   handler.setFormatter(_Plain())
   logging.getLogger("tensorflow").setLevel(logging.WARNING)
+
+
+def command(*words):
+  """A command line a user can paste: each word quoted as a shell needs it (a path
+  with a space stays one argument; plain words are left as they are)."""
+  return " ".join(shlex.quote(str(word)) for word in words)
 
 
 def outputs_and_next(headline, outputs, commands):

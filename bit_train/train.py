@@ -149,12 +149,12 @@ def finished_text(workdir, record, config, trained_eval=None):
       [("Workdir", f"{w}   (the same command resumes or extends the run)"),
        ("Metrics", wd.path(w, wd.METRICS)),
        ("Report", wd.path(w, report.REPORT)),
-       ("Curves", f"{wd.path(w, wd.CURVES)}   (tensorboard --logdir "
-                  f"{wd.path(w, wd.TENSORBOARD)})"),
+       ("Curves", f"{wd.path(w, wd.CURVES)}   ("
+                  f"{console.command('tensorboard', '--logdir', wd.path(w, wd.TENSORBOARD))})"),
        ("Export", f"{export}   (serving/: uint8 images in; hub_module/: TF Hub)")],
-      [f"bit-predict --model {export} --top 3 {images}",
-       f"bit-eval --config imagenet_eval:{data},model_path={export} --workdir "
-       f"{w}_eval"])
+      [console.command("bit-predict", "--model", export, "--top", "3", images),
+       console.command("bit-eval", "--config", f"imagenet_eval:{data},model_path={export}",
+                       "--workdir", f"{w}_eval")])
 
 
 def run():

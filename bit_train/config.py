@@ -194,7 +194,7 @@ def apply_arg(config, arg):
     key, has_value, text = item.partition("=")
     key = key.strip()
     if key not in config:
-      hint = _did_you_mean(key, config)
+      hint = _did_you_mean(key, config.keys())
       if previous and not has_value:
         hint += (f" (commas separate fields: for a value holding a comma use "
                  f"--config.{previous}=...)")
@@ -219,8 +219,8 @@ def _field(config, key):
     return value
 
 
-def _did_you_mean(key, config):
-  close = difflib.get_close_matches(key, list(config.keys()), n=1)
+def _did_you_mean(key, names):
+  close = difflib.get_close_matches(key, list(names), n=1)
   return f" (did you mean {close[0]!r}?)" if close else ""
 
 
@@ -272,6 +272,12 @@ def validate(config):
     raise UserError(f"the config lacks fields every run needs ({', '.join(missing[:5])}"
                     f"{', ...' if len(missing) > 5 else ''}): start get_config from "
                     "bit_train.config.base_config() and change what your run needs.")
+  names = [f.name for f in FIELDS]
+  unknown = [key for key in config.keys() if key not in names]
+  if unknown:  # a typo in a config file (config.batchsize = 16) is read by no one
+    raise UserError("the config sets fields no run reads: " + ", ".join(
+        f"{key!r}{_did_you_mean(key, names)}" for key in unknown) + ": rename or remove "
+        "them (bit-train --help lists every field).")
   _normalise_tuples(config)
   _one_of(config, "strategy", STRATEGIES)
   _one_of(config, "precision", PRECISIONS)

@@ -177,6 +177,22 @@ def test_config_file_without_get_config_says_so(tmp_path, capsys):
       "ConfigDict: define it (see bit_train/configs/transfer.py)."]
 
 
+def test_a_config_file_setting_a_field_no_run_reads_is_one_line(tmp_path, capsys):
+  """`config.batchsize = 16` in a config file was read by no one: the run planned the
+  default batch of 512 without a word."""
+  path = tmp_path / "own.py"
+  path.write_text("from bit_train import config as c\n\n\ndef get_config(arg=None):\n"
+                  "  config = c.base_config()\n  config.batchsize = 16\n"
+                  "  return c.apply_arg(config, arg)\n")
+  result = run_here(train.run, "--config", str(path), "--workdir", tmp_path / "w",
+                    "--dry_run", capsys=capsys)
+  assert result.returncode == 2 and "Traceback" not in result.stderr
+  assert error_lines(result.stderr) == [
+      "error: the config sets fields no run reads: 'batchsize' (did you mean "
+      "'batch_size'?): rename or remove them (bit-train --help lists every field)."]
+  assert not (tmp_path / "w").exists()
+
+
 @pytest.mark.parametrize("body", ["return {'dataset': 'cifar10'}",
                                   "return ml_collections.ConfigDict({'seed': 1})"])
 def test_a_config_not_made_from_base_config_says_so(tmp_path, capsys, body):

@@ -306,11 +306,16 @@ def load_config(source, overrides=(), flag_name="config"):
     `FILE.py[:ARGS]` itself (the experiments runner).
   overrides: `--config.<field>=<value>` (or `<field>=<value>`) settings on top.
   """
+  given = isinstance(source, str) or bool(getattr(source, "present", False))
   if isinstance(source, str):
     check_config_file(source)
     source = types.SimpleNamespace(value=config_flags.config_flags.ConfigFileFlagParser(
         flag_name).parse(source))
   config = source.value
+  if config is None and given:  # config_flags keeps a None that get_config returned
+    raise UserError(f"the config file's get_config returned None (--{flag_name}): "
+                    "return the config, e.g. bit_train.config.base_config() changed "
+                    "as your run needs.")
   if config is None:
     raise UserError(f"--{flag_name} is required, e.g. "
                     f"--{flag_name} transfer:dataset=cifar10")

@@ -177,6 +177,18 @@ def test_config_file_without_get_config_says_so(tmp_path, capsys):
       "ConfigDict: define it (see bit_train/configs/transfer.py)."]
 
 
+def test_a_config_file_whose_get_config_returns_none_says_so(tmp_path, capsys):
+  """It said `--config is required` to a user who had given it."""
+  path = tmp_path / "own.py"
+  path.write_text("def get_config(arg=None):\n  config = {'seed': 1}\n")
+  result = run_here(train.run, "--config", str(path), "--workdir", tmp_path / "w",
+                    "--dry_run", capsys=capsys)
+  assert result.returncode == 2 and "Traceback" not in result.stderr
+  assert error_lines(result.stderr) == [
+      "error: the config file's get_config returned None (--config): return the "
+      "config, e.g. bit_train.config.base_config() changed as your run needs."]
+
+
 def test_a_config_file_setting_a_field_no_run_reads_is_one_line(tmp_path, capsys):
   """`config.batchsize = 16` in a config file was read by no one: the run planned the
   default batch of 512 without a word."""

@@ -30,6 +30,7 @@ from bit_train import config as bit_config
 from bit_train import configs
 from bit_train import console
 from bit_train import specs
+from bit_train import files
 from bit_train import helptext
 from bit_train import reading
 from bit_train.errors import AGAIN, EXIT_INTERRUPTED, Interrupted, UserError, interrupted, quote
@@ -83,9 +84,18 @@ def _raised_by_config_file(error):
   return None
 
 
+# Flags holding one local path (a leading ~ is expanded: `--workdir=~/w` reaches no
+# shell's tilde expansion).
+PATH_FLAGS = ("workdir", "model", "labels")
+
+
 def _parse_flags(argv):
   try:
-    return flags.FLAGS(argv)
+    rest = flags.FLAGS(argv)
+    for name in PATH_FLAGS:
+      if name in flags.FLAGS:
+        flags.FLAGS[name].value = files.home_expanded(flags.FLAGS[name].value)
+    return rest
   except UserError as e:
     fail(e)
   except SyntaxError as e:  # in a config file: Python's file, line and caret only

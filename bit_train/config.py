@@ -19,6 +19,7 @@ import math
 import ml_collections
 from ml_collections import config_dict
 
+from bit_train import files
 from bit_train.errors import UserError
 
 STRATEGIES = ("auto", "cpu", "mirrored", "multi_worker", "tpu")
@@ -259,6 +260,10 @@ def _normalise_tuples(config):
       config[key] = _convert(key, " ".join(map(str, value)), tuple())
 
 
+# Fields holding one local path (a leading ~ is expanded).
+PATHS = ("data_dir", "manual_dir", "model_path", "class_map")
+
+
 def validate(config):
   """Checks values a user can get wrong; raises UserError naming field and fix.
 
@@ -278,6 +283,8 @@ def validate(config):
     raise UserError("the config sets fields no run reads: " + ", ".join(
         f"{key!r}{_did_you_mean(key, names)}" for key in unknown) + ": rename or remove "
         "them (bit-train --help lists every field).")
+  for key in PATHS:
+    config[key] = files.home_expanded(config[key])
   _normalise_tuples(config)
   _one_of(config, "strategy", STRATEGIES)
   _one_of(config, "precision", PRECISIONS)

@@ -2,6 +2,7 @@
 no sense, config file mistakes (one clear error, or the file's own traceback)."""
 
 import importlib.util
+import json
 import os
 import sys
 
@@ -13,6 +14,7 @@ from bit_train import config as bit_config
 from bit_train import configs
 from bit_train import specs
 from bit_train import train  # defines --config, as bit-train does
+from bit_train.data.patterns import write_pattern_folder
 from bit_train.errors import UserError
 from bit_train.models import bit
 from bit_train.models import registry
@@ -175,6 +177,21 @@ def test_config_file_without_get_config_says_so(tmp_path, capsys):
   assert error_lines(stderr) == [
       f"error: the config file {path} has no get_config(arg=None) returning a "
       "ConfigDict: define it (see bit_train/configs/transfer.py)."]
+
+
+def test_a_tilde_no_shell_expanded_is_the_home_folder(tmp_path, capsys, monkeypatch):
+  """`--workdir=~/w` and `data_dir=~/images` reach no shell's tilde expansion: the
+  run wrote into a folder named `~` under the current one, and the data folder was
+  `not a folder`."""
+  monkeypatch.setenv("HOME", str(tmp_path))
+  monkeypatch.chdir(tmp_path)
+  write_pattern_folder(tmp_path / "images", per_class=3)
+  result = run_here(train.run, "--config", "quickstart:data_dir=~/images",
+                    "--workdir=~/w", "--dry_run", capsys=capsys)
+  assert result.returncode == 0, result.stderr
+  assert not (tmp_path / "~").exists()
+  plan = json.loads((tmp_path / "w" / "plan.json").read_text())
+  assert plan["config"]["data_dir"] == str(tmp_path / "images")
 
 
 def test_a_config_file_whose_get_config_returns_none_says_so(tmp_path, capsys):

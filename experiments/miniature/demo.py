@@ -95,6 +95,22 @@ def demo_data(data):
   return None
 
 
+# What the demo decides itself: its digits, written to --data.
+OWN_FIELDS = ("dataset", "data_dir")
+
+
+def demo_config_args(config_args):
+  """None when --config_args leaves the demo's data alone, else the one line: a
+  data_dir there trained on other images under the summary's 'digit scans'."""
+  keys = [item.partition("=")[0].strip() for item in config_args.split(",")]
+  own = [key for key in keys if key in OWN_FIELDS]
+  if own:
+    return (f"--config_args sets {', '.join(own)}, which the demo sets itself (its "
+            "digits, written to --data): remove it, or give --data; for your own "
+            "images run bit-train --config folder:data_dir=... .")
+  return None
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--workdir", default="workdirs/quickstart")
@@ -107,7 +123,8 @@ def main():
   if os.path.realpath(here) != os.path.realpath(ROOT):
     args.workdir, args.data = (os.path.join(here, p) for p in (args.workdir, args.data))
   os.chdir(ROOT)
-  refused = demo_workdir(args.workdir, args.data) or demo_data(args.data)
+  refused = (demo_config_args(args.config_args) or demo_workdir(args.workdir, args.data)
+             or demo_data(args.data))
   if refused:
     print(f"error: {refused}", file=sys.stderr)
     sys.exit(2)

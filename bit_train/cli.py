@@ -17,6 +17,7 @@ file's path.
 
 import importlib
 import os
+import re
 import select
 import sys
 import traceback
@@ -286,10 +287,18 @@ def guarded(main, *args, again=AGAIN):
   path the system refused is one line and exit 2, an interruption its own line and
   the shells' code, a closed stdout exit 141; `again` says how to go on after Ctrl-C.
   Anything else is a bug and keeps its traceback."""
+  tf = sys.modules.get("tensorflow")  # imported by the entry module, if it uses it
+  out_of_memory = (tf.errors.ResourceExhaustedError,) if tf else ()
   try:
     return main(*args)
   except UserError as e:
     fail(e)
+  except out_of_memory as e:  # a crop or batch too large for this machine
+    shape = re.search(r"tensor with shape\s*(\[[^\]]*\])", str(e))
+    fail(f"out of memory: TensorFlow could not allocate "
+         f"{f'a tensor of shape {shape.group(1)}' if shape else quote(e)}: use a smaller "
+         "crop or batch size (bit-train: batch_split=k keeps the batch in k smaller "
+         "micro-batches).")
   except BrokenPipeError as e:
     output_closed(e)
   except OSError as e:

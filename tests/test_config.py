@@ -194,31 +194,25 @@ def test_a_tilde_no_shell_expanded_is_the_home_folder(tmp_path, capsys, monkeypa
   assert plan["config"]["data_dir"] == str(tmp_path / "images")
 
 
-def test_a_config_file_whose_get_config_returns_none_says_so(tmp_path, capsys):
-  """It said `--config is required` to a user who had given it."""
+@pytest.mark.parametrize("body,line", [
+    # It said `--config is required` to a user who had given it.
+    ("  config = {'seed': 1}\n",
+     "error: the config file's get_config returned None (--config): return the config, "
+     "e.g. bit_train.config.base_config() changed as your run needs."),
+    # `config.batchsize = 16` was read by no one: the run planned the default batch of
+    # 512 without a word.
+    ("  config = c.base_config()\n  config.batchsize = 16\n  return config\n",
+     "error: the config sets fields no run reads: 'batchsize' (did you mean "
+     "'batch_size'?): rename or remove them (bit-train --help lists every field)."),
+], ids=["get_config_returns_none", "a_field_no_run_reads"])
+def test_a_config_file_s_mistake_is_one_line_saying_what_it_is(tmp_path, capsys, body,
+                                                               line):
   path = tmp_path / "own.py"
-  path.write_text("def get_config(arg=None):\n  config = {'seed': 1}\n")
+  path.write_text(f"from bit_train import config as c\n\n\ndef get_config(arg=None):\n{body}")
   result = run_here(train.run, "--config", str(path), "--workdir", tmp_path / "w",
                     "--dry_run", capsys=capsys)
   assert result.returncode == 2 and "Traceback" not in result.stderr
-  assert error_lines(result.stderr) == [
-      "error: the config file's get_config returned None (--config): return the "
-      "config, e.g. bit_train.config.base_config() changed as your run needs."]
-
-
-def test_a_config_file_setting_a_field_no_run_reads_is_one_line(tmp_path, capsys):
-  """`config.batchsize = 16` in a config file was read by no one: the run planned the
-  default batch of 512 without a word."""
-  path = tmp_path / "own.py"
-  path.write_text("from bit_train import config as c\n\n\ndef get_config(arg=None):\n"
-                  "  config = c.base_config()\n  config.batchsize = 16\n"
-                  "  return c.apply_arg(config, arg)\n")
-  result = run_here(train.run, "--config", str(path), "--workdir", tmp_path / "w",
-                    "--dry_run", capsys=capsys)
-  assert result.returncode == 2 and "Traceback" not in result.stderr
-  assert error_lines(result.stderr) == [
-      "error: the config sets fields no run reads: 'batchsize' (did you mean "
-      "'batch_size'?): rename or remove them (bit-train --help lists every field)."]
+  assert error_lines(result.stderr) == [line]
   assert not (tmp_path / "w").exists()
 
 

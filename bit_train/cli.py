@@ -17,6 +17,7 @@ file's path.
 
 import importlib
 import os
+import re
 import select
 import sys
 import traceback
@@ -30,12 +31,12 @@ from bit_train import config as bit_config
 from bit_train import configs
 from bit_train import console
 from bit_train import specs
+from bit_train import files
 from bit_train import helptext
 from bit_train import reading
-from bit_train.errors import Interrupted, UserError, quote
+from bit_train.errors import AGAIN, EXIT_INTERRUPTED, Interrupted, UserError, interrupted, quote
 
 EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 EXIT_TERMINATED = 143  # 128 + SIGTERM: bit-train saved a checkpoint and stopped
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: stdout's reader left (`| head`)
 
@@ -84,9 +85,18 @@ def _raised_by_config_file(error):
   return None
 
 
+# Flags holding one local path (a leading ~ is expanded: `--workdir=~/w` reaches no
+# shell's tilde expansion).
+PATH_FLAGS = ("workdir", "model", "labels")
+
+
 def _parse_flags(argv):
   try:
-    return flags.FLAGS(argv)
+    rest = flags.FLAGS(argv)
+    for name in PATH_FLAGS:
+      if name in flags.FLAGS:
+        flags.FLAGS[name].value = files.home_expanded(flags.FLAGS[name].value)
+    return rest
   except UserError as e:
     fail(e)
   except SyntaxError as e:  # in a config file: Python's file, line and caret only
@@ -272,15 +282,23 @@ def run(main):
   app.run(guarded_main, argv=argv, flags_parser=_parse_flags)
 
 
-def guarded(main, *args, again="run the same command again."):
+def guarded(main, *args, again=AGAIN):
   """main(*args), ended as every command of the project ends: a user's mistake or a
   path the system refused is one line and exit 2, an interruption its own line and
   the shells' code, a closed stdout exit 141; `again` says how to go on after Ctrl-C.
   Anything else is a bug and keeps its traceback."""
+  tf = sys.modules.get("tensorflow")  # imported by the entry module, if it uses it
+  out_of_memory = (tf.errors.ResourceExhaustedError,) if tf else ()
   try:
     return main(*args)
   except UserError as e:
     fail(e)
+  except out_of_memory as e:  # a crop or batch too large for this machine
+    shape = re.search(r"tensor with shape\s*(\[[^\]]*\])", str(e))
+    fail(f"out of memory: TensorFlow could not allocate "
+         f"{f'a tensor of shape {shape.group(1)}' if shape else quote(e)}: use a smaller "
+         "crop or batch size (bit-train: batch_split=k keeps the batch in k smaller "
+         "micro-batches).")
   except BrokenPipeError as e:
     output_closed(e)
   except OSError as e:
@@ -290,7 +308,7 @@ def guarded(main, *args, again="run the same command again."):
   except Interrupted as e:
     fail(e, e.exit_code)
   except KeyboardInterrupt:
-    fail(f"interrupted: {again}", EXIT_INTERRUPTED)
+    fail(interrupted(again), EXIT_INTERRUPTED)
 
 
 def reject_arguments(argv):
@@ -307,11 +325,16 @@ def load_config(source, overrides=(), flag_name="config"):
     `FILE.py[:ARGS]` itself (the experiments runner).
   overrides: `--config.<field>=<value>` (or `<field>=<value>`) settings on top.
   """
+  given = isinstance(source, str) or bool(getattr(source, "present", False))
   if isinstance(source, str):
     check_config_file(source)
     source = types.SimpleNamespace(value=config_flags.config_flags.ConfigFileFlagParser(
         flag_name).parse(source))
   config = source.value
+  if config is None and given:  # config_flags keeps a None that get_config returned
+    raise UserError(f"the config file's get_config returned None (--{flag_name}): "
+                    "return the config, e.g. bit_train.config.base_config() changed "
+                    "as your run needs.")
   if config is None:
     raise UserError(f"--{flag_name} is required, e.g. "
                     f"--{flag_name} transfer:dataset=cifar10")

@@ -19,6 +19,7 @@ import math
 import ml_collections
 from ml_collections import config_dict
 
+from bit_train import files
 from bit_train.errors import UserError
 
 STRATEGIES = ("auto", "cpu", "mirrored", "multi_worker", "tpu")
@@ -194,7 +195,7 @@ def apply_arg(config, arg):
     key, has_value, text = item.partition("=")
     key = key.strip()
     if key not in config:
-      hint = _did_you_mean(key, config)
+      hint = _did_you_mean(key, config.keys())
       if previous and not has_value:
         hint += (f" (commas separate fields: for a value holding a comma use "
                  f"--config.{previous}=...)")
@@ -219,8 +220,8 @@ def _field(config, key):
     return value
 
 
-def _did_you_mean(key, config):
-  close = difflib.get_close_matches(key, list(config.keys()), n=1)
+def _did_you_mean(key, names):
+  close = difflib.get_close_matches(key, list(names), n=1)
   return f" (did you mean {close[0]!r}?)" if close else ""
 
 
@@ -259,6 +260,10 @@ def _normalise_tuples(config):
       config[key] = _convert(key, " ".join(map(str, value)), tuple())
 
 
+# Fields holding one local path (a leading ~ is expanded).
+PATHS = ("data_dir", "manual_dir", "model_path", "class_map")
+
+
 def validate(config):
   """Checks values a user can get wrong; raises UserError naming field and fix.
 
@@ -272,6 +277,14 @@ def validate(config):
     raise UserError(f"the config lacks fields every run needs ({', '.join(missing[:5])}"
                     f"{', ...' if len(missing) > 5 else ''}): start get_config from "
                     "bit_train.config.base_config() and change what your run needs.")
+  names = [f.name for f in FIELDS]
+  unknown = [key for key in config.keys() if key not in names]
+  if unknown:  # a typo in a config file (config.batchsize = 16) is read by no one
+    raise UserError("the config sets fields no run reads: " + ", ".join(
+        f"{key!r}{_did_you_mean(key, names)}" for key in unknown) + ": rename or remove "
+        "them (bit-train --help lists every field).")
+  for key in PATHS:
+    config[key] = files.home_expanded(config[key])
   _normalise_tuples(config)
   _one_of(config, "strategy", STRATEGIES)
   _one_of(config, "precision", PRECISIONS)

@@ -14,8 +14,11 @@ import atexit
 import logging
 import os
 import re
+import shlex
 import sys
 import threading
+
+from bit_train import errors
 
 VERBOSE_FLAG = "verbose"  # defined by bit_train.cli for the entry points
 ENTRY_POINTS = ("bit-train", "bit-eval", "bit-predict")
@@ -71,13 +74,30 @@ def stderr_is_terminal():
   return sys.stderr.isatty()
 
 
+def _ctrl_c_in_one_line(previous):
+  """A sys.excepthook that ends a KeyboardInterrupt no guard caught (Ctrl-C while
+  an entry module imports TensorFlow, before cli.guarded runs) as the guard does:
+  one line and exit code 130; other exceptions go to `previous`."""
+  def hook(kind, value, traceback):
+    if not issubclass(kind, KeyboardInterrupt):
+      return previous(kind, value, traceback)
+    print(f"error: {errors.interrupted()}", file=sys.stderr, flush=True)
+    atexit._run_exitfuncs()  # pylint: disable=protected-access  (the stderr filter)
+    os._exit(errors.EXIT_INTERRUPTED)  # pylint: disable=protected-access
+  return hook
+
+
 def quiet_native_logs(script=False):
   """Called by an entry module before it imports TensorFlow. In a run of an entry
-  point (a console script, or a `script` run as __main__), TensorFlow's C++ INFO
+  point (a console script, or a `script` run as __main__), a Ctrl-C from here on is
+  one line and exit code 130 (imports included), TensorFlow's C++ INFO
   lines are switched off (TF_CPP_MIN_LOG_LEVEL=1) and stderr goes through a filter
   that drops its start-up lines and passes everything else on; at exit the filter
   is drained. Imported anywhere else, it does nothing."""
-  if not (script or _running_an_entry_point(sys.argv)) or verbose_requested():
+  if not (script or _running_an_entry_point(sys.argv)):
+    return
+  sys.excepthook = _ctrl_c_in_one_line(sys.excepthook)
+  if verbose_requested():
     return
   global _stderr_was_terminal
   _stderr_was_terminal = os.isatty(2)
@@ -123,6 +143,12 @@ def configure_python_logs(verbose=False):
   handler.addFilter(_OursAndWarnings())
   handler.setFormatter(_Plain())
   logging.getLogger("tensorflow").setLevel(logging.WARNING)
+
+
+def command(*words):
+  """A command line a user can paste: each word quoted as a shell needs it (a path
+  with a space stays one argument; plain words are left as they are)."""
+  return " ".join(shlex.quote(str(word)) for word in words)
 
 
 def outputs_and_next(headline, outputs, commands):

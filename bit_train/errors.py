@@ -10,6 +10,17 @@ class UserError(Exception):
   """
 
 
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+
+
+AGAIN = "run the same command again."
+
+
+def interrupted(again=AGAIN):
+  """The message of a Ctrl-C that stopped no run: what to do next is `again`."""
+  return f"interrupted: {again}"
+
+
 class Interrupted(Exception):
   """Ctrl-C or SIGTERM: the message says where the run stopped and how to go on.
 
@@ -17,7 +28,7 @@ class Interrupted(Exception):
   143 for SIGTERM (what Slurm, Kubernetes and preemptible VMs send first).
   """
 
-  def __init__(self, message, exit_code=130):
+  def __init__(self, message, exit_code=EXIT_INTERRUPTED):
     super().__init__(message)
     self.exit_code = exit_code
 

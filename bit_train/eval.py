@@ -176,7 +176,8 @@ def main(argv):
     outputs.append(("Per class", f"{out}/*.per_class.tsv"))
     commands = []
     if facts is not None:
-      commands.append(f"bit-predict --model {facts.root} --top 3 IMAGES")
+      commands.append(console.command("bit-predict", "--model", facts.root, "--top", "3",
+                                      "IMAGES"))
     print(console.outputs_and_next(f"Evaluated {name}: {len(evals)} result(s), one line "
                                    "each above.", outputs, commands))
 

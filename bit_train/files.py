@@ -25,6 +25,14 @@ _TODO = {os.strerror(errno.ENOSPC): "free some space",
          os.strerror(errno.ENAMETOOLONG): "choose a shorter path"}
 
 
+def home_expanded(path):
+  """`path` with a leading ~ expanded as a shell would have: in `--workdir=~/w` or
+  `data_dir=~/photos` no shell does, and the run wrote into a folder named `~`."""
+  if isinstance(path, str) and path.startswith("~"):
+    return os.path.expanduser(path)
+  return path
+
+
 def is_local(path):
   return "://" not in str(path)
 

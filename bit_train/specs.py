@@ -20,6 +20,7 @@ when they are made.
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import json
 import os
@@ -191,6 +192,10 @@ def eval_specs(config, data):
   """
   found = []
   for name, fields in (config.get("evals") or {}).items():
+    if not (hasattr(fields, "to_dict") or isinstance(fields, collections.abc.Mapping)):
+      raise UserError(f"evals entry {name!r} is {fields!r}, not a dict: write "
+                      f"{name!r}: dict(type=classification|real|fewshot, dataset=..., "
+                      "data_dir=..., split=..., options of the type).")
     fields = fields.to_dict() if hasattr(fields, "to_dict") else dict(fields)
     kind = fields.pop("type", None)
     where = {key: fields.pop(key, None) for key in EVAL_DATA_FIELDS}

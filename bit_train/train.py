@@ -85,6 +85,8 @@ def main(argv):
     factory.check_weights(run_specs.model, facts.num_classes)
     model = describe_model(run_specs.model, facts.num_classes)
     plan = run_specs.recipe.plan(facts.num_examples, facts.image_size, facts.name)
+    # Before anything is written: they read the eval split, which may be missing.
+    warnings = warnings_of(plan, source)
     with wd.claim(_WORKDIR.value):
       # On a workdir with checkpoints: the check a real run makes, and its plan.json
       # kept (resume compares the next run's config with it).
@@ -97,7 +99,7 @@ def main(argv):
         files.write_text_atomic(wd.path(_WORKDIR.value, wd.PLAN_TEXT), text + "\n")
     print(text)
     print(files.json_text(record["plan"]))
-    for warning in warnings_of(plan, source):
+    for warning in warnings:
       print(f"warning: {warning}")
     if kept:
       print(f"{_WORKDIR.value} holds a run's checkpoints: its {wd.PLAN} is kept, "
@@ -147,12 +149,12 @@ def finished_text(workdir, record, config, trained_eval=None):
       [("Workdir", f"{w}   (the same command resumes or extends the run)"),
        ("Metrics", wd.path(w, wd.METRICS)),
        ("Report", wd.path(w, report.REPORT)),
-       ("Curves", f"{wd.path(w, wd.CURVES)}   (tensorboard --logdir "
-                  f"{wd.path(w, wd.TENSORBOARD)})"),
+       ("Curves", f"{wd.path(w, wd.CURVES)}   ("
+                  f"{console.command('tensorboard', '--logdir', wd.path(w, wd.TENSORBOARD))})"),
        ("Export", f"{export}   (serving/: uint8 images in; hub_module/: TF Hub)")],
-      [f"bit-predict --model {export} --top 3 {images}",
-       f"bit-eval --config imagenet_eval:{data},model_path={export} --workdir "
-       f"{w}_eval"])
+      [console.command("bit-predict", "--model", export, "--top", "3", images),
+       console.command("bit-eval", "--config", f"imagenet_eval:{data},model_path={export}",
+                       "--workdir", f"{w}_eval")])
 
 
 def run():

@@ -307,6 +307,12 @@ def _resume(trainer, workdir, chief, force=False):
                                        trainer.non_finite_state, force, move=chief)
   if resumed:
     logging.info("Resumed from %s at step %d.", resumed, trainer.done_steps())
+    if trainer.done_steps() > trainer.plan.total_steps:  # --force to a shorter schedule
+      logging.warning(
+          "the checkpoint's step %d is past this plan's %d steps: nothing is trained, "
+          "and the evaluation, export and plan.json are of the %d-step model; for a "
+          "%d-step run use a new --workdir.", trainer.done_steps(),
+          trainer.plan.total_steps, trainer.done_steps(), trainer.plan.total_steps)
   if chief:
     wd.save_run(workdir, trainer.specs.identity(trainer.plan, trainer.source))
   return checkpoints.Saver(checkpoints.manager(

@@ -328,7 +328,7 @@ def main(argv=None):
   failed, different = run_here(root, runs)
   done = sum(runs_lib.metrics(root, r) is not None for r in runs)
   print(f"{done} of {len(runs)} runs finished; collect them with "
-        f"`python -m experiments.collect {args.root}`.")
+        f"`{console.command('python', '-m', 'experiments.collect', args.root)}`.")
   problems = ([f"{len(failed)} run(s) failed: see R/logs/*.failed.json"] if failed else []) + (
       [f"{len(different)} run(s) finished with a different plan: see the DIFFERENT lines"]
       if different else [])

@@ -204,11 +204,11 @@ def load_planned(root):
   lost = sorted({r["suite"] for r in record["runs"]} - set(record["suites"]))
   if lost:
     raise UserError(f"cannot read the list of planned runs {path}: runs of suite "
-                    f"{lost[0]} but no such suite: {fix}.")
+                    f"{lost[0]!r} but no such suite: {fix}.")
   fields = {f.name for f in dataclasses.fields(Run)}
   unknown = sorted({k for r in record["runs"] for k in r} - fields)
   if unknown:
     raise UserError(f"cannot read the list of planned runs {path}: its runs have "
-                    f"fields a run does not ({', '.join(unknown[:3])}): {fix}.")
+                    f"fields a run does not ({', '.join(map(repr, unknown[:3]))}): {fix}.")
   runs = [Run(**dict(r, flags=tuple(r.get("flags") or ()))) for r in record["runs"]]
   return record["suites"], {f"{r.suite}/{r.name}": r for r in runs}

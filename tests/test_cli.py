@@ -4,8 +4,10 @@ the README's commands run from a directory outside the checkout."""
 import importlib.util
 import os
 import shlex
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -170,3 +172,29 @@ def test_two_configs_are_one_line(tmp_path, capsys):
       "transfer:dataset=cifar10): give one, and set fields after its name "
       "(NAME:field=value,...) or with --config.<field>=<value>."]
   assert not (tmp_path / "w").exists()
+
+
+def _importing_tensorflow(pid):
+  with open(f"/proc/{pid}/maps") as maps:
+    return "_pywrap_tensorflow_internal" in maps.read()
+
+
+def test_ctrl_c_while_tensorflow_is_imported_is_one_line(tmp_path):
+  """Ctrl-C in the first seconds (the entry module importing TensorFlow, before any
+  guard runs) was a KeyboardInterrupt traceback through TensorFlow's imports."""
+  write_pattern_folder(tmp_path / "images", per_class=4)
+  process = subprocess.Popen(
+      [sys.executable, "-m", "bit_train.train", "--config",
+       f"quickstart:data_dir={tmp_path / 'images'}", "--workdir", tmp_path / "w"],
+      cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+      preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+  deadline = time.time() + 120
+  while not _importing_tensorflow(process.pid):  # its native library is mapped first
+    assert process.poll() is None and time.time() < deadline
+    time.sleep(0.01)
+  process.send_signal(signal.SIGINT)
+  stderr = process.stderr.read()
+  assert process.wait(timeout=120) == 130, stderr[-3000:]
+  assert "Traceback" not in stderr, stderr[-3000:]
+  [line] = error_lines(stderr)  # the import's line, or the run's if it was quicker
+  assert line.startswith("error: interrupted"), line

@@ -2,6 +2,7 @@
 no sense, config file mistakes (one clear error, or the file's own traceback)."""
 
 import importlib.util
+import json
 import os
 import sys
 
@@ -13,6 +14,7 @@ from bit_train import config as bit_config
 from bit_train import configs
 from bit_train import specs
 from bit_train import train  # defines --config, as bit-train does
+from bit_train.data.patterns import write_pattern_folder
 from bit_train.errors import UserError
 from bit_train.models import bit
 from bit_train.models import registry
@@ -175,6 +177,43 @@ def test_config_file_without_get_config_says_so(tmp_path, capsys):
   assert error_lines(stderr) == [
       f"error: the config file {path} has no get_config(arg=None) returning a "
       "ConfigDict: define it (see bit_train/configs/transfer.py)."]
+
+
+def test_a_tilde_no_shell_expanded_is_the_home_folder(tmp_path, capsys, monkeypatch):
+  """`--workdir=~/w` and `data_dir=~/images` reach no shell's tilde expansion: the
+  run wrote into a folder named `~` under the current one, and the data folder was
+  `not a folder`."""
+  monkeypatch.setenv("HOME", str(tmp_path))
+  monkeypatch.chdir(tmp_path)
+  write_pattern_folder(tmp_path / "images", per_class=3)
+  result = run_here(train.run, "--config", "quickstart:data_dir=~/images",
+                    "--workdir=~/w", "--dry_run", capsys=capsys)
+  assert result.returncode == 0, result.stderr
+  assert not (tmp_path / "~").exists()
+  plan = json.loads((tmp_path / "w" / "plan.json").read_text())
+  assert plan["config"]["data_dir"] == str(tmp_path / "images")
+
+
+@pytest.mark.parametrize("body,line", [
+    # It said `--config is required` to a user who had given it.
+    ("  config = {'seed': 1}\n",
+     "error: the config file's get_config returned None (--config): return the config, "
+     "e.g. bit_train.config.base_config() changed as your run needs."),
+    # `config.batchsize = 16` was read by no one: the run planned the default batch of
+    # 512 without a word.
+    ("  config = c.base_config()\n  config.batchsize = 16\n  return config\n",
+     "error: the config sets fields no run reads: 'batchsize' (did you mean "
+     "'batch_size'?): rename or remove them (bit-train --help lists every field)."),
+], ids=["get_config_returns_none", "a_field_no_run_reads"])
+def test_a_config_file_s_mistake_is_one_line_saying_what_it_is(tmp_path, capsys, body,
+                                                               line):
+  path = tmp_path / "own.py"
+  path.write_text(f"from bit_train import config as c\n\n\ndef get_config(arg=None):\n{body}")
+  result = run_here(train.run, "--config", str(path), "--workdir", tmp_path / "w",
+                    "--dry_run", capsys=capsys)
+  assert result.returncode == 2 and "Traceback" not in result.stderr
+  assert error_lines(result.stderr) == [line]
+  assert not (tmp_path / "w").exists()
 
 
 @pytest.mark.parametrize("body", ["return {'dataset': 'cifar10'}",

@@ -254,6 +254,15 @@ def test_repeated_evaluations_trace_the_pre_logits_once(folder):
   assert evaluator.pre_logits._step[2] is not step  # another model, its own step
 
 
+def test_an_evals_entry_that_is_no_dict_is_one_line(folder):
+  """`--config.evals={'x': 1}` was a TypeError traceback from specs.py."""
+  config = folder_config(folder)
+  config.evals.x = 1
+  with pytest.raises(UserError) as error:
+    specs.from_config(config, evals=True)
+  assert str(error.value).startswith("evals entry 'x' is 1, not a dict: write 'x': dict(")
+
+
 @pytest.mark.parametrize("option,value,kind", [
     ("shots", ("1", "5"), "a list of whole numbers >= 1"),
     ("shots", (1.0, 5.0), "a list of whole numbers >= 1"),

@@ -266,7 +266,7 @@ MISTAKES = {
     "a runs.json naming no suite of its runs": (
         lambda root, runs: _rewrite_json(os.path.join(root, "runs.json"),
                                          lambda r: r.update(suites={})), [],
-        lambda root: "runs of suite fewshot but no such suite"),
+        lambda root: "runs of suite 'fewshot' but no such suite"),
     "an --out under a file": (
         lambda root, runs: _write(os.path.join(root, "afile"), "x"),
         ["--out", "{root}/afile/results"],

@@ -12,6 +12,7 @@ import tensorflow as tf
 from bit_train import config as bit_config
 from bit_train import specs
 from bit_train.data import preprocess
+from bit_train.data.patterns import write_pattern_folder
 from bit_train.errors import UserError
 from bit_train.models.factory import create_model
 from bit_train.models import registry
@@ -224,6 +225,22 @@ def test_the_demo_writes_its_digits_into_no_folder_of_other_images(tmp_path):
         "--data."]
     assert sorted(p for p in data.rglob("*")) == before
   assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("config_args", ["supports=2/4,data_dir={photos}", "dataset=csv"])
+def test_the_demo_s_config_args_leave_its_data_alone(tmp_path, config_args):
+  """--config_args data_dir=photos trained on those images, and the summary called
+  them digit scans and bit-predict classified digits with their classes."""
+  photos = write_pattern_folder(tmp_path / "photos", per_class=3)
+  result = subprocess.run(
+      [sys.executable, "experiments/miniature/demo.py", "--workdir", str(tmp_path / "w"),
+       "--data", str(tmp_path / "digits"), "--config_args",
+       config_args.format(photos=photos)], cwd=ROOT, capture_output=True, text=True,
+      timeout=120)
+  assert result.returncode == 2, result.stderr[-2000:]
+  (line,) = error_lines(result.stderr)
+  assert line.startswith("error: --config_args sets data") and "--data" in line
+  assert not (tmp_path / "w").exists() and not (tmp_path / "digits").exists()
 
 
 def test_the_demo_s_relative_paths_are_from_where_it_is_run(tmp_path):

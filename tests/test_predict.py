@@ -195,6 +195,18 @@ def test_a_batch_size_below_one_is_one_line(predict, exported, photos):
   assert error_lines(result.stderr) == ["error: --batch_size=0 must be at least 1."]
 
 
+def test_a_crop_too_large_for_memory_is_one_line(predict, exported, photos):
+  """--crop 1000000 was TensorFlow's ResourceExhaustedError traceback (bit-train's
+  crop=, and the guard every command shares, likewise)."""
+  result = predict("--model", os.path.join(exported[0], "export"), "--crop", "1000000",
+                   photos[0])
+  assert result.returncode == 2
+  assert error_lines(result.stderr) == [
+      "error: out of memory: TensorFlow could not allocate a tensor of shape "
+      "[1,1000000,1000000,3]: use a smaller crop or batch size (bit-train: "
+      "batch_split=k keeps the batch in k smaller micro-batches)."]
+
+
 def test_a_model_that_is_a_file_but_no_npz_is_one_line_saying_so(predict, photos):
   """An image (or any file not .npz) given as --model was called 'no file or folder'."""
   result = predict("--model", photos[0], photos[0])

@@ -285,6 +285,19 @@ PLANNED = {"suites": {"s": {"about": "a suite", "table": "variants"}},
            "runs": [RUN.settings() | {"flags": []}]}
 
 
+@pytest.mark.parametrize("where", ["field", "suite"])
+def test_a_runs_json_naming_a_line_break_is_one_line(tmp_path, where):
+  """A field or suite name holding a line break (what the fuzz test below met) was
+  printed as it is, so the error took two lines."""
+  run = PLANNED["runs"][0]
+  record = (dict(PLANNED, runs=[dict(run, **{"varia\nt": "x"})]) if where == "field"
+            else dict(PLANNED, runs=[dict(run, suite="s\nt")]))
+  (tmp_path / runs_lib.PLANNED).write_text(json.dumps(record))
+  with pytest.raises(UserError) as error:
+    runs_lib.load_planned(str(tmp_path))
+  one_line_naming(error, tmp_path / runs_lib.PLANNED)
+
+
 @FUZZ
 @given(data=json_mutations(PLANNED))
 def test_fuzzed_runs_json_is_one_line_or_the_runs_it_lists(tmp_path, data):

@@ -8,6 +8,7 @@ its exit code and the absence of a traceback on a real stderr.
 
 import json
 import os
+import shlex
 
 import pytest
 
@@ -257,6 +258,43 @@ def test_dry_run_warns_when_evaluation_images_are_training_images(tmp_path, dry_
   else:
     assert len(warnings) == 1 and warnings[0].startswith(f"warning: {shared} images"), (
         result.stdout)
+
+
+@pytest.mark.parametrize("test_rows", ["missing", "unknown_label"])
+def test_a_dry_run_whose_eval_split_fails_writes_no_plan(tmp_path, dry_run, test_rows):
+  """A CSV without test.csv, or one naming a label train.csv lacks: the dry run
+  printed and wrote its whole plan, then stopped on the eval split (exit 2)."""
+  rows = _pattern_rows(write_pattern_folder(tmp_path / "images", per_class=2))
+  root = _csv_dir(tmp_path / "csv", rows, rows[:1])
+  if test_rows == "missing":
+    os.remove(os.path.join(root, "test.csv"))
+  else:
+    with open(os.path.join(root, "test.csv"), "w") as f:
+      f.write(f"{rows[0][0]},dog\n")
+  result = dry_run(tmp_path, f"dataset=csv,data_dir={root}")
+  assert result.returncode == 2
+  assert len(error_lines(result.stderr)) == 1, result.stderr
+  assert "test" in error_lines(result.stderr)[0]
+  assert "BiT-HyperRule plan" not in result.stdout
+  assert not (tmp_path / "w").exists()
+
+
+def test_the_commands_a_run_ends_with_keep_a_path_with_spaces_one_argument():
+  """A workdir or data folder with a space printed `bit-predict --model /w space/export`,
+  which a shell splits into two arguments."""
+  record = {"top1": 0.98, "count": 60, "dataset": "image_folder", "eval_split": "holdout",
+            "step": 10}
+  text = bit_train.finished_text("/r/w space", record, {"dataset": "image_folder",
+                                                        "data_dir": "/r/my photos é"})
+  commands = text.split("Next:\n")[1].splitlines()
+  assert shlex.split(commands[0]) == ["bit-predict", "--model", "/r/w space/export", "--top",
+                                      "3", "/r/my photos é"]
+  assert shlex.split(commands[1]) == [
+      "bit-eval", "--config", "imagenet_eval:dataset=image_folder,data_dir=/r/my photos é,"
+      "model_path=/r/w space/export", "--workdir", "/r/w space_eval"]
+  assert "(tensorboard --logdir '/r/w space/tensorboard')" in text
+  plain = bit_train.finished_text("W", record, {"dataset": "image_folder", "data_dir": "D"})
+  assert "bit-predict --model W/export --top 3 D" in plain
 
 
 def test_the_end_of_a_run_repeats_the_warning_and_names_the_data_folder_to_evaluate():

@@ -322,6 +322,15 @@ def test_resume_refuses_what_changes_the_run_and_takes_what_does_not(copy, folde
   assert saved["data_dir"] == str(moved) and saved["eval_batch_size"] == 4
 
 
+def test_force_to_a_schedule_shorter_than_the_checkpoint_says_nothing_is_trained(
+    copy, folder, caplog):
+  """--force to supports=2/3 on a 6-step run printed `Eval at step 6/3` and recorded
+  the 3-step plan for the 6-step model without a word."""
+  assert train_here(copy, folder, "supports=2/3", "--force") is None
+  assert ("the checkpoint's step 6 is past this plan's 3 steps: nothing is trained"
+          in caplog.text), caplog.text
+
+
 @pytest.mark.parametrize("change", ["a file added", "a file resized", "classes renamed"])
 def test_a_resume_on_other_data_is_one_line_naming_the_difference(copy, folder, tmp_path,
                                                                   change):

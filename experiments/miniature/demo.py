@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
@@ -33,7 +32,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def run(*command):
   """Runs one of the project's commands as a user would, stopping the demo on failure."""
-  print(f"\n$ {' '.join(shlex.quote(c) for c in command)}", flush=True)
+  print(f"\n$ {console.command(*command)}", flush=True)
   module = {"bit-train": "bit_train.train", "bit-predict": "bit_train.predict"}[command[0]]
   result = subprocess.run([sys.executable, "-m", module, *command[1:]], cwd=ROOT)
   if result.returncode:
@@ -96,6 +95,22 @@ def demo_data(data):
   return None
 
 
+# What the demo decides itself: its digits, written to --data.
+OWN_FIELDS = ("dataset", "data_dir")
+
+
+def demo_config_args(config_args):
+  """None when --config_args leaves the demo's data alone, else the one line: a
+  data_dir there trained on other images under the summary's 'digit scans'."""
+  keys = [item.partition("=")[0].strip() for item in config_args.split(",")]
+  own = [key for key in keys if key in OWN_FIELDS]
+  if own:
+    return (f"--config_args sets {', '.join(own)}, which the demo sets itself (its "
+            "digits, written to --data): remove it, or give --data; for your own "
+            "images run bit-train --config folder:data_dir=... .")
+  return None
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--workdir", default="workdirs/quickstart")
@@ -108,7 +123,8 @@ def main():
   if os.path.realpath(here) != os.path.realpath(ROOT):
     args.workdir, args.data = (os.path.join(here, p) for p in (args.workdir, args.data))
   os.chdir(ROOT)
-  refused = demo_workdir(args.workdir, args.data) or demo_data(args.data)
+  refused = (demo_config_args(args.config_args) or demo_workdir(args.workdir, args.data)
+             or demo_data(args.data))
   if refused:
     print(f"error: {refused}", file=sys.stderr)
     sys.exit(2)
@@ -132,13 +148,13 @@ Demo done in {time.time() - start:.0f} s.
   held-out top-1 {metrics['top1']:.1%} ({metrics['count']} scans the run never trained on).
   The plan and config      {w}/plan.json
   Checkpoints (resume)     {w}/checkpoints/
-  Curves                   {w}/curves.png   (tensorboard --logdir {w}/tensorboard)
+  Curves                   {w}/curves.png   ({console.command("tensorboard", "--logdir", f"{w}/tensorboard")})
   Metrics                  {w}/metrics.json
   Exports                  {w}/export/serving (uint8 images in, classes out)
                            {w}/export/hub_module (a reusable TF Hub module)
 Next:
   . .venv/bin/activate
-  bit-predict --model {w}/export --images {args.data}/7 --top 3
+  {console.command("bit-predict", "--model", f"{w}/export", "--images", f"{args.data}/7", "--top", "3")}
   bit-train --config quickstart:examples_per_class=5 --workdir workdirs/five_shot
   python -m experiments.run miniature --root workdirs/experiments   # transfer vs scratch vs probe, k = 1, 5, 10, all (~40 min)
   bit-train --config folder:data_dir=YOUR_PHOTOS,model=BiT-M-R50x1 --workdir W   # with network

@@ -349,7 +349,7 @@ def check_saved_model(folder, what="SavedModel", fix=SAVED_MODEL_FIX):
                 fix)
   fingerprint = os.path.join(folder, "fingerprint.pb")
   create = _fingerprinting()
-  if create is None or not exists(fingerprint):
+  if create is None or not exists(fingerprint) or not _fingerprintable(parsed):
     return
   try:
     saved = tf.saved_model.experimental.read_fingerprint(folder)
@@ -368,6 +368,19 @@ def check_saved_model(folder, what="SavedModel", fix=SAVED_MODEL_FIX):
     if getattr(saved, field) != getattr(now, field):
       raise _fail(name, what, f"its bytes do not match the {field} in {fingerprint}: "
                   "one of the two files is damaged", fix)
+
+
+def _fingerprintable(saved_model):
+  """Whether TensorFlow's fingerprinting can read this graph without aborting the
+  process: it looks up, without checking, the `f` and `config_proto` of every
+  function-call node and the `dtype` and `value` of every constant
+  (tensorflow/cc/saved_model/fingerprinting.cc). A graph lacking one is left to
+  TensorFlow's loader, as one without fingerprint.pb is."""
+  needs = {"PartitionedCall": ("f", "config_proto"),
+           "StatefulPartitionedCall": ("f", "config_proto"),
+           "Const": ("dtype", "value"), "HostConst": ("dtype", "value")}
+  return all(all(attr in node.attr for attr in needs.get(node.op, ()))
+             for meta in saved_model.meta_graphs for node in meta.graph_def.node)
 
 
 def damaged_checkpoint(prefix):

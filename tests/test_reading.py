@@ -9,6 +9,8 @@ import io
 import json
 import os
 import shutil
+import subprocess
+import sys
 import types
 import zipfile
 
@@ -444,6 +446,28 @@ def test_fuzzed_saved_model_is_one_line_or_loads_what_was_saved(tmp_path, saved_
     assert error.startswith(f"cannot read the SavedModel {folder}"), error
     return
   np.testing.assert_array_equal(loaded(INPUT).numpy(), expected)
+
+
+@pytest.mark.parametrize("op, attr", [("StatefulPartitionedCall", "f"), ("Const", "dtype")])
+def test_a_graph_node_missing_an_attribute_does_not_crash_the_check(tmp_path, saved_model,
+                                                                    op, attr):
+  """A damaged saved_model.pb that still parses, one node lacking an attribute:
+  TensorFlow's fingerprinting looked the attribute up unchecked and the process
+  died (a segfault or abort, found by the fuzz test above in one full run). The
+  check runs in a child process, so a crash fails this test, not the suite."""
+  from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=g-import-not-at-top
+  folder = tmp_path / "model"
+  shutil.copytree(saved_model[0], folder)
+  graph = saved_model_pb2.SavedModel.FromString((folder / "saved_model.pb").read_bytes())
+  node = next(n for n in graph.meta_graphs[0].graph_def.node if n.op == op)
+  del node.attr[attr]
+  (folder / "saved_model.pb").write_bytes(graph.SerializeToString())
+  code = ("from bit_train import errors, reading\n"
+          "try:\n  reading.check_saved_model(%r)\nexcept errors.UserError:\n  pass\n"
+          % str(folder))
+  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, check=False)
+  assert result.returncode == 0, result.stderr[-2000:]
 
 
 @pytest.mark.parametrize("name", SAVED_MODEL_FILES[2:] + ("saved_model.pb",))

@@ -48,9 +48,10 @@ OP_EVENT = re.compile(r"^[^:\s]+:(\w+)$")  # "scope/name:OpType"
 
 
 def op_seconds(fn, logdir):
-  """{op type: seconds} of one call of `fn`, from a profiler trace."""
+  """{op type: seconds} of one call of `fn` (which runs its step to the end), from
+  a profiler trace."""
   tf.profiler.experimental.start(logdir)
-  fn().numpy()
+  fn()
   tf.profiler.experimental.stop()
   newest = max(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True),
                key=os.path.getmtime)
@@ -142,7 +143,7 @@ def main():
   with tempfile.TemporaryDirectory() as logdir:
     for _ in range(args.rounds):
       for name, step in steps.items():
-        per_round[name].append(op_seconds(step, logdir))
+        per_round[name].append(op_seconds(lambda: step().numpy(), logdir))
   types = set().union(*(r for rounds in per_round.values() for r in rounds))
   ms = {name: {t: 1e3 * float(np.median([r[t] for r in rounds])) for t in types}
         for name, rounds in per_round.items()}

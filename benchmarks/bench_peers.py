@@ -28,6 +28,15 @@ header prints the threads and that policy, the CPU, its bfloat16 flags
 (avx512_bf16: bfloat16 dot products in AVX-512; amx_bf16: AMX tiles) and whether
 it can check the bfloat16 target: on an AMX machine, native bfloat16 at least level
 with timm's, and bfloat16/float32 of the native step at least 1.6x.
+
+`--split` profiles one training step of each variant and precision per round instead
+(TensorFlow's profiler for the TensorFlow variants, ops one at a time; PyTorch's for
+timm) and prints the median ms per step spent in convolutions (Conv2D and its
+gradients, the head's matrix product) and outside them (Group Norm, Weight
+Standardisation, casts, ReLU, the update). On a CPU with AMX, as on GPUs and TPUs,
+both frameworks hand their bfloat16 convolutions to matrix units (oneDNN on CPUs),
+which do not speed up the rest: the time outside the convolutions then decides the
+race, and it is the part of the bfloat16 target a machine without AMX can measure.
 """
 
 import argparse
@@ -122,6 +131,61 @@ def build(variants, precisions, args, images, labels):
   return fns
 
 
+# What counts as convolution work: TensorFlow op types (e.g.
+# _MklNativeConv2DBackpropFilter) and PyTorch op names containing these.
+TF_CONVOLUTIONS = ("Conv2D", "MatMul")
+TORCH_CONVOLUTIONS = ("convolution", "conv2d", "addmm", "aten::mm", "linear")
+
+
+def torch_op_ms(fn):
+  """{op name: ms} of one call of `fn`, by PyTorch's profiler (each op's self time)."""
+  from torch import profiler  # pylint: disable=import-outside-toplevel
+  with profiler.profile(activities=[profiler.ProfilerActivity.CPU]) as prof:
+    fn()
+  return {event.key: event.self_cpu_time_total / 1e3 for event in prof.key_averages()}
+
+
+def split(fns, rounds):
+  """{(variant, precision): (convolution ms, outside ms)} of the training steps in
+  `fns`, each the median of `rounds` profiled steps, the steps taking turns."""
+  import tempfile  # pylint: disable=import-outside-toplevel
+  import bench_bf16_profile  # pylint: disable=import-outside-toplevel
+  steps = {key[:2]: fn for key, fn in fns.items() if key[2] == "train"}
+  parts = {key: [] for key in steps}
+  with tempfile.TemporaryDirectory() as logdir:
+    for r in range(rounds):
+      for (variant, precision), fn in steps.items():
+        if variant.startswith("timm"):
+          ms, kinds = torch_op_ms(fn), TORCH_CONVOLUTIONS
+        else:
+          ms = {op: 1e3 * sec for op, sec in
+                bench_bf16_profile.op_seconds(fn, logdir).items()}
+          kinds = TF_CONVOLUTIONS
+        convs = sum(t for op, t in ms.items() if any(k in op for k in kinds))
+        parts[variant, precision].append((convs, sum(ms.values()) - convs))
+      print(f"round {r + 1}/{rounds} profiled", flush=True)
+  return {key: tuple(statistics.median(p[i] for p in runs) for i in (0, 1))
+          for key, runs in parts.items()}
+
+
+def print_split(parts, precisions):
+  """The split's table, and native's outside time over each peer's."""
+  print(f"\n{'train ms/step (median)':24s}{'convolutions':>14s}{'outside':>10s}"
+        f"{'outside share':>15s}")
+  for (variant, precision), (convs, outside) in parts.items():
+    print(f"{variant + ' ' + precision:24s}{convs:14.0f}{outside:10.0f}"
+          f"{outside / (convs + outside):15.0%}")
+  print()
+  for precision in precisions:
+    for (variant, p), (_, outside) in parts.items():
+      if p == precision and variant != "native" and ("native", p) in parts:
+        native = parts["native", p][1]
+        print(f"outside the convolutions, {precision}: native / {variant} "
+              f"{native / outside:.2f}x ({native:.0f} / {outside:.0f} ms)")
+  return {"/".join(key): {"convolutions_ms": c, "outside_ms": o}
+          for key, (c, o) in parts.items()}
+
+
 def ratio_line(name, num, den):
   """(ratio of the best rates, a line with it and the per-round ratios' median and
   range)."""
@@ -144,10 +208,13 @@ def main():
   parser.add_argument("--variants", default=",".join(VARIANTS))
   parser.add_argument("--precisions", default=",".join(PRECISIONS))
   parser.add_argument("--kinds", default="train,forward")
+  parser.add_argument("--split", action="store_true",
+                      help="profile the training steps: time in and outside the "
+                           "convolutions, instead of the rates")
   args = parser.parse_args()
   variants = args.variants.split(",")
   precisions = args.precisions.split(",")
-  kinds = args.kinds.split(",")
+  kinds = ["train"] if args.split else args.kinds.split(",")
   for name, chosen, known in (("variants", variants, VARIANTS),
                               ("precisions", precisions, PRECISIONS),
                               ("kinds", kinds, ("train", "forward"))):
@@ -169,6 +236,8 @@ def main():
                    torch_version=torch.__version__, timm_version=timm.__version__)
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+  if args.split:  # ops one at a time: each op's span is its cost
+    tf.config.threading.set_inter_op_parallelism_threads(1)
   threads["tensorflow_intra_op"] = args.threads
   import bench_bf16  # pylint: disable=import-outside-toplevel
   flags = bench_bf16.cpu_bf16_flags() or []
@@ -189,6 +258,12 @@ def main():
   for fn in fns.values():  # trace, allocate and warm up
     fn()
     fn()
+  report = {"cpu": cpu_name(), "cpu_bf16_flags": flags, "amx": amx, "threads": threads,
+            "arch": args.arch, "image_size": args.image_size, "batch": args.batch}
+  if args.split:
+    report["train_split"] = print_split(split(fns, args.rounds), precisions)
+    print(json.dumps(report))
+    return
   rates = {key: [] for key in fns}
   for r in range(args.rounds):
     for key, fn in fns.items():
@@ -198,9 +273,7 @@ def main():
       rates[key].append(args.batch * args.steps / (time.perf_counter() - start))
     print(f"round {r + 1}/{args.rounds} done", flush=True)
 
-  report = {"cpu": cpu_name(), "cpu_bf16_flags": flags, "amx": amx, "threads": threads,
-            "arch": args.arch, "image_size": args.image_size, "batch": args.batch,
-            "img_per_s": {"/".join(key): r for key, r in rates.items()}, "ratios": {}}
+  report.update(img_per_s={"/".join(key): r for key, r in rates.items()}, ratios={})
   print(f"\n{'img/s: best (median)':22s}" + "".join(
       f"{p + ' ' + k:>18s}" for k in kinds for p in precisions))
   for variant in variants:

@@ -107,7 +107,39 @@ def _parse_flags(argv):
     original = _raised_by_config_file(e)
     if original is not None:  # a bug in the config file: its traceback
       raise original from None
-    fail(_command_line_mistake(e))
+    fail(_arguments_mistake(e, argv) or _command_line_mistake(e))
+
+
+# Python's words when get_config's parameters and the text after the config file's
+# name (FILE.py:ARGS) do not fit: config_flags calls get_config(ARGS), or
+# get_config() when there is none.
+_TAKES_NONE = re.compile(r"get_config\(\) takes 0 positional arguments but 1 was given")
+_NEEDS_ONE = re.compile(r"get_config\(\) missing 1 required positional argument")
+
+
+def _arguments_mistake(error, argv):
+  """The one line for `--config FILE.py:ARGS` given to a get_config() that takes no
+  parameter, or `--config FILE.py` to one that needs one; else None. The call failed
+  before any of the file's code ran, so it is the command line's mistake, not the
+  file's bug. argv: the command line, or the `FILE.py[:ARGS]` text itself."""
+  given = [argv] if isinstance(argv, str) else [v for _, _, v in _config_values(argv)]
+  if not given or _raised_by_config_file(error) is not None:
+    return None
+  path, has_args, args = given[-1].partition(":")
+  refused = _TAKES_NONE if has_args else _NEEDS_ONE
+  while error is not None and not (isinstance(error, TypeError)
+                                   and refused.match(str(error))):
+    error = error.__cause__ or error.__context__
+  if error is None:
+    return None
+  if has_args:
+    return (f"the config file {path} takes no arguments (its get_config() has no "
+            f"parameter), but {args!r} follows its name: give --config {path} and set "
+            "fields with --config.<field>=<value>, or define get_config(arg=None) and "
+            "apply arg (see bit_train/configs/transfer.py).")
+  return (f"the config file {path} needs an argument (its get_config has a parameter "
+          f"without a default): give it after the file's name, --config {path}:ARG, or "
+          "define get_config(arg=None).")
 
 
 def _command_line_mistake(e):
@@ -328,8 +360,14 @@ def load_config(source, overrides=(), flag_name="config"):
   given = isinstance(source, str) or bool(getattr(source, "present", False))
   if isinstance(source, str):
     check_config_file(source)
-    source = types.SimpleNamespace(value=config_flags.config_flags.ConfigFileFlagParser(
-        flag_name).parse(source))
+    try:
+      parsed = config_flags.config_flags.ConfigFileFlagParser(flag_name).parse(source)
+    except TypeError as e:
+      mistake = _arguments_mistake(e, source)
+      if mistake is None:
+        raise
+      raise UserError(mistake) from None
+    source = types.SimpleNamespace(value=parsed)
   config = source.value
   if config is None and given:  # config_flags keeps a None that get_config returned
     raise UserError(f"the config file's get_config returned None (--{flag_name}): "

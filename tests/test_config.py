@@ -179,6 +179,33 @@ def test_config_file_without_get_config_says_so(tmp_path, capsys):
       "ConfigDict: define it (see bit_train/configs/transfer.py)."]
 
 
+@pytest.mark.parametrize("parameters, arg, line", [
+    # The TypeError's traceback came out flattened into one line of config_flags' frames.
+    ("", ":seed=1",
+     "the config file {path} takes no arguments (its get_config() has no parameter), "
+     "but 'seed=1' follows its name: give --config {path} and set fields with "
+     "--config.<field>=<value>, or define get_config(arg=None) and apply arg (see "
+     "bit_train/configs/transfer.py)."),
+    ("arg", "",
+     "the config file {path} needs an argument (its get_config has a parameter without "
+     "a default): give it after the file's name, --config {path}:ARG, or define "
+     "get_config(arg=None)."),
+], ids=["arguments_to_no_parameter", "no_argument_to_a_parameter"])
+def test_arguments_get_config_cannot_take_are_one_line(tmp_path, capsys, parameters,
+                                                       arg, line):
+  """A command-line mistake (the file's code never ran), in bit-train and in the
+  experiments' plans."""
+  path = tmp_path / "own.py"
+  path.write_text("from bit_train import config as c\n\n\n"
+                  f"def get_config({parameters}):\n  return c.base_config()\n")
+  code, stderr = parse_config_flag(f"{path}{arg}", capsys)
+  assert code == 2 and "Traceback" not in stderr
+  assert error_lines(stderr) == ["error: " + line.format(path=path)]
+  with pytest.raises(UserError) as error:
+    plans.load_config(f"{path}{arg}")
+  assert str(error.value) == line.format(path=path)
+
+
 def test_a_tilde_no_shell_expanded_is_the_home_folder(tmp_path, capsys, monkeypatch):
   """`--workdir=~/w` and `data_dir=~/images` reach no shell's tilde expansion: the
   run wrote into a folder named `~` under the current one, and the data folder was

@@ -38,10 +38,14 @@ def _running_an_entry_point(argv):
 # TensorFlow's C++ lines (absl's format: level+date, time, thread, file:line]).
 # TF_CPP_MIN_LOG_LEVEL quiets those logged after absl's initialisation; TensorFlow
 # 2.21 writes the ones logged before it (its start-up lines) to stderr regardless,
-# so those are filtered out of stderr.
+# so those are filtered out of stderr. Python's absl logs a record in the same
+# format, and before the flags are parsed (config_flags' warning on a get_config
+# that returned None, which the command's own error line says) first a line saying
+# so: both are filtered out too.
 _NATIVE_LINE = re.compile(
     rb"[IWE]\d{4} [\d:]+\.\d+ +\d+ [^ ]+:\d+\] |"
     rb"WARNING: All log messages before absl::InitializeLog\(\) is called|"
+    rb"WARNING: Logging before flag parsing goes to stderr\.|"
     rb"To enable the following instructions: .* rebuild TensorFlow")
 
 

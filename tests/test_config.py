@@ -243,6 +243,20 @@ def test_a_config_file_s_mistake_is_one_line_saying_what_it_is(tmp_path, capsys,
   assert not (tmp_path / "w").exists()
 
 
+def test_a_config_file_returning_none_prints_its_error_line_alone(tmp_path, cli):
+  """A real process: config_flags logs a warning on it before the flags are parsed,
+  and absl's "WARNING: Logging before flag parsing goes to stderr." stood above the
+  error line."""
+  path = tmp_path / "own.py"
+  path.write_text("def get_config(arg=None):\n  config = {'seed': 1}\n")
+  result = cli("bit_train.train", "--config", path, "--workdir", tmp_path / "w",
+               "--dry_run")
+  assert result.returncode == 2
+  assert result.stderr.splitlines() == [
+      "error: the config file's get_config returned None (--config): return the config, "
+      "e.g. bit_train.config.base_config() changed as your run needs."]
+
+
 @pytest.mark.parametrize("body", ["return {'dataset': 'cifar10'}",
                                   "return ml_collections.ConfigDict({'seed': 1})"])
 def test_a_config_not_made_from_base_config_says_so(tmp_path, capsys, body):

@@ -34,10 +34,10 @@ from bit_train import specs
 from bit_train import files
 from bit_train import helptext
 from bit_train import reading
-from bit_train.errors import AGAIN, EXIT_INTERRUPTED, Interrupted, UserError, interrupted, quote
+from bit_train.errors import AGAIN, EXIT_INTERRUPTED, EXIT_TERMINATED, Interrupted, Terminated
+from bit_train.errors import UserError, interrupted, quote
 
 EXIT_USER_ERROR = 2
-EXIT_TERMINATED = 143  # 128 + SIGTERM: bit-train saved a checkpoint and stopped
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: stdout's reader left (`| head`)
 
 _VERBOSE = flags.DEFINE_bool(console.VERBOSE_FLAG, False,
@@ -294,9 +294,10 @@ def predict():
   console_script("bit-predict")
 
 
-def run(main):
+def run(main, before=None):
   """absl's app.run, with user mistakes reduced to one line and exit code 2, and
-  --help from the declarations (helptext.py)."""
+  --help from the declarations (helptext.py). `before`: what a Ctrl-C or SIGTERM
+  that main does not take over stops before it started (see guarded)."""
   command = _command(main)
   if command and wants_help(sys.argv):
     _print_help_and_exit(command)
@@ -310,14 +311,15 @@ def run(main):
 
   def guarded_main(argv):
     console.configure_python_logs(_VERBOSE.value)
-    return guarded(main, argv)
+    return guarded(main, argv, before=before)
   app.run(guarded_main, argv=argv, flags_parser=_parse_flags)
 
 
-def guarded(main, *args, again=AGAIN):
+def guarded(main, *args, again=AGAIN, before=None):
   """main(*args), ended as every command of the project ends: a user's mistake or a
   path the system refused is one line and exit 2, an interruption its own line and
-  the shells' code, a closed stdout exit 141; `again` says how to go on after Ctrl-C.
+  the shells' code, a closed stdout exit 141; `again` says how to go on after Ctrl-C
+  or SIGTERM, `before` what they stopped before it started (errors.interrupted).
   Anything else is a bug and keeps its traceback."""
   tf = sys.modules.get("tensorflow")  # imported by the entry module, if it uses it
   out_of_memory = (tf.errors.ResourceExhaustedError,) if tf else ()
@@ -340,7 +342,9 @@ def guarded(main, *args, again=AGAIN):
   except Interrupted as e:
     fail(e, e.exit_code)
   except KeyboardInterrupt:
-    fail(interrupted(again), EXIT_INTERRUPTED)
+    fail(interrupted(again, before), EXIT_INTERRUPTED)
+  except Terminated:
+    fail(interrupted(again, before), EXIT_TERMINATED)
 
 
 def reject_arguments(argv):

@@ -174,7 +174,8 @@ def find(path):
   if tf.io.gfile.exists(names):
     return ExportFacts(root=folder, serving=folder, hub_module=None,
                        model=f"the serving model {folder}",
-                       class_names=labels.read_names(names), crop=None, origin=names)
+                       class_names=labels.read_names(names, distinct=True), crop=None,
+                       origin=names)
   return None
 
 
@@ -184,7 +185,8 @@ def _is_export(folder):
 
 # export.json as the trainer writes it; a hand-edited one is checked against this.
 FACTS_SHAPE = reading.Record(optional={
-    "model": (str, reading.NULL), "class_names": (reading.ListOf(str), reading.NULL),
+    "model": (str, reading.NULL),
+    "class_names": (reading.ListOf(str, distinct=True), reading.NULL),
     "crop": (int, reading.NULL)})
 
 

@@ -120,11 +120,18 @@ def read_source(path, what="config file", fix="save it as UTF-8 Python"):
   return text
 
 
-def read_lines(path, what="file", fix="save it as UTF-8 text, one entry per line"):
-  """The file's lines, stripped, trailing blank lines dropped."""
+def read_lines(path, what="file", fix="save it as UTF-8 text, one entry per line",
+               distinct=False):
+  """The file's lines, stripped, trailing blank lines dropped; `distinct`: no line
+  may repeat another (a file whose lines name things one each)."""
   lines = [line.strip() for line in read_text(path, what, fix).splitlines()]
   while lines and not lines[-1]:
     lines.pop()
+  if distinct:
+    try:
+      _check_distinct(lines, "it", "the line")
+    except Damaged as e:
+      raise _fail(path, what, str(e), fix) from None
   return lines
 
 
@@ -133,9 +140,11 @@ def read_lines(path, what="file", fix="save it as UTF-8 text, one entry per line
 
 
 class ListOf:
+  """A JSON list whose every item has the shape `item`; `distinct`: no item equals
+  another (a list naming things one each, such as an export's class names)."""
 
-  def __init__(self, item):
-    self.item = item
+  def __init__(self, item, distinct=False):
+    self.item, self.distinct = item, distinct
 
   def name(self):
     return f"a list of {_name(self.item)}"
@@ -198,9 +207,13 @@ def check_shape(value, shape, where="it"):
   """Raises Damaged naming the first part of `value` that does not have `shape`."""
   if not _is(value, shape):
     raise Damaged(f"{where} is {_describe(value)}, not {_name(shape)}")
+  if isinstance(shape, tuple):  # the alternative it is, checked as deep as the others
+    shape = next(s for s in shape if _is(value, s))
   if isinstance(shape, ListOf):
     for i, item in enumerate(value):
       check_shape(item, shape.item, f"{where}[{i}]")
+    if shape.distinct:
+      _check_distinct(value, where)
   if isinstance(shape, MapOf):
     for key, item in value.items():
       check_shape(item, shape.value, _field(where, key))
@@ -212,6 +225,17 @@ def check_shape(value, shape, where="it"):
     for key, field_shape in shape.optional.items():
       if key in value:
         check_shape(value[key], field_shape, f"{_field(where, key)}")
+
+
+def _check_distinct(values, where, what=None):
+  """Raises Damaged naming the first value of `values` that repeats an earlier one."""
+  seen = set()
+  for value in values:
+    key = json.dumps(value, sort_keys=True)
+    if key in seen:
+      shown = f"{what} {json.dumps(value)[:40]}" if what else _describe(value)
+      raise Damaged(f"{where} holds {shown} twice")
+    seen.add(key)
 
 
 def _field(where, key):

@@ -200,6 +200,8 @@ HAND_EDITED = {
     "a crop that is text": ('{"crop": "thirty-two"}', "its field 'crop' is the string"),
     "a crop of zero": ('{"crop": 0}', "its crop is 0"),
     "class names that are numbers": ('{"class_names": [1, 2, 3]}', "'class_names'"),
+    "a class named twice": ('{"class_names": ["a", "b", "a"]}',
+                            "its field 'class_names' holds the string \"a\" twice"),
 }
 
 

@@ -250,6 +250,14 @@ WORKDIR_HOLDS = {"bit-train": "the plan, checkpoints and exports",
                  "bit-eval": "the metrics"}
 
 
+# The answer to each command's missing --config: a whole command of the README's.
+CONFIG_EXAMPLES = {
+    "bit-train": "bit-train --config transfer:dataset=cifar10,model=BiT-M-R50x1 "
+                 "--workdir W",
+    "bit-eval": "bit-eval --config imagenet_eval:dataset=image_folder,data_dir=photos,"
+                "model_path=W/export --workdir E"}
+
+
 def require_workdir(command, workdir):
   """The one line for a missing --workdir of `command`."""
   if not workdir:
@@ -354,12 +362,13 @@ def reject_arguments(argv):
                     "file (file.py:key=val) or as --config.<field>=<value>.")
 
 
-def load_config(source, overrides=(), flag_name="config"):
+def load_config(source, overrides=(), flag_name="config", command="bit-train"):
   """The validated ConfigDict of a config file, loaded the way --config loads it.
 
   source: the config_flags holder of an entry point's --config, or the text
     `FILE.py[:ARGS]` itself (the experiments runner).
   overrides: `--config.<field>=<value>` (or `<field>=<value>`) settings on top.
+  command: the console script whose --config it is, for the line when it is missing.
   """
   given = isinstance(source, str) or bool(getattr(source, "present", False))
   if isinstance(source, str):
@@ -378,8 +387,8 @@ def load_config(source, overrides=(), flag_name="config"):
                     "return the config, e.g. bit_train.config.base_config() changed "
                     "as your run needs.")
   if config is None:
-    raise UserError(f"--{flag_name} is required, e.g. "
-                    f"--{flag_name} transfer:dataset=cifar10")
+    raise UserError(f"--{flag_name} is required, e.g. {CONFIG_EXAMPLES[command]} "
+                    f"(`{command} --help` lists the configs).")
   try:
     config.keys()
   except OSError as e:  # config_flags defers "file not found" to first access

@@ -16,7 +16,7 @@ from bit_train import config as bit_config
 from bit_train import configs
 from bit_train import train as bit_train
 from bit_train.errors import UserError
-from helpers import ROOT, error_lines, run_here
+from helpers import ROOT, error_lines, run_here, run_module
 from bit_train.data.patterns import write_pattern_folder
 
 
@@ -79,6 +79,19 @@ def test_a_missing_workdir_is_one_line_before_tensorflow_is_imported(capsys):
   assert early == late == [
       "error: --workdir is required: the directory for the plan, checkpoints and "
       "exports."]
+
+
+def test_bit_eval_without_a_config_suggests_a_bit_eval_command(tmp_path):
+  """It suggested bit-train's `--config transfer:dataset=cifar10`. Each command's
+  suggestion is one of its README commands."""
+  result = run_module("bit_train.eval", "--workdir", tmp_path / "e")
+  assert result.returncode == 2
+  assert error_lines(result.stderr) == [
+      "error: --config is required, e.g. bit-eval --config imagenet_eval:"
+      "dataset=image_folder,data_dir=photos,model_path=W/export --workdir E "
+      "(`bit-eval --help` lists the configs)."]
+  for command, example in cli.CONFIG_EXAMPLES.items():
+    assert example.split()[1:] in readme_commands(command), command
 
 
 def readme_commands(program):

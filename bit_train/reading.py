@@ -354,23 +354,12 @@ def check_saved_model(folder, what="SavedModel", fix=SAVED_MODEL_FIX):
   the graph and the variables' index still have the checksums written beside them.
   A damaged file is one UserError line naming it."""
   from bit_train.lazy import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from google.protobuf import message  # pylint: disable=g-import-not-at-top
-  from tensorflow.core.protobuf import fingerprint_pb2, saved_model_pb2  # pylint: disable=g-import-not-at-top
+  from tensorflow.core.protobuf import fingerprint_pb2  # pylint: disable=g-import-not-at-top
   folder = os.fspath(folder)
   graph = os.path.join(folder, "saved_model.pb")
-  if not exists(graph):
-    if exists(os.path.join(folder, "saved_model.pbtxt")):
-      return  # a text SavedModel: TensorFlow's own parse names what is wrong
-    raise UserError(f"{folder} is not a {what}: it has no saved_model.pb: give the "
-                    "folder that holds saved_model.pb and variables/.")
-  data = read_bytes(graph, what, fix)
-  try:
-    parsed = saved_model_pb2.SavedModel.FromString(data)
-  except (message.DecodeError, RuntimeWarning, ValueError) as e:
-    raise _fail(graph, what, f"it is not a SavedModel graph ({quote(e)})", fix) from None
-  if not parsed.meta_graphs:  # e.g. an empty file, which parses as an empty proto
-    raise _fail(graph, what, "it holds no MetaGraph, so it is not a SavedModel graph",
-                fix)
+  parsed = _saved_model_graph(folder, what, fix)
+  if parsed is None:
+    return  # a text SavedModel: TensorFlow's own parse names what is wrong
   fingerprint = os.path.join(folder, "fingerprint.pb")
   create = _fingerprinting()
   if create is None or not exists(fingerprint) or not _fingerprintable(parsed):
@@ -392,6 +381,40 @@ def check_saved_model(folder, what="SavedModel", fix=SAVED_MODEL_FIX):
     if getattr(saved, field) != getattr(now, field):
       raise _fail(name, what, f"its bytes do not match the {field} in {fingerprint}: "
                   "one of the two files is damaged", fix)
+
+
+def _saved_model_graph(folder, what, fix):
+  """The parsed saved_model.pb of `folder` (None for a text SavedModel, whose
+  saved_model.pbtxt TensorFlow's own parse checks); a missing, damaged or empty one
+  is one UserError line."""
+  from google.protobuf import message  # pylint: disable=g-import-not-at-top
+  from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=g-import-not-at-top
+  graph = os.path.join(folder, "saved_model.pb")
+  if not exists(graph):
+    if exists(os.path.join(folder, "saved_model.pbtxt")):
+      return None
+    raise UserError(f"{folder} is not a {what}: it has no saved_model.pb: give the "
+                    "folder that holds saved_model.pb and variables/.")
+  data = read_bytes(graph, what, fix)
+  try:
+    parsed = saved_model_pb2.SavedModel.FromString(data)
+  except (message.DecodeError, RuntimeWarning, ValueError) as e:
+    raise _fail(graph, what, f"it is not a SavedModel graph ({quote(e)})", fix) from None
+  if not parsed.meta_graphs:  # e.g. an empty file, which parses as an empty proto
+    raise _fail(graph, what, "it holds no MetaGraph, so it is not a SavedModel graph",
+                fix)
+  return parsed
+
+
+def signature_outputs(folder, signature="serving_default", what="SavedModel",
+                      fix=SAVED_MODEL_FIX):
+  """The output names of the SavedModel's `signature` (none when it has no such
+  signature), read from saved_model.pb without loading the model; a missing or
+  damaged file is one UserError line."""
+  parsed = _saved_model_graph(os.fspath(folder), what, fix)
+  return {name for meta in (parsed.meta_graphs if parsed else ())
+          if signature in meta.signature_def
+          for name in meta.signature_def[signature].outputs}
 
 
 def _fingerprintable(saved_model):

@@ -34,6 +34,7 @@ from bit_train import specs
 from bit_train import files
 from bit_train import helptext
 from bit_train import reading
+from bit_train import workdir as wd
 from bit_train.errors import AGAIN, EXIT_INTERRUPTED, EXIT_TERMINATED, Interrupted, Terminated
 from bit_train.errors import UserError, interrupted, quote
 
@@ -259,10 +260,12 @@ CONFIG_EXAMPLES = {
 
 
 def require_workdir(command, workdir):
-  """The one line for a missing --workdir of `command`."""
+  """The one line for a missing --workdir of `command`, or one in a trainer export
+  or another run's output folder (workdir.check_not_in_outputs)."""
   if not workdir:
     raise UserError(f"--workdir is required: the directory for "
                     f"{WORKDIR_HOLDS[command]}.")
+  wd.check_not_in_outputs(workdir)
 
 
 def _workdir_given(argv):

@@ -341,9 +341,9 @@ def guarded(main, *args, again=AGAIN, before=None):
   except out_of_memory as e:  # a crop or batch too large for this machine
     shape = re.search(r"tensor with shape\s*(\[[^\]]*\])", str(e))
     fail(f"out of memory: TensorFlow could not allocate "
-         f"{f'a tensor of shape {shape.group(1)}' if shape else quote(e)}: use a smaller "
-         "crop or batch size (bit-train: batch_split=k keeps the batch in k smaller "
-         "micro-batches).")
+         f"{f'a tensor of shape {shape.group(1)}' if shape else 'the memory it needed'}: "
+         "use a smaller crop or batch size (bit-train: batch_split=k keeps the batch in "
+         "k smaller micro-batches).")
   except BrokenPipeError as e:
     output_closed(e)
   except OSError as e:

@@ -107,10 +107,13 @@ def quiet_native_logs(script=False, before=None):
   point (a console script, or a `script` run as __main__), a Ctrl-C or SIGTERM from
   here on that the command does not take over itself is one line
   (errors.interrupted, `before` naming what it stopped before it started) and exit
-  code 130 or 143, imports included; TensorFlow's C++ INFO
-  lines are switched off (TF_CPP_MIN_LOG_LEVEL=1) and stderr goes through a filter
-  that drops its start-up lines and passes everything else on; at exit the filter
-  is drained. Imported anywhere else, it does nothing."""
+  code 130 or 143, imports included; TensorFlow's C++ INFO and WARNING
+  lines are switched off (TF_CPP_MIN_LOG_LEVEL=2: the filter cannot tell the lines
+  after a warning's first from ours, such as the allocator's "Current allocation
+  summary follows." above an out-of-memory error, and some come after the command's
+  last line) and stderr goes through a filter that drops its start-up lines and
+  passes everything else on; at exit the filter is drained. Imported anywhere else,
+  it does nothing."""
   if not (script or _running_an_entry_point(sys.argv)):
     return
   sys.excepthook = _interruption_in_one_line(sys.excepthook, before)
@@ -122,7 +125,7 @@ def quiet_native_logs(script=False, before=None):
     return
   global _stderr_was_terminal
   _stderr_was_terminal = os.isatty(2)
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   original = os.dup(2)
   read_end, write_end = os.pipe()
   os.dup2(write_end, 2)

@@ -94,6 +94,24 @@ def test_bit_eval_without_a_config_suggests_a_bit_eval_command(tmp_path):
     assert example.split()[1:] in readme_commands(command), command
 
 
+def test_out_of_memory_without_a_tensor_shape_is_a_whole_line(capsys):
+  """tf.data's out-of-memory error names no shape: the line said TensorFlow 'could
+  not allocate Graph execution error:' (its message's first line)."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+  def main():
+    raise tf.errors.ResourceExhaustedError(
+        None, None, "Graph execution error:\n\nDetected at node IteratorGetNext\n"
+        "Failed to allocate memory for the batch of component 0")
+  with pytest.raises(SystemExit) as stopped:
+    cli.guarded(main)
+  assert stopped.value.code == 2
+  assert capsys.readouterr().err == (
+      "error: out of memory: TensorFlow could not allocate the memory it needed: use a "
+      "smaller crop or batch size (bit-train: batch_split=k keeps the batch in k smaller "
+      "micro-batches).\n")
+
+
 def readme_commands(program):
   """The README's `program` command lines (from its bash blocks), as argument lists;
   lines that are not one shell command (inside a quoted script) are left out."""

@@ -34,10 +34,11 @@ from bit_train import specs
 from bit_train import files
 from bit_train import helptext
 from bit_train import reading
-from bit_train.errors import AGAIN, EXIT_INTERRUPTED, Interrupted, UserError, interrupted, quote
+from bit_train import workdir as wd
+from bit_train.errors import AGAIN, EXIT_INTERRUPTED, EXIT_TERMINATED, Interrupted, Terminated
+from bit_train.errors import UserError, interrupted, quote
 
 EXIT_USER_ERROR = 2
-EXIT_TERMINATED = 143  # 128 + SIGTERM: bit-train saved a checkpoint and stopped
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: stdout's reader left (`| head`)
 
 _VERBOSE = flags.DEFINE_bool(console.VERBOSE_FLAG, False,
@@ -107,7 +108,39 @@ def _parse_flags(argv):
     original = _raised_by_config_file(e)
     if original is not None:  # a bug in the config file: its traceback
       raise original from None
-    fail(_command_line_mistake(e))
+    fail(_arguments_mistake(e, argv) or _command_line_mistake(e))
+
+
+# Python's words when get_config's parameters and the text after the config file's
+# name (FILE.py:ARGS) do not fit: config_flags calls get_config(ARGS), or
+# get_config() when there is none.
+_TAKES_NONE = re.compile(r"get_config\(\) takes 0 positional arguments but 1 was given")
+_NEEDS_ONE = re.compile(r"get_config\(\) missing 1 required positional argument")
+
+
+def _arguments_mistake(error, argv):
+  """The one line for `--config FILE.py:ARGS` given to a get_config() that takes no
+  parameter, or `--config FILE.py` to one that needs one; else None. The call failed
+  before any of the file's code ran, so it is the command line's mistake, not the
+  file's bug. argv: the command line, or the `FILE.py[:ARGS]` text itself."""
+  given = [argv] if isinstance(argv, str) else [v for _, _, v in _config_values(argv)]
+  if not given or _raised_by_config_file(error) is not None:
+    return None
+  path, has_args, args = given[-1].partition(":")
+  refused = _TAKES_NONE if has_args else _NEEDS_ONE
+  while error is not None and not (isinstance(error, TypeError)
+                                   and refused.match(str(error))):
+    error = error.__cause__ or error.__context__
+  if error is None:
+    return None
+  if has_args:
+    return (f"the config file {path} takes no arguments (its get_config() has no "
+            f"parameter), but {args!r} follows its name: give --config {path} and set "
+            "fields with --config.<field>=<value>, or define get_config(arg=None) and "
+            "apply arg (see bit_train/configs/transfer.py).")
+  return (f"the config file {path} needs an argument (its get_config has a parameter "
+          f"without a default): give it after the file's name, --config {path}:ARG, or "
+          "define get_config(arg=None).")
 
 
 def _command_line_mistake(e):
@@ -218,11 +251,21 @@ WORKDIR_HOLDS = {"bit-train": "the plan, checkpoints and exports",
                  "bit-eval": "the metrics"}
 
 
+# The answer to each command's missing --config: a whole command of the README's.
+CONFIG_EXAMPLES = {
+    "bit-train": "bit-train --config transfer:dataset=cifar10,model=BiT-M-R50x1 "
+                 "--workdir W",
+    "bit-eval": "bit-eval --config imagenet_eval:dataset=image_folder,data_dir=photos,"
+                "model_path=W/export --workdir E"}
+
+
 def require_workdir(command, workdir):
-  """The one line for a missing --workdir of `command`."""
+  """The one line for a missing --workdir of `command`, or one in a trainer export
+  or another run's output folder (workdir.check_not_in_outputs)."""
   if not workdir:
     raise UserError(f"--workdir is required: the directory for "
                     f"{WORKDIR_HOLDS[command]}.")
+  wd.check_not_in_outputs(workdir)
 
 
 def _workdir_given(argv):
@@ -262,9 +305,10 @@ def predict():
   console_script("bit-predict")
 
 
-def run(main):
+def run(main, before=None):
   """absl's app.run, with user mistakes reduced to one line and exit code 2, and
-  --help from the declarations (helptext.py)."""
+  --help from the declarations (helptext.py). `before`: what a Ctrl-C or SIGTERM
+  that main does not take over stops before it started (see guarded)."""
   command = _command(main)
   if command and wants_help(sys.argv):
     _print_help_and_exit(command)
@@ -278,14 +322,15 @@ def run(main):
 
   def guarded_main(argv):
     console.configure_python_logs(_VERBOSE.value)
-    return guarded(main, argv)
+    return guarded(main, argv, before=before)
   app.run(guarded_main, argv=argv, flags_parser=_parse_flags)
 
 
-def guarded(main, *args, again=AGAIN):
+def guarded(main, *args, again=AGAIN, before=None):
   """main(*args), ended as every command of the project ends: a user's mistake or a
   path the system refused is one line and exit 2, an interruption its own line and
-  the shells' code, a closed stdout exit 141; `again` says how to go on after Ctrl-C.
+  the shells' code, a closed stdout exit 141; `again` says how to go on after Ctrl-C
+  or SIGTERM, `before` what they stopped before it started (errors.interrupted).
   Anything else is a bug and keeps its traceback."""
   tf = sys.modules.get("tensorflow")  # imported by the entry module, if it uses it
   out_of_memory = (tf.errors.ResourceExhaustedError,) if tf else ()
@@ -296,9 +341,9 @@ def guarded(main, *args, again=AGAIN):
   except out_of_memory as e:  # a crop or batch too large for this machine
     shape = re.search(r"tensor with shape\s*(\[[^\]]*\])", str(e))
     fail(f"out of memory: TensorFlow could not allocate "
-         f"{f'a tensor of shape {shape.group(1)}' if shape else quote(e)}: use a smaller "
-         "crop or batch size (bit-train: batch_split=k keeps the batch in k smaller "
-         "micro-batches).")
+         f"{f'a tensor of shape {shape.group(1)}' if shape else 'the memory it needed'}: "
+         "use a smaller crop or batch size (bit-train: batch_split=k keeps the batch in "
+         "k smaller micro-batches).")
   except BrokenPipeError as e:
     output_closed(e)
   except OSError as e:
@@ -308,7 +353,9 @@ def guarded(main, *args, again=AGAIN):
   except Interrupted as e:
     fail(e, e.exit_code)
   except KeyboardInterrupt:
-    fail(interrupted(again), EXIT_INTERRUPTED)
+    fail(interrupted(again, before), EXIT_INTERRUPTED)
+  except Terminated:
+    fail(interrupted(again, before), EXIT_TERMINATED)
 
 
 def reject_arguments(argv):
@@ -318,26 +365,33 @@ def reject_arguments(argv):
                     "file (file.py:key=val) or as --config.<field>=<value>.")
 
 
-def load_config(source, overrides=(), flag_name="config"):
+def load_config(source, overrides=(), flag_name="config", command="bit-train"):
   """The validated ConfigDict of a config file, loaded the way --config loads it.
 
   source: the config_flags holder of an entry point's --config, or the text
     `FILE.py[:ARGS]` itself (the experiments runner).
   overrides: `--config.<field>=<value>` (or `<field>=<value>`) settings on top.
+  command: the console script whose --config it is, for the line when it is missing.
   """
   given = isinstance(source, str) or bool(getattr(source, "present", False))
   if isinstance(source, str):
     check_config_file(source)
-    source = types.SimpleNamespace(value=config_flags.config_flags.ConfigFileFlagParser(
-        flag_name).parse(source))
+    try:
+      parsed = config_flags.config_flags.ConfigFileFlagParser(flag_name).parse(source)
+    except TypeError as e:
+      mistake = _arguments_mistake(e, source)
+      if mistake is None:
+        raise
+      raise UserError(mistake) from None
+    source = types.SimpleNamespace(value=parsed)
   config = source.value
   if config is None and given:  # config_flags keeps a None that get_config returned
     raise UserError(f"the config file's get_config returned None (--{flag_name}): "
                     "return the config, e.g. bit_train.config.base_config() changed "
                     "as your run needs.")
   if config is None:
-    raise UserError(f"--{flag_name} is required, e.g. "
-                    f"--{flag_name} transfer:dataset=cifar10")
+    raise UserError(f"--{flag_name} is required, e.g. {CONFIG_EXAMPLES[command]} "
+                    f"(`{command} --help` lists the configs).")
   try:
     config.keys()
   except OSError as e:  # config_flags defers "file not found" to first access

@@ -6,8 +6,9 @@ bit-train, bit-eval or bit-predict run unless `--verbose` is given (or
 BIT_TRAIN_VERBOSE=1). Warnings and errors from any library always show.
 
 Only an entry point's run quiets them, never an import of the package: each entry
-module calls `quiet_native_logs` before it imports TensorFlow, and cli.run calls
-`configure_python_logs` once the flags are parsed.
+module calls `quiet_native_logs` before it imports TensorFlow (which also makes a
+Ctrl-C or SIGTERM from then on one line), and cli.run calls `configure_python_logs`
+once the flags are parsed.
 """
 
 import atexit
@@ -15,6 +16,7 @@ import logging
 import os
 import re
 import shlex
+import signal
 import sys
 import threading
 
@@ -38,10 +40,14 @@ def _running_an_entry_point(argv):
 # TensorFlow's C++ lines (absl's format: level+date, time, thread, file:line]).
 # TF_CPP_MIN_LOG_LEVEL quiets those logged after absl's initialisation; TensorFlow
 # 2.21 writes the ones logged before it (its start-up lines) to stderr regardless,
-# so those are filtered out of stderr.
+# so those are filtered out of stderr. Python's absl logs a record in the same
+# format, and before the flags are parsed (config_flags' warning on a get_config
+# that returned None, which the command's own error line says) first a line saying
+# so: both are filtered out too.
 _NATIVE_LINE = re.compile(
     rb"[IWE]\d{4} [\d:]+\.\d+ +\d+ [^ ]+:\d+\] |"
     rb"WARNING: All log messages before absl::InitializeLog\(\) is called|"
+    rb"WARNING: Logging before flag parsing goes to stderr\.|"
     rb"To enable the following instructions: .* rebuild TensorFlow")
 
 
@@ -74,34 +80,52 @@ def stderr_is_terminal():
   return sys.stderr.isatty()
 
 
-def _ctrl_c_in_one_line(previous):
-  """A sys.excepthook that ends a KeyboardInterrupt no guard caught (Ctrl-C while
-  an entry module imports TensorFlow, before cli.guarded runs) as the guard does:
-  one line and exit code 130; other exceptions go to `previous`."""
+def _interruption_in_one_line(previous, before):
+  """A sys.excepthook that ends a KeyboardInterrupt or errors.Terminated no guard
+  caught (Ctrl-C or SIGTERM while an entry module imports TensorFlow, before
+  cli.guarded runs) as the guard does: one line (errors.interrupted(before=before))
+  and exit code 130 or 143; other exceptions go to `previous`."""
   def hook(kind, value, traceback):
-    if not issubclass(kind, KeyboardInterrupt):
+    codes = {KeyboardInterrupt: errors.EXIT_INTERRUPTED,
+             errors.Terminated: errors.EXIT_TERMINATED}
+    code = next((c for k, c in codes.items() if issubclass(kind, k)), None)
+    if code is None:
       return previous(kind, value, traceback)
-    print(f"error: {errors.interrupted()}", file=sys.stderr, flush=True)
+    print(f"error: {errors.interrupted(before=before)}", file=sys.stderr, flush=True)
     atexit._run_exitfuncs()  # pylint: disable=protected-access  (the stderr filter)
-    os._exit(errors.EXIT_INTERRUPTED)  # pylint: disable=protected-access
+    os._exit(code)  # pylint: disable=protected-access
   return hook
 
 
-def quiet_native_logs(script=False):
+def _raise_terminated(signum, frame):
+  del signum, frame
+  raise errors.Terminated
+
+
+def quiet_native_logs(script=False, before=None):
   """Called by an entry module before it imports TensorFlow. In a run of an entry
-  point (a console script, or a `script` run as __main__), a Ctrl-C from here on is
-  one line and exit code 130 (imports included), TensorFlow's C++ INFO
-  lines are switched off (TF_CPP_MIN_LOG_LEVEL=1) and stderr goes through a filter
-  that drops its start-up lines and passes everything else on; at exit the filter
-  is drained. Imported anywhere else, it does nothing."""
+  point (a console script, or a `script` run as __main__), a Ctrl-C or SIGTERM from
+  here on that the command does not take over itself is one line
+  (errors.interrupted, `before` naming what it stopped before it started) and exit
+  code 130 or 143, imports included; TensorFlow's C++ INFO and WARNING
+  lines are switched off (TF_CPP_MIN_LOG_LEVEL=2: the filter cannot tell the lines
+  after a warning's first from ours, such as the allocator's "Current allocation
+  summary follows." above an out-of-memory error, and some come after the command's
+  last line) and stderr goes through a filter that drops its start-up lines and
+  passes everything else on; at exit the filter is drained. Imported anywhere else,
+  it does nothing."""
   if not (script or _running_an_entry_point(sys.argv)):
     return
-  sys.excepthook = _ctrl_c_in_one_line(sys.excepthook)
+  sys.excepthook = _interruption_in_one_line(sys.excepthook, before)
+  # SIGTERM's default ends the process without a word (a SIG_IGN it inherited is kept).
+  if (threading.current_thread() is threading.main_thread()
+      and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL):
+    signal.signal(signal.SIGTERM, _raise_terminated)
   if verbose_requested():
     return
   global _stderr_was_terminal
   _stderr_was_terminal = os.isatty(2)
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   original = os.dup(2)
   read_end, write_end = os.pipe()
   os.dup2(write_end, 2)

@@ -11,14 +11,25 @@ class UserError(Exception):
 
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
 AGAIN = "run the same command again."
 
 
-def interrupted(again=AGAIN):
-  """The message of a Ctrl-C that stopped no run: what to do next is `again`."""
+def interrupted(again=AGAIN, before=None):
+  """The message of a Ctrl-C or SIGTERM that stopped no run: `before` names what had
+  not started yet (so nothing of it was saved), `again` says what to do next."""
+  if before:
+    return f"interrupted before {before} started (nothing saved): {again}"
   return f"interrupted: {again}"
+
+
+class Terminated(BaseException):
+  """SIGTERM before a command's own handling of it (bit-train's training loop):
+  raised by the handler console.quiet_native_logs installs, so that the command ends
+  as after Ctrl-C, in one line, with exit code 143. A BaseException, as
+  KeyboardInterrupt is: no `except Exception` takes it for a failure."""
 
 
 class Interrupted(Exception):

@@ -106,7 +106,7 @@ def classifier_model(model, num_classes):
 
 def main(argv):
   cli.reject_arguments(argv)
-  config = cli.load_config(_CONFIG)
+  config = cli.load_config(_CONFIG, command="bit-eval")
   cli.require_workdir("bit-eval", _WORKDIR.value)
   run_specs = specs.from_config(config, evals=True)
   evaluators.check_options(run_specs.evals)

@@ -154,10 +154,11 @@ class ExportFacts:
 def find(path):
   """The facts of the trainer export `path` names, else None.
 
-  `path` may be W/export, W/export/serving or W/export/hub_module (or a serving
-  SavedModel copied on its own: its assets keep the class names), on any file
-  system the trainer writes to (gs:// too). A training workdir W is a UserError
-  naming W/export.
+  `path` may be W/export, W/export/serving or W/export/hub_module (or either model
+  folder copied on its own: its assets keep the class names; which one it is, its
+  signature says), on any file system the trainer writes to (gs:// too). A training
+  workdir W is a UserError naming W/export; so is a folder holding an export's model
+  folders without its export.json (written last), naming them.
   """
   if not path or path.startswith(("http://", "https://")):
     return None  # a TF Hub or .npz URL
@@ -170,12 +171,24 @@ def find(path):
   if _is_export(os.path.join(folder, wd.EXPORT)):
     raise UserError(f"{path} is a training workdir, not a model: use "
                     f"{os.path.join(path, 'export')}.")
+  models = [os.path.join(path, d) for d in (wd.HUB_MODULE, wd.SERVING)
+            if reading.exists(os.path.join(folder, d, "saved_model.pb"))]
+  if models:
+    raise UserError(f"{path} holds a trainer export's model folders but not its "
+                    f"{wd.EXPORT_FACTS}, which the trainer writes last (the run's model, "
+                    f"classes and crop): give {' or '.join(models)}, or run the run's "
+                    "bit-train command again to finish its export.")
   names = os.path.join(folder, "assets", wd.CLASS_NAMES)
-  if tf.io.gfile.exists(names):
+  if not tf.io.gfile.exists(names):
+    return None
+  class_names = labels.read_names(names, distinct=True)
+  if "probabilities" in reading.signature_outputs(folder, what="model"):
     return ExportFacts(root=folder, serving=folder, hub_module=None,
-                       model=f"the serving model {folder}",
-                       class_names=labels.read_names(names), crop=None, origin=names)
-  return None
+                       model=f"the serving model {folder}", class_names=class_names,
+                       crop=None, origin=names)
+  return ExportFacts(root=folder, serving=None, hub_module=folder,  # logits out
+                     model=f"the TF Hub module {folder}", class_names=class_names,
+                     crop=None, origin=names)
 
 
 def _is_export(folder):
@@ -184,7 +197,8 @@ def _is_export(folder):
 
 # export.json as the trainer writes it; a hand-edited one is checked against this.
 FACTS_SHAPE = reading.Record(optional={
-    "model": (str, reading.NULL), "class_names": (reading.ListOf(str), reading.NULL),
+    "model": (str, reading.NULL),
+    "class_names": (reading.ListOf(str, distinct=True), reading.NULL),
     "crop": (int, reading.NULL)})
 
 

@@ -10,10 +10,12 @@ from bit_train import reading
 from bit_train.errors import UserError
 
 
-def read_names(path):
-  """The class names in a label file, one per line (blank lines at the end dropped)."""
+def read_names(path, distinct=False):
+  """The class names in a label file, one per line (blank lines at the end dropped).
+  distinct: a name twice makes the file unreadable (one the trainer wrote, which
+  names each class once; a user's lemma list may name two classes alike)."""
   names = reading.read_lines(path, "label file",
-                             "save it as UTF-8 text, one class name per line")
+                             "save it as UTF-8 text, one class name per line", distinct)
   if not names:
     raise UserError(f"the label file {path!r} is empty: it needs one class name per "
                     "line, line i naming the model's output i.")

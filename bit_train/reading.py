@@ -120,11 +120,18 @@ def read_source(path, what="config file", fix="save it as UTF-8 Python"):
   return text
 
 
-def read_lines(path, what="file", fix="save it as UTF-8 text, one entry per line"):
-  """The file's lines, stripped, trailing blank lines dropped."""
+def read_lines(path, what="file", fix="save it as UTF-8 text, one entry per line",
+               distinct=False):
+  """The file's lines, stripped, trailing blank lines dropped; `distinct`: no line
+  may repeat another (a file whose lines name things one each)."""
   lines = [line.strip() for line in read_text(path, what, fix).splitlines()]
   while lines and not lines[-1]:
     lines.pop()
+  if distinct:
+    try:
+      _check_distinct(lines, "it", "the line")
+    except Damaged as e:
+      raise _fail(path, what, str(e), fix) from None
   return lines
 
 
@@ -133,9 +140,11 @@ def read_lines(path, what="file", fix="save it as UTF-8 text, one entry per line
 
 
 class ListOf:
+  """A JSON list whose every item has the shape `item`; `distinct`: no item equals
+  another (a list naming things one each, such as an export's class names)."""
 
-  def __init__(self, item):
-    self.item = item
+  def __init__(self, item, distinct=False):
+    self.item, self.distinct = item, distinct
 
   def name(self):
     return f"a list of {_name(self.item)}"
@@ -198,9 +207,13 @@ def check_shape(value, shape, where="it"):
   """Raises Damaged naming the first part of `value` that does not have `shape`."""
   if not _is(value, shape):
     raise Damaged(f"{where} is {_describe(value)}, not {_name(shape)}")
+  if isinstance(shape, tuple):  # the alternative it is, checked as deep as the others
+    shape = next(s for s in shape if _is(value, s))
   if isinstance(shape, ListOf):
     for i, item in enumerate(value):
       check_shape(item, shape.item, f"{where}[{i}]")
+    if shape.distinct:
+      _check_distinct(value, where)
   if isinstance(shape, MapOf):
     for key, item in value.items():
       check_shape(item, shape.value, _field(where, key))
@@ -212,6 +225,17 @@ def check_shape(value, shape, where="it"):
     for key, field_shape in shape.optional.items():
       if key in value:
         check_shape(value[key], field_shape, f"{_field(where, key)}")
+
+
+def _check_distinct(values, where, what=None):
+  """Raises Damaged naming the first value of `values` that repeats an earlier one."""
+  seen = set()
+  for value in values:
+    key = json.dumps(value, sort_keys=True)
+    if key in seen:
+      shown = f"{what} {json.dumps(value)[:40]}" if what else _describe(value)
+      raise Damaged(f"{where} holds {shown} twice")
+    seen.add(key)
 
 
 def _field(where, key):
@@ -330,23 +354,12 @@ def check_saved_model(folder, what="SavedModel", fix=SAVED_MODEL_FIX):
   the graph and the variables' index still have the checksums written beside them.
   A damaged file is one UserError line naming it."""
   from bit_train.lazy import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from google.protobuf import message  # pylint: disable=g-import-not-at-top
-  from tensorflow.core.protobuf import fingerprint_pb2, saved_model_pb2  # pylint: disable=g-import-not-at-top
+  from tensorflow.core.protobuf import fingerprint_pb2  # pylint: disable=g-import-not-at-top
   folder = os.fspath(folder)
   graph = os.path.join(folder, "saved_model.pb")
-  if not exists(graph):
-    if exists(os.path.join(folder, "saved_model.pbtxt")):
-      return  # a text SavedModel: TensorFlow's own parse names what is wrong
-    raise UserError(f"{folder} is not a {what}: it has no saved_model.pb: give the "
-                    "folder that holds saved_model.pb and variables/.")
-  data = read_bytes(graph, what, fix)
-  try:
-    parsed = saved_model_pb2.SavedModel.FromString(data)
-  except (message.DecodeError, RuntimeWarning, ValueError) as e:
-    raise _fail(graph, what, f"it is not a SavedModel graph ({quote(e)})", fix) from None
-  if not parsed.meta_graphs:  # e.g. an empty file, which parses as an empty proto
-    raise _fail(graph, what, "it holds no MetaGraph, so it is not a SavedModel graph",
-                fix)
+  parsed = _saved_model_graph(folder, what, fix)
+  if parsed is None:
+    return  # a text SavedModel: TensorFlow's own parse names what is wrong
   fingerprint = os.path.join(folder, "fingerprint.pb")
   create = _fingerprinting()
   if create is None or not exists(fingerprint) or not _fingerprintable(parsed):
@@ -368,6 +381,40 @@ def check_saved_model(folder, what="SavedModel", fix=SAVED_MODEL_FIX):
     if getattr(saved, field) != getattr(now, field):
       raise _fail(name, what, f"its bytes do not match the {field} in {fingerprint}: "
                   "one of the two files is damaged", fix)
+
+
+def _saved_model_graph(folder, what, fix):
+  """The parsed saved_model.pb of `folder` (None for a text SavedModel, whose
+  saved_model.pbtxt TensorFlow's own parse checks); a missing, damaged or empty one
+  is one UserError line."""
+  from google.protobuf import message  # pylint: disable=g-import-not-at-top
+  from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=g-import-not-at-top
+  graph = os.path.join(folder, "saved_model.pb")
+  if not exists(graph):
+    if exists(os.path.join(folder, "saved_model.pbtxt")):
+      return None
+    raise UserError(f"{folder} is not a {what}: it has no saved_model.pb: give the "
+                    "folder that holds saved_model.pb and variables/.")
+  data = read_bytes(graph, what, fix)
+  try:
+    parsed = saved_model_pb2.SavedModel.FromString(data)
+  except (message.DecodeError, RuntimeWarning, ValueError) as e:
+    raise _fail(graph, what, f"it is not a SavedModel graph ({quote(e)})", fix) from None
+  if not parsed.meta_graphs:  # e.g. an empty file, which parses as an empty proto
+    raise _fail(graph, what, "it holds no MetaGraph, so it is not a SavedModel graph",
+                fix)
+  return parsed
+
+
+def signature_outputs(folder, signature="serving_default", what="SavedModel",
+                      fix=SAVED_MODEL_FIX):
+  """The output names of the SavedModel's `signature` (none when it has no such
+  signature), read from saved_model.pb without loading the model; a missing or
+  damaged file is one UserError line."""
+  parsed = _saved_model_graph(os.fspath(folder), what, fix)
+  return {name for meta in (parsed.meta_graphs if parsed else ())
+          if signature in meta.signature_def
+          for name in meta.signature_def[signature].outputs}
 
 
 def _fingerprintable(saved_model):

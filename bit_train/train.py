@@ -11,8 +11,11 @@ the plan of a run whose checkpoints are there), exits 0.
 
 from bit_train import console
 
+# What a Ctrl-C or SIGTERM stops before the training loop takes them over (then
+# trainer.py's line names the step and the last checkpoint).
+NOT_STARTED = "the run"
 # Before TensorFlow is imported: its C++ lines stay out of this run (console.py).
-console.quiet_native_logs(script=__name__ == "__main__")
+console.quiet_native_logs(script=__name__ == "__main__", before=NOT_STARTED)
 
 from absl import flags  # pylint: disable=wrong-import-position
 from absl import logging  # pylint: disable=wrong-import-position
@@ -158,7 +161,7 @@ def finished_text(workdir, record, config, trained_eval=None):
 
 
 def run():
-  cli.run(main)
+  cli.run(main, before=NOT_STARTED)
 
 
 if __name__ == "__main__":

@@ -125,6 +125,33 @@ def check_outside(workdir, image_folder):
                     "choose a --workdir outside it.")
 
 
+# The folders a run writes under its workdir, each read back as a whole (an export
+# by bit-eval and bit-predict, checkpoints by a resume).
+RUN_OUTPUTS = (EXPORT, CHECKPOINTS, TENSORBOARD, WORKERS)
+
+
+def check_not_in_outputs(workdir):
+  """The workdir is not in a trainer export (a folder holding export.json: W/export,
+  or a copy of it) nor in another run's output folder (W/export before its export is
+  written, W/checkpoints, ...): what a run or bit-eval writes there would mix into
+  what another command reads as a whole."""
+  if not workdir or "://" in workdir:
+    return
+  here, below = os.path.realpath(workdir), None
+  while True:
+    if os.path.isfile(path(here, EXPORT_FACTS)):
+      raise UserError(f"--workdir {workdir} is in the trainer export {here}: what this "
+                      "command writes would mix into the export, which bit-eval and "
+                      "bit-predict read as a whole: choose a --workdir outside it.")
+    if below in RUN_OUTPUTS and os.path.isfile(path(here, PLAN)):
+      raise UserError(f"--workdir {workdir} is in {path(here, below)}, where the run in "
+                      f"{here} writes its {below}: choose a --workdir outside it.")
+    parent = os.path.dirname(here)
+    if parent == here:
+      return
+    here, below = parent, os.path.basename(here)
+
+
 def longest_names(total_steps, workers=1):
   """The longest paths, relative to W, a run of `total_steps` writes: TensorFlow's
   temporary files of a checkpoint (checkpoints.py) and of the export (export.py),

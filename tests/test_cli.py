@@ -16,7 +16,7 @@ from bit_train import config as bit_config
 from bit_train import configs
 from bit_train import train as bit_train
 from bit_train.errors import UserError
-from helpers import ROOT, error_lines, run_here
+from helpers import ROOT, error_lines, run_here, run_module
 from bit_train.data.patterns import write_pattern_folder
 
 
@@ -79,6 +79,37 @@ def test_a_missing_workdir_is_one_line_before_tensorflow_is_imported(capsys):
   assert early == late == [
       "error: --workdir is required: the directory for the plan, checkpoints and "
       "exports."]
+
+
+def test_bit_eval_without_a_config_suggests_a_bit_eval_command(tmp_path):
+  """It suggested bit-train's `--config transfer:dataset=cifar10`. Each command's
+  suggestion is one of its README commands."""
+  result = run_module("bit_train.eval", "--workdir", tmp_path / "e")
+  assert result.returncode == 2
+  assert error_lines(result.stderr) == [
+      "error: --config is required, e.g. bit-eval --config imagenet_eval:"
+      "dataset=image_folder,data_dir=photos,model_path=W/export --workdir E "
+      "(`bit-eval --help` lists the configs)."]
+  for command, example in cli.CONFIG_EXAMPLES.items():
+    assert example.split()[1:] in readme_commands(command), command
+
+
+def test_out_of_memory_without_a_tensor_shape_is_a_whole_line(capsys):
+  """tf.data's out-of-memory error names no shape: the line said TensorFlow 'could
+  not allocate Graph execution error:' (its message's first line)."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+  def main():
+    raise tf.errors.ResourceExhaustedError(
+        None, None, "Graph execution error:\n\nDetected at node IteratorGetNext\n"
+        "Failed to allocate memory for the batch of component 0")
+  with pytest.raises(SystemExit) as stopped:
+    cli.guarded(main)
+  assert stopped.value.code == 2
+  assert capsys.readouterr().err == (
+      "error: out of memory: TensorFlow could not allocate the memory it needed: use a "
+      "smaller crop or batch size (bit-train: batch_split=k keeps the batch in k smaller "
+      "micro-batches).\n")
 
 
 def readme_commands(program):
@@ -179,9 +210,13 @@ def _importing_tensorflow(pid):
     return "_pywrap_tensorflow_internal" in maps.read()
 
 
-def test_ctrl_c_while_tensorflow_is_imported_is_one_line(tmp_path):
-  """Ctrl-C in the first seconds (the entry module importing TensorFlow, before any
-  guard runs) was a KeyboardInterrupt traceback through TensorFlow's imports."""
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
+                         ids=["ctrl_c", "sigterm"])
+def test_ctrl_c_or_sigterm_while_tensorflow_is_imported_is_one_line(tmp_path, signum,
+                                                                    code):
+  """In the first seconds (the entry module importing TensorFlow, before any guard
+  runs) Ctrl-C was a KeyboardInterrupt traceback through TensorFlow's imports, and
+  SIGTERM ended the process with 143 and nothing printed."""
   write_pattern_folder(tmp_path / "images", per_class=4)
   process = subprocess.Popen(
       [sys.executable, "-m", "bit_train.train", "--config",
@@ -192,9 +227,10 @@ def test_ctrl_c_while_tensorflow_is_imported_is_one_line(tmp_path):
   while not _importing_tensorflow(process.pid):  # its native library is mapped first
     assert process.poll() is None and time.time() < deadline
     time.sleep(0.01)
-  process.send_signal(signal.SIGINT)
+  process.send_signal(signum)
   stderr = process.stderr.read()
-  assert process.wait(timeout=120) == 130, stderr[-3000:]
+  assert process.wait(timeout=120) == code, stderr[-3000:]
   assert "Traceback" not in stderr, stderr[-3000:]
-  [line] = error_lines(stderr)  # the import's line, or the run's if it was quicker
-  assert line.startswith("error: interrupted"), line
+  # The import's line, or the guard's if the run was quicker: the same.
+  assert error_lines(stderr) == ["error: interrupted before the run started (nothing "
+                                 "saved): run the same command again."]

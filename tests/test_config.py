@@ -179,6 +179,33 @@ def test_config_file_without_get_config_says_so(tmp_path, capsys):
       "ConfigDict: define it (see bit_train/configs/transfer.py)."]
 
 
+@pytest.mark.parametrize("parameters, arg, line", [
+    # The TypeError's traceback came out flattened into one line of config_flags' frames.
+    ("", ":seed=1",
+     "the config file {path} takes no arguments (its get_config() has no parameter), "
+     "but 'seed=1' follows its name: give --config {path} and set fields with "
+     "--config.<field>=<value>, or define get_config(arg=None) and apply arg (see "
+     "bit_train/configs/transfer.py)."),
+    ("arg", "",
+     "the config file {path} needs an argument (its get_config has a parameter without "
+     "a default): give it after the file's name, --config {path}:ARG, or define "
+     "get_config(arg=None)."),
+], ids=["arguments_to_no_parameter", "no_argument_to_a_parameter"])
+def test_arguments_get_config_cannot_take_are_one_line(tmp_path, capsys, parameters,
+                                                       arg, line):
+  """A command-line mistake (the file's code never ran), in bit-train and in the
+  experiments' plans."""
+  path = tmp_path / "own.py"
+  path.write_text("from bit_train import config as c\n\n\n"
+                  f"def get_config({parameters}):\n  return c.base_config()\n")
+  code, stderr = parse_config_flag(f"{path}{arg}", capsys)
+  assert code == 2 and "Traceback" not in stderr
+  assert error_lines(stderr) == ["error: " + line.format(path=path)]
+  with pytest.raises(UserError) as error:
+    plans.load_config(f"{path}{arg}")
+  assert str(error.value) == line.format(path=path)
+
+
 def test_a_tilde_no_shell_expanded_is_the_home_folder(tmp_path, capsys, monkeypatch):
   """`--workdir=~/w` and `data_dir=~/images` reach no shell's tilde expansion: the
   run wrote into a folder named `~` under the current one, and the data folder was
@@ -214,6 +241,20 @@ def test_a_config_file_s_mistake_is_one_line_saying_what_it_is(tmp_path, capsys,
   assert result.returncode == 2 and "Traceback" not in result.stderr
   assert error_lines(result.stderr) == [line]
   assert not (tmp_path / "w").exists()
+
+
+def test_a_config_file_returning_none_prints_its_error_line_alone(tmp_path, cli):
+  """A real process: config_flags logs a warning on it before the flags are parsed,
+  and absl's "WARNING: Logging before flag parsing goes to stderr." stood above the
+  error line."""
+  path = tmp_path / "own.py"
+  path.write_text("def get_config(arg=None):\n  config = {'seed': 1}\n")
+  result = cli("bit_train.train", "--config", path, "--workdir", tmp_path / "w",
+               "--dry_run")
+  assert result.returncode == 2
+  assert result.stderr.splitlines() == [
+      "error: the config file's get_config returned None (--config): return the config, "
+      "e.g. bit_train.config.base_config() changed as your run needs."]
 
 
 @pytest.mark.parametrize("body", ["return {'dataset': 'cifar10'}",

@@ -224,6 +224,13 @@ def test_a_dry_run_reads_only_headers_and_the_run_decodes_every_image(tmp_path):
   run_sizes = dict(zip(run.train.paths, run.train.sizes))
   assert set(dry_sizes) - set(run_sizes) == {str(tmp_path / "a" / "bad_crc.png")}
   assert all(dry_sizes[p] == size for p, size in run_sizes.items())
+  # So the dry run's count says what it counted (it said 'readable' images).
+  spec = specs.data_spec(folder_config(tmp_path, holdout_fraction=0.3))
+  assert sources.for_plan(spec).facts.sources["num_examples"] == (
+      f"the 5 train images whose headers read (the run decodes each and skips, naming "
+      f"it, one it cannot) in the class folders in {tmp_path}")
+  assert sources.for_training(spec).facts.sources["num_examples"] == (
+      f"the 4 readable train images in the class folders in {tmp_path}")
 
 
 def test_one_class_is_an_error(tmp_path):

@@ -236,6 +236,16 @@ def test_a_suite_file_s_syntax_error_shows_python_s_lines_without_library_frames
       "fix it."]
 
 
+def test_a_suite_file_that_is_not_there_is_one_line_saying_so(tmp_path):
+  """A name ending in .py is a suite file: a missing one was an 'unknown suite'."""
+  result = runner(str(tmp_path / "missing_suite.py"), "--root", str(tmp_path / "R"),
+                  "--dry_run")
+  assert result.returncode == 2
+  assert error_lines(result.stderr) == [
+      f"error: cannot read the suite file {tmp_path / 'missing_suite.py'}: No such file "
+      "or directory: check the path."]
+
+
 def test_an_sbatch_option_of_more_than_one_line_is_one_line(tmp_path):
   """Its second line went into slurm.sh as a shell command."""
   result = runner("standard", "--root", str(tmp_path), "--emit",

@@ -93,6 +93,42 @@ def test_every_path_of_an_export_reads_the_same_facts(run):
     export.find(workdir)
 
 
+def test_an_export_without_its_export_json_names_its_model_folders(run, predict,
+                                                                   tmp_path):
+  """A copy of W/export without export.json (the trainer writes it last): bit-predict
+  and bit-eval said the folder held no saved_model.pb, not where the models are."""
+  folder, workdir, _ = run
+  copy = tmp_path / "export"
+  shutil.copytree(os.path.join(workdir, "export"), copy,
+                  ignore=shutil.ignore_patterns("export.json"))
+  result = predict("--model", copy, folder)
+  assert result.returncode == 2
+  assert error_lines(result.stderr) == [
+      f"error: {copy} holds a trainer export's model folders but not its export.json, "
+      "which the trainer writes last (the run's model, classes and crop): give "
+      f"{copy}/hub_module or {copy}/serving, or run the run's bit-train command again "
+      "to finish its export."]
+
+
+@pytest.mark.parametrize("name", ["serving", "hub_module"])
+def test_a_model_folder_copied_on_its_own_is_read_as_what_it_is(run, predict, tmp_path,
+                                                                name):
+  """The hub module copied on its own was taken for a serving model (its assets hold
+  the class names too): bit-predict ended in a KeyError traceback, and bit-eval asked
+  for the hub_module folder it had been given."""
+  folder, workdir, _ = run
+  copy = str(tmp_path / "model")
+  shutil.copytree(os.path.join(workdir, "export", name), copy)
+  facts = export.find(copy)
+  assert (facts.serving, facts.hub_module) == (
+      (copy, None) if name == "serving" else (None, copy))
+  assert facts.class_names == list(CLASSES)
+  result = predict("--model", copy, "--json", os.path.join(folder, CLASSES[0], "000.png"))
+  assert result.returncode == 0, result.stderr[-3000:]
+  (image,) = json.loads(result.stdout)["predictions"]
+  assert {p["class"] for p in image["predictions"]} == set(CLASSES)
+
+
 def test_an_export_on_another_file_system_is_found(run):
   """gs:// workdirs (TPU runs): here TensorFlow's in-memory file system."""
   _, workdir, _ = run
@@ -200,6 +236,8 @@ HAND_EDITED = {
     "a crop that is text": ('{"crop": "thirty-two"}', "its field 'crop' is the string"),
     "a crop of zero": ('{"crop": 0}', "its crop is 0"),
     "class names that are numbers": ('{"class_names": [1, 2, 3]}', "'class_names'"),
+    "a class named twice": ('{"class_names": ["a", "b", "a"]}',
+                            "its field 'class_names' holds the string \"a\" twice"),
 }
 
 

@@ -108,6 +108,29 @@ def test_a_label_file_in_utf16_with_a_bom_is_read_and_latin1_is_one_line(tmp_pat
   assert one_line_naming(error, path).startswith(f"cannot read the label file {path}")
 
 
+@pytest.mark.parametrize("where", ["export.json", "serving asset"])
+def test_an_export_naming_a_class_twice_is_one_line_naming_the_file(tmp_path, where):
+  """bit-predict printed two outputs under one name, and bit-eval called export.json
+  a label file lacking a class: the trainer names each class once, so a name twice
+  is a damaged file. A user's label file may name two classes alike (the ILSVRC-2012
+  lemmas have two cranes): it stays readable."""
+  names = ["checker", "vertical", "checker"]
+  if where == "export.json":
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps({"model": "m", "crop": 32, "class_names": names}))
+    says = "its field 'class_names' holds the string \"checker\" twice"
+  else:
+    path = tmp_path / "assets" / "class_names.txt"
+    path.parent.mkdir()
+    path.write_text("\n".join(names) + "\n")
+    says = "it holds the line \"checker\" twice"
+  with pytest.raises(UserError) as error:
+    export.find(str(tmp_path))
+  assert says in one_line_naming(error, path)
+  if where == "serving asset":  # the same lines as a user's label file (--labels)
+    assert labels.read_names(str(path)) == names
+
+
 def test_a_list_of_training_files_in_latin1_is_one_line_naming_it(tmp_path):
   """W/export/trained_files.txt, hand-edited: bit-eval's check of what the model
   trained on (it was read without the reading layer: a UnicodeDecodeError)."""
@@ -233,6 +256,7 @@ def test_fuzzed_export_json_is_one_line_or_the_facts_it_holds(tmp_path, data):
   assert (facts.crop, facts.class_names) == (held.get("crop"), held.get("class_names"))
   assert facts.crop is None or (isinstance(facts.crop, int) and facts.crop >= 1)
   assert facts.class_names is None or all(isinstance(n, str) for n in facts.class_names)
+  assert facts.class_names is None or len(set(facts.class_names)) == len(facts.class_names)
 
 
 PLAN = {"config": {"seed": 0, "dataset": "folder"}, "plan": {"batch_size": 512,

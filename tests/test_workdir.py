@@ -468,6 +468,28 @@ def test_a_workdir_inside_the_image_folder_is_one_line_and_writes_nothing(tmp_pa
   assert sorted(os.listdir(data)) == before
 
 
+@pytest.mark.parametrize("where", ["export", "export/w", "run/export", "run/checkpoints/w"])
+def test_a_workdir_in_an_export_or_a_run_s_output_folder_is_one_line_and_writes_nothing(
+    tmp_path, folder, where):
+  """bit-train wrote its plan.json (bit-eval its eval/) into a trainer export, which
+  bit-eval and bit-predict read as a whole, or into the folders another run writes."""
+  (tmp_path / "export").mkdir()
+  (tmp_path / "export" / "export.json").write_text("{}\n")  # W/export, or a copy
+  (tmp_path / "run").mkdir()
+  (tmp_path / "run" / "plan.json").write_text("{}\n")  # a run's workdir
+  before = snapshot(tmp_path)
+  workdir = tmp_path / where
+  export, run = (os.path.realpath(tmp_path / name) for name in ("export", "run"))
+  says = (f"--workdir {workdir} is in the trainer export {export}: what this command "
+          "writes would mix into the export, which bit-eval and bit-predict read as a "
+          "whole: choose a --workdir outside it." if where.startswith("export") else
+          f"--workdir {workdir} is in {run}/{where.split('/')[1]}, where the run in "
+          f"{run} writes its {where.split('/')[1]}: choose a --workdir outside it.")
+  for dry in ([], ["--dry_run"]):
+    assert train_here(workdir, folder, "", *dry) == says
+  assert snapshot(tmp_path) == before
+
+
 def _namespace_mount_works():
   """Tests that need a real read-only or full file system mount a tmpfs in a private
   mount namespace (`unshare -m`, root only): nothing outside the test sees it."""

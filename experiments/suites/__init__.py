@@ -14,7 +14,6 @@ defines `SUITE = Suite(...)` (see docs/extending.md, "Add an experiment").
 
 import dataclasses
 import importlib.util
-import os
 import sys
 import traceback
 from typing import Callable
@@ -54,8 +53,8 @@ def find(name):
   """The suite called `name`, or the SUITE defined in the Python file `name`."""
   if name in SUITES:
     return SUITES[name]
-  if name.endswith(".py") and os.path.exists(name):
-    reading.read_source(name, "suite file")  # missing, unreadable, undecodable: one line
+  if name.endswith(".py"):  # a file: missing, unreadable, undecodable is one line
+    reading.read_source(name, "suite file")
     spec = importlib.util.spec_from_file_location("_suite_file", name)
     module = importlib.util.module_from_spec(spec)
     try:

@@ -388,12 +388,14 @@ class FolderSource(base.DataSource):
                       "train images is held out for evaluation.")
     train = folder.train
     origin = f"the class folders in {folder.root}"
+    # A dry run reads headers (inspect_images), which cannot show a damaged body.
+    counted = ("readable train images" if self.read else "train images whose headers "
+               "read (the run decodes each and skips, naming it, one it cannot)")
     return base.resolve(
         spec, num_examples=len(train.paths), num_classes=len(folder.class_names),
         image_size=base.typical_size(train.sizes), train_split=folder.train_split,
         eval_split=folder.eval_split, class_names=folder.class_names,
-        sources={"num_examples": f"the {len(train.paths)} readable train images in "
-                                 f"{origin}",
+        sources={"num_examples": f"the {len(train.paths)} {counted} in {origin}",
                  "num_classes": origin,
                  "image_size": base.describe_sizes(
                      train.sizes, f"the headers of all {len(train.paths)} train images")})

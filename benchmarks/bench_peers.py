@@ -146,8 +146,9 @@ def torch_op_ms(fn):
 
 
 def split(fns, rounds):
-  """{(variant, precision): (convolution ms, outside ms)} of the training steps in
-  `fns`, each the median of `rounds` profiled steps, the steps taking turns."""
+  """{(variant, precision): (convolution ms, outside ms, {op outside: ms})} of the
+  training steps in `fns`, each the median of `rounds` profiled steps, the steps
+  taking turns."""
   import tempfile  # pylint: disable=import-outside-toplevel
   import bench_bf16_profile  # pylint: disable=import-outside-toplevel
   steps = {key[:2]: fn for key, fn in fns.items() if key[2] == "train"}
@@ -161,29 +162,42 @@ def split(fns, rounds):
           ms = {op: 1e3 * sec for op, sec in
                 bench_bf16_profile.op_seconds(fn, logdir).items()}
           kinds = TF_CONVOLUTIONS
-        convs = sum(t for op, t in ms.items() if any(k in op for k in kinds))
-        parts[variant, precision].append((convs, sum(ms.values()) - convs))
+        outside = {op: t for op, t in ms.items() if not any(k in op for k in kinds)}
+        parts[variant, precision].append(outside | {None: sum(ms.values())})
       print(f"round {r + 1}/{rounds} profiled", flush=True)
-  return {key: tuple(statistics.median(p[i] for p in runs) for i in (0, 1))
-          for key, runs in parts.items()}
+  result = {}
+  for key, runs in parts.items():
+    total = statistics.median(run.pop(None) for run in runs)
+    ops = {op: statistics.median(run.get(op, 0.) for run in runs)
+           for op in set().union(*runs)}
+    outside = statistics.median(sum(run.values()) for run in runs)
+    result[key] = (total - outside, outside, ops)
+  return result
 
 
 def print_split(parts, precisions):
   """The split's table, and native's outside time over each peer's."""
   print(f"\n{'train ms/step (median)':24s}{'convolutions':>14s}{'outside':>10s}"
         f"{'outside share':>15s}")
-  for (variant, precision), (convs, outside) in parts.items():
+  for (variant, precision), (convs, outside, _) in parts.items():
     print(f"{variant + ' ' + precision:24s}{convs:14.0f}{outside:10.0f}"
           f"{outside / (convs + outside):15.0%}")
   print()
   for precision in precisions:
-    for (variant, p), (_, outside) in parts.items():
+    for (variant, p), (_, outside, _) in parts.items():
       if p == precision and variant != "native" and ("native", p) in parts:
         native = parts["native", p][1]
         print(f"outside the convolutions, {precision}: native / {variant} "
               f"{native / outside:.2f}x ({native:.0f} / {outside:.0f} ms)")
-  return {"/".join(key): {"convolutions_ms": c, "outside_ms": o}
-          for key, (c, o) in parts.items()}
+  print("\nthe largest ops outside the convolutions, ms/step:")
+  for (variant, precision), (_, _, ops) in parts.items():
+    largest = sorted(ops.items(), key=lambda item: -item[1])[:8]
+    print(f"{variant + ' ' + precision:24s}" + ", ".join(
+        f"{op.removeprefix('aten::')} {t:.0f}" for op, t in largest))
+  return {"/".join(key): {"convolutions_ms": round(c, 1), "outside_ms": round(o, 1),
+                          "outside_ops_ms": {op: round(t, 1) for op, t in ops.items()
+                                             if t >= 0.1}}
+          for key, (c, o, ops) in parts.items()}
 
 
 def ratio_line(name, num, den):
@@ -221,6 +235,11 @@ def main():
     if not set(chosen) <= set(known):
       parser.error(f"--{name} takes a comma list of {', '.join(known)}")
 
+  # Library start-up lines out of the report: TensorFlow's C++ ones, and PyTorch's
+  # profiler's start/stop and GPU-probe lines (KINETO_LOG_LEVEL 6 and up).
+  os.environ.setdefault("KINETO_LOG_LEVEL", "6")
+  from bit_train import console  # pylint: disable=import-outside-toplevel
+  console.quiet_native_logs(script=True)
   threads = {}
   # PyTorch (timm imports torchvision, which loads Triton) first: Triton's LLVM
   # loaded after TensorFlow's crashes the process.

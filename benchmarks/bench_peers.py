@@ -33,7 +33,8 @@ with timm's, and bfloat16/float32 of the native step at least 1.6x.
 (TensorFlow's profiler for the TensorFlow variants, ops one at a time; PyTorch's for
 timm) and prints the median ms per step spent in convolutions (Conv2D and its
 gradients, the head's matrix product) and outside them (Group Norm, Weight
-Standardisation, casts, ReLU, the update). On a CPU with AMX, as on GPUs and TPUs,
+Standardisation, casts, ReLU, the update), with the largest ops outside them by
+name. On a CPU with AMX, as on GPUs and TPUs,
 both frameworks hand their bfloat16 convolutions to matrix units (oneDNN on CPUs),
 which do not speed up the rest: the time outside the convolutions then decides the
 race, and it is the part of the bfloat16 target a machine without AMX can measure.

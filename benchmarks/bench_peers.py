@@ -164,15 +164,16 @@ def split(fns, rounds):
                 bench_bf16_profile.op_seconds(fn, logdir).items()}
           kinds = TF_CONVOLUTIONS
         outside = {op: t for op, t in ms.items() if not any(k in op for k in kinds)}
-        parts[variant, precision].append(outside | {None: sum(ms.values())})
+        convs = sum(ms.values()) - sum(outside.values())
+        parts[variant, precision].append((convs, outside))
       print(f"round {r + 1}/{rounds} profiled", flush=True)
   result = {}
   for key, runs in parts.items():
-    total = statistics.median(run.pop(None) for run in runs)
-    ops = {op: statistics.median(run.get(op, 0.) for run in runs)
-           for op in set().union(*runs)}
-    outside = statistics.median(sum(run.values()) for run in runs)
-    result[key] = (total - outside, outside, ops)
+    outsides = [outside for _, outside in runs]
+    ops = {op: statistics.median(run.get(op, 0.) for run in outsides)
+           for op in set().union(*outsides)}
+    result[key] = (statistics.median(convs for convs, _ in runs),
+                   statistics.median(sum(run.values()) for run in outsides), ops)
   return result
 
 
